@@ -1,1 +1,24 @@
-fn main() {}
+//! The `hush` command line: a thin layer that parses arguments, calls the crates and prints.
+
+mod args;
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::args::{Cli, Command, SimulateCommand};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Simulate(SimulateCommand::Frequency(a)) => commands::simulate::frequency(&a),
+        Command::Simulate(SimulateCommand::Mean(a)) => commands::simulate::mean(&a),
+        Command::Sample(a) => commands::sample::run(&a),
+        Command::Audit(a) => commands::audit::run(&a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => commands::report_error(&err),
+    }
+}

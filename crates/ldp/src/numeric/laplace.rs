@@ -78,33 +78,52 @@ impl DiscreteLaplace {
                 max: *LAPLACE_STEPS.end(),
             });
         }
-        // Slightly less loss per step than asked, so threshold rounding cannot push past epsilon.
-        let per_step = epsilon / f64::from(steps) * (1.0 - 1e-9);
-        let len = ((7.0 / per_step).ceil() as usize).clamp(1, MAX_TABLE);
-        // Built from the survival function alpha^(k+1), which f64 holds to full
-        // relative precision even where the CDF is within 2^-40 of one.
-        let cdf: Vec<u64> = (0..len)
-            .map(|k| {
-                Threshold::ceil((-per_step * (k as f64 + 1.0)).exp())
-                    .raw()
-                    .wrapping_neg()
-            })
-            .collect();
-        let weights = Weights::new(&cdf)?;
-        let loss = weights.max_log_ratio(steps as usize);
-        if loss > epsilon {
-            return Err(LdpError::Unrealizable(
-                "discrete Laplace table rounding exceeds epsilon",
-            ));
+        // Slightly less loss per step than asked, so threshold rounding cannot push past
+        // epsilon. The table's rounding moves the log ratio by about 1e-12 whatever
+        // epsilon is, so a relative margin of 1e-9 does not cover epsilons below about
+        // 0.002; those retry with a wider margin (at most 1e-6, which the stated
+        // epsilon then reflects).
+        for margin in [1e-9, 1e-8, 1e-7, 1e-6] {
+            let per_step = epsilon / f64::from(steps) * (1.0 - margin);
+            let cdf = Self::cdf_table(per_step);
+            let weights = Weights::new(&cdf)?;
+            let loss = weights.max_log_ratio(steps as usize);
+            if loss <= epsilon {
+                return Ok(DiscreteLaplace {
+                    range,
+                    steps,
+                    noise_second_moment: weights.noise_second_moment(),
+                    cdf,
+                    weights,
+                    epsilon: round_up_loss(loss),
+                });
+            }
         }
-        Ok(DiscreteLaplace {
-            range,
-            steps,
-            noise_second_moment: weights.noise_second_moment(),
-            cdf,
-            weights,
-            epsilon: round_up_loss(loss),
-        })
+        Err(LdpError::Unrealizable(
+            "discrete Laplace table rounding exceeds epsilon",
+        ))
+    }
+
+    /// The integer CDF thresholds `floor(2^64 (1 - alpha^(k+1)))` of one table period,
+    /// `alpha = e^(-per_step)`.
+    fn cdf_table(per_step: f64) -> Vec<u64> {
+        let len = ((7.0 / per_step).ceil() as usize).clamp(1, MAX_TABLE);
+        // Each threshold comes from whichever of the CDF and the survival function f64
+        // holds to full relative precision: the CDF `-expm1(-x)` while it is below one
+        // half (there `1 - exp(-x)` would keep only the absolute precision of numbers
+        // near one, and the weights, its differences, would lose digits in proportion
+        // to `1/per_step`), the survival `exp(-x)` past that (where the CDF may be
+        // within 2^-40 of one). The two agree as exact reals.
+        (0..len)
+            .map(|k| {
+                let x = per_step * (k as f64 + 1.0);
+                if x < std::f64::consts::LN_2 {
+                    Threshold::floor(-(-x).exp_m1()).raw()
+                } else {
+                    Threshold::ceil((-x).exp()).raw().wrapping_neg()
+                }
+            })
+            .collect()
     }
 
     /// The grid resolution `m`.

@@ -1,0 +1,191 @@
+//! Command-line arguments of every `hush` subcommand, with validation that names
+//! the argument and its valid range (clap exits with code 2 on a bad value).
+
+use clap::{Args, Parser, Subcommand};
+use hush_ldp::{FrequencyKind, MAX_DOMAIN, MAX_EPSILON, NumericKind};
+use hush_stats::{Distribution, Population};
+
+/// Hush: locally differentially private interaction metrics.
+///
+/// Research commands: simulate mechanisms and their estimators, sample raw
+/// mechanism outputs, and audit the privacy loss empirically.
+#[derive(Debug, Parser)]
+#[command(name = "hush", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run many trials of a mechanism and its estimator; compare with the theory.
+    #[command(subcommand)]
+    Simulate(SimulateCommand),
+    /// Print raw perturbed outputs of one input, one per line.
+    Sample(SampleArgs),
+    /// Empirically lower-bound a mechanism's privacy loss (it must not exceed the claim).
+    Audit(AuditArgs),
+}
+
+/// Simulation kinds.
+#[derive(Debug, Subcommand)]
+pub enum SimulateCommand {
+    /// Frequency estimation over a domain 0..D with a frequency oracle.
+    Frequency(FrequencyArgs),
+    /// Mean estimation on [-1, 1] (onebit: [0, 1]) with a numeric mechanism.
+    Mean(MeanArgs),
+}
+
+/// Settings shared by the simulations.
+#[derive(Debug, Args)]
+pub struct TrialArgs {
+    /// Privacy parameter epsilon per report, in (0, 20].
+    #[arg(long, short, value_parser = parse_epsilon)]
+    pub epsilon: f64,
+    /// Number of simulated users, each sending one report per trial.
+    #[arg(long, short = 'n', default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(2..=1_000_000_000))]
+    pub users: u64,
+    /// Number of independent trials (the variance across trials is what is measured).
+    #[arg(long, short, default_value_t = 100, value_parser = clap::value_parser!(u64).range(2..=1_000_000))]
+    pub trials: u64,
+    /// Seed for every random draw: the same seed gives the same numbers.
+    #[arg(long, short, default_value_t = 1)]
+    pub seed: u64,
+    /// Confidence level of the intervals whose coverage is measured, in (0, 1).
+    #[arg(long, default_value_t = 0.95, value_parser = parse_level)]
+    pub level: f64,
+    /// Worker threads (default: all cores). Results do not depend on it.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub threads: Option<u64>,
+    /// Print one JSON object instead of a table (and no progress bar).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `hush simulate frequency`.
+#[derive(Debug, Args)]
+pub struct FrequencyArgs {
+    /// Frequency oracle: grr, sue, oue, olh or hr.
+    #[arg(long, short, value_parser = parse_frequency_kind)]
+    pub mechanism: FrequencyKind,
+    /// Domain size D: values are 0..D, D in [2, 1048576].
+    #[arg(long, short, value_parser = parse_domain)]
+    pub domain: u64,
+    /// How the users' values are spread: zipf (exponent 1.1) or uniform.
+    #[arg(long, default_value = "zipf", value_parser = parse_distribution)]
+    pub distribution: Distribution,
+    /// Shared simulation settings.
+    #[command(flatten)]
+    pub trials: TrialArgs,
+}
+
+/// `hush simulate mean`.
+#[derive(Debug, Args)]
+pub struct MeanArgs {
+    /// Numeric mechanism: laplace, duchi, piecewise, hybrid or onebit.
+    #[arg(long, short, value_parser = parse_numeric_kind)]
+    pub mechanism: NumericKind,
+    /// The users' values: constant:X, uniform, or beta:A,B (stretched over the range).
+    #[arg(long, default_value = "uniform", value_parser = parse_population)]
+    pub population: Population,
+    /// Shared simulation settings.
+    #[command(flatten)]
+    pub trials: TrialArgs,
+}
+
+/// `hush sample`.
+#[derive(Debug, Args)]
+pub struct SampleArgs {
+    /// Any mechanism: grr, sue, oue, olh, hr, laplace, duchi, piecewise, hybrid, onebit.
+    #[arg(long, short)]
+    pub mechanism: String,
+    /// Privacy parameter epsilon, in (0, 20].
+    #[arg(long, short, value_parser = parse_epsilon)]
+    pub epsilon: f64,
+    /// Domain size for frequency oracles, in [2, 1048576].
+    #[arg(long, short, value_parser = parse_domain)]
+    pub domain: Option<u64>,
+    /// The input: a value in 0..D for frequency oracles, a number for numeric ones (clipped).
+    #[arg(long, short, allow_hyphen_values = true)]
+    pub input: String,
+    /// How many outputs to print.
+    #[arg(long, short, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub count: u64,
+    /// Seed; without it the operating system's randomness is used, as in production.
+    #[arg(long, short)]
+    pub seed: Option<u64>,
+}
+
+/// `hush audit`.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Any mechanism: grr, sue, oue, olh, hr, laplace, duchi, piecewise, hybrid, onebit.
+    #[arg(long, short)]
+    pub mechanism: String,
+    /// The epsilon the mechanism is built for (the claim being audited), in (0, 20].
+    #[arg(long, short, value_parser = parse_epsilon)]
+    pub epsilon: f64,
+    /// Domain size for frequency oracles, in [2, 1048576].
+    #[arg(long, short, value_parser = parse_domain)]
+    pub domain: Option<u64>,
+    /// Samples per input in the measurement phase (a pilot run adds a tenth).
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(100..=10_000_000_000))]
+    pub samples: u64,
+    /// Confidence of the lower bound, in (0, 1).
+    #[arg(long, default_value_t = 0.99, value_parser = parse_level)]
+    pub confidence: f64,
+    /// Seed for every random draw.
+    #[arg(long, short, default_value_t = 1)]
+    pub seed: u64,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_f64(s: &str) -> Result<f64, String> {
+    s.trim()
+        .parse::<f64>()
+        .map_err(|_| format!("'{s}' is not a number"))
+}
+
+fn parse_epsilon(s: &str) -> Result<f64, String> {
+    let e = parse_f64(s)?;
+    hush_ldp::check_epsilon(e).map_err(|_| format!("must be a finite number in (0, {MAX_EPSILON}]"))
+}
+
+fn parse_level(s: &str) -> Result<f64, String> {
+    let l = parse_f64(s)?;
+    if l > 0.0 && l < 1.0 {
+        Ok(l)
+    } else {
+        Err("must be in (0, 1), e.g. 0.95".into())
+    }
+}
+
+fn parse_domain(s: &str) -> Result<u64, String> {
+    let d: u64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a whole number"))?;
+    hush_ldp::check_domain(d)
+        .map(u64::from)
+        .map_err(|_| format!("must be in [2, {MAX_DOMAIN}]"))
+}
+
+fn parse_frequency_kind(s: &str) -> Result<FrequencyKind, String> {
+    FrequencyKind::from_name(s).map_err(|e| e.to_string())
+}
+
+fn parse_numeric_kind(s: &str) -> Result<NumericKind, String> {
+    NumericKind::from_name(s).map_err(|e| e.to_string())
+}
+
+fn parse_distribution(s: &str) -> Result<Distribution, String> {
+    s.parse().map_err(|e: hush_stats::StatsError| e.to_string())
+}
+
+fn parse_population(s: &str) -> Result<Population, String> {
+    s.parse().map_err(|e: hush_stats::StatsError| e.to_string())
+}

@@ -1,0 +1,89 @@
+//! The subcommands' bodies: each builds mechanisms from arguments, calls a crate, prints.
+
+pub mod audit;
+pub mod sample;
+pub mod simulate;
+
+use std::process::ExitCode;
+
+use hush_ldp::{AnyFrequencyOracle, AnyNumericMechanism, FrequencyKind, LdpError, NumericKind};
+use hush_stats::StatsError;
+
+/// An argument combination that is wrong in a way clap cannot see; exits with code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Usage(pub String);
+
+/// Prints an error and picks the exit code: 2 for bad arguments, 1 for failures.
+pub fn report_error(err: &anyhow::Error) -> ExitCode {
+    eprintln!("error: {err:#}");
+    let usage = err.chain().any(|e| {
+        e.is::<Usage>()
+            || e.is::<LdpError>()
+            || matches!(
+                e.downcast_ref::<StatsError>(),
+                Some(
+                    StatsError::Argument { .. }
+                        | StatsError::Level(_)
+                        | StatsError::Population(_)
+                        | StatsError::Distribution(_)
+                        | StatsError::Ldp(_)
+                )
+            )
+    });
+    if usage {
+        ExitCode::from(2)
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// A mechanism of either family, built from a name given on the command line.
+pub enum Mechanism {
+    /// A frequency oracle (needs `--domain`).
+    Frequency(AnyFrequencyOracle),
+    /// A numeric mechanism on its simulation range.
+    Numeric(AnyNumericMechanism),
+}
+
+impl Mechanism {
+    /// Builds the mechanism named `name`; frequency oracles require a domain, numeric ones refuse it.
+    pub fn from_args(name: &str, epsilon: f64, domain: Option<u64>) -> anyhow::Result<Self> {
+        if let Ok(kind) = FrequencyKind::from_name(name) {
+            let Some(d) = domain else {
+                return Err(Usage(format!(
+                    "--domain is required for the frequency oracle '{kind}' (a size in [2, {}])",
+                    hush_ldp::MAX_DOMAIN
+                ))
+                .into());
+            };
+            return Ok(Mechanism::Frequency(AnyFrequencyOracle::new(
+                kind, epsilon, d,
+            )?));
+        }
+        if let Ok(kind) = NumericKind::from_name(name) {
+            if domain.is_some() {
+                return Err(Usage(format!(
+                    "--domain applies to frequency oracles only; '{kind}' works on {}",
+                    describe_range(hush_stats::simulate::simulation_range(kind))
+                ))
+                .into());
+            }
+            let range = hush_stats::simulate::simulation_range(kind);
+            return Ok(Mechanism::Numeric(AnyNumericMechanism::new(
+                kind, epsilon, range,
+            )?));
+        }
+        Err(Usage(format!(
+            "unknown mechanism '{name}'; frequency oracles: {}; numeric: {}",
+            FrequencyKind::NAMES,
+            NumericKind::NAMES
+        ))
+        .into())
+    }
+}
+
+/// `[lo, hi]` for messages.
+pub fn describe_range(r: hush_ldp::Range) -> String {
+    format!("[{}, {}]", r.lo(), r.hi())
+}
