@@ -1,0 +1,98 @@
+//! Architecture checks that the compiler cannot make: layering, no IO in the core
+//! crates, and a `//!` header on every source file.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if path.file_name().is_some_and(|n| n == "target") {
+                continue;
+            }
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The core crates compute; they never touch files, sockets, clocks or ambient randomness.
+const CORE_CRATES: &[&str] = &["ldp", "stats"];
+
+const FORBIDDEN_IN_CORE: &[&str] = &[
+    "std::fs",
+    "std::net",
+    "SystemTime",
+    "Instant::now",
+    "SysRng",
+    "OsRng",
+    "thread_rng",
+    "rand::rng(",
+    "std::env",
+    "println!",
+    "eprintln!",
+];
+
+#[test]
+fn core_crates_do_no_io() {
+    for krate in CORE_CRATES {
+        let mut files = Vec::new();
+        rust_files(&root().join("crates").join(krate).join("src"), &mut files);
+        assert!(!files.is_empty(), "no sources found for {krate}");
+        for file in files {
+            let text = fs::read_to_string(&file).unwrap();
+            for needle in FORBIDDEN_IN_CORE {
+                assert!(
+                    !text.contains(needle),
+                    "{} uses {needle}: core crates take time and randomness as arguments",
+                    file.display()
+                );
+            }
+        }
+    }
+}
+
+/// Internal dependencies point one way: ldp <- stats <- (everything else).
+#[test]
+fn dependencies_point_one_way() {
+    let manifest = |krate: &str| {
+        fs::read_to_string(root().join("crates").join(krate).join("Cargo.toml")).unwrap()
+    };
+    let internal = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter_map(|l| l.trim().strip_prefix("hush-"))
+            .map(|rest| rest.split(['.', ' ', '=']).next().unwrap_or("").to_owned())
+            .collect()
+    };
+    assert!(
+        internal(&manifest("ldp")).is_empty(),
+        "hush-ldp must depend on no other hush crate"
+    );
+    assert_eq!(internal(&manifest("stats")), vec!["ldp".to_owned()]);
+}
+
+#[test]
+fn every_source_file_opens_with_a_module_doc() {
+    let mut files = Vec::new();
+    for dir in ["src", "crates", "tests", "examples", "benches"] {
+        rust_files(&root().join(dir), &mut files);
+    }
+    for file in files {
+        let text = fs::read_to_string(&file).unwrap();
+        let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+        assert!(
+            first.starts_with("//!"),
+            "{} must open with a //! line",
+            file.display()
+        );
+    }
+}
