@@ -1,6 +1,8 @@
 //! End-to-end tests of the `hush` research commands: real process, real arguments,
 //! exit codes, JSON fields and the distribution of `hush sample` output.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
+
 use std::process::{Command, Output};
 
 use statrs::distribution::{ChiSquared, ContinuousCDF};

@@ -1,6 +1,8 @@
 //! Architecture checks that the compiler cannot make: layering, no IO in the core
 //! crates, and a `//!` header on every source file.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
+
 use std::fs;
 use std::path::{Path, PathBuf};
 

@@ -4,6 +4,8 @@
 //! Bounds are computed at 99.99% confidence so that a correct mechanism fails a
 //! given seed with probability at most 1e-4 per audit.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
+
 use hush_ldp::{AnyFrequencyOracle, AnyNumericMechanism, FrequencyKind, NoiseRng, NumericKind};
 use hush_stats::audit::{audit_frequency, audit_numeric};
 use hush_stats::simulate::simulation_range;

@@ -7,6 +7,8 @@
 //! coverage fraction with the binomial standard error of T independent trials
 //! (conservative, since the values within one trial are not independent).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
+
 use hush_ldp::FrequencyKind;
 use hush_stats::Distribution;
 use hush_stats::simulate::{Trials, simulate_frequency};

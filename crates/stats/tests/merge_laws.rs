@@ -1,6 +1,8 @@
 //! Property tests: aggregate merges are associative and commutative with the empty
 //! aggregate as identity, so shards and days combine to the same numbers in any order.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
+
 use hush_stats::{BranchMoments, FrequencyAggregate, MeanAggregate, norm_sub};
 use proptest::prelude::*;
 

@@ -5,6 +5,8 @@
 //! for a variance from T trials, the mean's own standard error for bias, and the
 //! binomial standard error for coverage.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
+
 use hush_ldp::NumericKind;
 use hush_stats::Population;
 use hush_stats::simulate::{Trials, simulate_mean};
