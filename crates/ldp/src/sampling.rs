@@ -51,6 +51,21 @@ impl Threshold {
         }
     }
 
+    /// The largest threshold whose probability does not exceed `a / (a + b)`
+    /// (for non-negative `a`, `b` with a positive sum).
+    ///
+    /// Whichever of `a / (a + b)` and `b / (a + b)` is smaller is computed in
+    /// floating point, where it has full relative precision, and the other
+    /// side is its exact integer complement: rounding `1 - 1e-9` directly would
+    /// lose eight digits of the small side, and with them the privacy ratio.
+    pub fn floor_split(a: f64, b: f64) -> Self {
+        if a <= b {
+            Self::floor(a / (a + b))
+        } else {
+            Self::ceil(b / (a + b)).complement()
+        }
+    }
+
     /// The complementary threshold: probability `1 - self.prob()` exactly.
     ///
     /// Threshold 0 has no representable complement (probability 1) and maps to

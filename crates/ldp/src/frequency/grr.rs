@@ -41,7 +41,7 @@ impl Grr {
         let epsilon = check_epsilon(epsilon)?;
         let domain = check_domain(domain)?;
         let e = epsilon.exp();
-        let keep = Threshold::floor(e / (e + f64::from(domain) - 1.0));
+        let keep = Threshold::floor_split(e, f64::from(domain) - 1.0);
         let q = keep.complement_prob() / f64::from(domain - 1);
         if keep.prob() <= q {
             return Err(LdpError::Unrealizable(
@@ -54,6 +54,11 @@ impl Grr {
             others: UniformBelow::new(u64::from(domain - 1)),
             epsilon: round_up_loss((keep.prob() / q).ln()),
         })
+    }
+
+    /// The integer threshold of the keep decision (exact; its complement is exact too).
+    pub fn keep_threshold(&self) -> Threshold {
+        self.keep
     }
 
     /// The realized probability of reporting the true value.

@@ -47,7 +47,7 @@ impl HadamardResponse {
         let epsilon = check_epsilon(epsilon)?;
         let domain = check_domain(domain)?;
         let e = epsilon.exp();
-        let keep = Threshold::floor(e / (e + 1.0));
+        let keep = Threshold::floor_split(e, 1.0);
         if keep.prob() <= keep.complement_prob() {
             return Err(LdpError::Unrealizable(
                 "HR keep probability rounds to one half or less",
@@ -64,6 +64,11 @@ impl HadamardResponse {
     /// The Hadamard order `K` (outputs are below it).
     pub fn order(&self) -> u32 {
         self.order
+    }
+
+    /// The integer threshold of the keep decision (exact; its complement is exact too).
+    pub fn keep_threshold(&self) -> Threshold {
+        self.keep
     }
 
     /// The realized probability of reporting an element of the value's own set.

@@ -63,7 +63,7 @@ impl Olh {
         let e = epsilon.exp();
         // e^eps <= e^20 < 2^29, so the range fits in u32 with room to spare.
         let range = e.round() as u32 + 1;
-        let keep = Threshold::floor(e / (e + f64::from(range) - 1.0));
+        let keep = Threshold::floor_split(e, f64::from(range) - 1.0);
         let q = keep.complement_prob() / f64::from(range - 1);
         if keep.prob() <= q {
             return Err(LdpError::Unrealizable(
@@ -82,6 +82,11 @@ impl Olh {
     /// The hash range `g`.
     pub fn hash_range(&self) -> u32 {
         self.range
+    }
+
+    /// The integer threshold of the keep decision (exact; its complement is exact too).
+    pub fn keep_threshold(&self) -> Threshold {
+        self.keep
     }
 
     /// The realized probability of reporting the true hash value.

@@ -50,7 +50,7 @@ impl UnaryEncoding {
     pub fn symmetric(epsilon: f64, domain: u64) -> Result<Self, LdpError> {
         let epsilon = check_epsilon(epsilon)?;
         let half = (epsilon / 2.0).exp();
-        let p = Threshold::floor(half / (half + 1.0));
+        let p = Threshold::floor_split(half, 1.0);
         Self::with_thresholds(UnaryVariant::Symmetric, domain, p, p.complement())
     }
 

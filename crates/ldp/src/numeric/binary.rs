@@ -21,7 +21,7 @@ impl BinaryCore {
     fn new(epsilon: f64, range: Range) -> Result<Self, LdpError> {
         let epsilon = check_epsilon(epsilon)?;
         let e = epsilon.exp();
-        let high = Threshold::floor(e / (e + 1.0));
+        let high = Threshold::floor_split(e, 1.0);
         let low = high.complement();
         if low >= high {
             return Err(LdpError::Unrealizable(

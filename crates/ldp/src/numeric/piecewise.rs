@@ -75,7 +75,7 @@ impl Piecewise {
         let window = ((n * (c - 1.0) / (2.0 * c)).round() as u32).clamp(1, cells - 1);
         let (h, outside) = (f64::from(window), f64::from(cells - window));
         let e = epsilon.exp();
-        let in_window = Threshold::floor(h * e / (h * e + outside));
+        let in_window = Threshold::floor_split(h * e, outside);
         let p_hi = in_window.prob() / h;
         let p_lo = in_window.complement_prob() / outside;
         if p_lo <= 0.0 || p_hi <= p_lo {
