@@ -1,0 +1,563 @@
+//! The metric catalog: what Hush measures, how each metric is clipped or bucketed, which
+//! mechanism privatizes it and with what share of the epsilon. Versioned and hashed.
+
+use std::fmt::Write as _;
+
+use hush_ldp::{AnyFrequencyOracle, AnyNumericMechanism, FrequencyKind, NumericKind, Range};
+use sha2::{Digest, Sha256};
+
+use crate::{RawMeasurements, ReportError, Shortcut};
+
+/// What kind of quantity a metric is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    /// A non-negative count per period; estimated as a population mean.
+    Count,
+    /// A share in `[0, 1]`, bucketed; estimated as a distribution over buckets.
+    Ratio,
+    /// One category out of a fixed list; estimated as a distribution.
+    Categorical,
+}
+
+impl MetricKind {
+    /// Lowercase name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Count => "count",
+            Self::Ratio => "ratio",
+            Self::Categorical => "categorical",
+        }
+    }
+}
+
+/// The quantity a metric reads from [`RawMeasurements`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Measure {
+    /// Minutes with any input.
+    ActiveMinutes,
+    /// Key releases of every kind.
+    Keystrokes,
+    /// Mouse clicks of any button.
+    Clicks,
+    /// Scroll-wheel notches.
+    ScrollNotches,
+    /// Pointer travel in thousands of pixels.
+    PointerTravel,
+    /// Longest run of consecutive active minutes.
+    LongestFocus,
+    /// Text keys per minute with typing; absent when there was no typing.
+    TypingSpeed,
+    /// Share of text keys that were Backspace or Delete; absent when there was no typing.
+    CorrectionRate,
+    /// Share of keystrokes among keystrokes, clicks and scroll notches; absent with no input.
+    KeyboardShare,
+    /// The most used allow-listed shortcut (ties to the earlier one); absent when none was used.
+    TopShortcut,
+}
+
+impl Measure {
+    fn name(self) -> &'static str {
+        match self {
+            Self::ActiveMinutes => "active_minutes",
+            Self::Keystrokes => "keystrokes",
+            Self::Clicks => "clicks",
+            Self::ScrollNotches => "scroll_notches",
+            Self::PointerTravel => "pointer_travel",
+            Self::LongestFocus => "longest_focus",
+            Self::TypingSpeed => "typing_speed",
+            Self::CorrectionRate => "correction_rate",
+            Self::KeyboardShare => "keyboard_share",
+            Self::TopShortcut => "top_shortcut",
+        }
+    }
+
+    /// Reads the quantity; `None` where it is undefined (no typing, no input, no shortcut).
+    pub fn read(self, raw: &RawMeasurements) -> Option<f64> {
+        let ratio = |num: u64, den: u64| (den > 0).then(|| num as f64 / den as f64);
+        match self {
+            Self::ActiveMinutes => Some(f64::from(raw.active_minutes())),
+            Self::Keystrokes => Some(raw.keystrokes() as f64),
+            Self::Clicks => Some(raw.clicks() as f64),
+            Self::ScrollNotches => Some(f64::from(raw.scroll_notches())),
+            Self::PointerTravel => Some(raw.pointer_travel_px() as f64 / 1000.0),
+            Self::LongestFocus => Some(f64::from(raw.longest_focus_minutes())),
+            Self::TypingSpeed => ratio(raw.text_keys(), u64::from(raw.typing_minutes())),
+            Self::CorrectionRate => ratio(
+                u64::from(raw.keys_of(crate::KeyClass::Edit)),
+                raw.text_keys(),
+            ),
+            Self::KeyboardShare => ratio(
+                raw.keystrokes(),
+                raw.keystrokes() + raw.clicks() + u64::from(raw.scroll_notches()),
+            ),
+            Self::TopShortcut => {
+                let (best, uses) = Shortcut::ALL
+                    .iter()
+                    .map(|&s| (s, raw.shortcut_uses(s)))
+                    .fold(
+                        (None, 0),
+                        |acc, (s, n)| if n > acc.1 { (Some(s), n) } else { acc },
+                    );
+                best.filter(|_| uses > 0).map(|s| s.index() as f64)
+            }
+        }
+    }
+}
+
+/// How a metric's value is encoded for its mechanism.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Encoding {
+    /// Clipped to `[lo, hi]` and privatized by a numeric mechanism.
+    Numeric {
+        /// The numeric mechanism.
+        mechanism: NumericKind,
+        /// Clipping lower bound.
+        lo: f64,
+        /// Clipping upper bound.
+        hi: f64,
+    },
+    /// Bucket 0 means "undefined"; otherwise bucket `1 + i` where `i` counts the
+    /// ascending `edges` at or below the value. Privatized by a frequency oracle.
+    Buckets {
+        /// The frequency oracle.
+        mechanism: FrequencyKind,
+        /// Ascending bucket edges.
+        edges: Vec<f64>,
+        /// One label per bucket (`edges.len() + 2` of them), for people.
+        labels: Vec<String>,
+    },
+    /// Category 0 means "none"; otherwise `1 + index`. Privatized by a frequency oracle.
+    Categories {
+        /// The frequency oracle.
+        mechanism: FrequencyKind,
+        /// One label per category, "none" first.
+        labels: Vec<String>,
+    },
+}
+
+/// A metric's value before privatization.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MetricValue {
+    /// A clipped number (numeric encodings).
+    Number(f64),
+    /// A bucket or category index (frequency encodings).
+    Category(u32),
+}
+
+/// A mechanism built for one metric at a given epsilon.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetricMechanism {
+    /// For bucket and category encodings.
+    Frequency(AnyFrequencyOracle),
+    /// For numeric encodings.
+    Numeric(AnyNumericMechanism),
+}
+
+/// One metric of the catalog.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Metric {
+    /// Stable identifier, used in reports, datasets and plots.
+    pub name: &'static str,
+    /// What it means, for the person whose laptop is measured.
+    pub description: &'static str,
+    /// Unit of the value, for people.
+    pub unit: &'static str,
+    /// Count, ratio or categorical.
+    pub kind: MetricKind,
+    /// The quantity read from the raw measurements.
+    pub measure: Measure,
+    /// Clipping or bucketing, and the mechanism.
+    pub encoding: Encoding,
+    /// Relative share of a report's epsilon when this metric is in the report.
+    pub weight: u32,
+}
+
+impl Metric {
+    /// The metric's value in `raw`, clipped or bucketed as its encoding says.
+    pub fn value(&self, raw: &RawMeasurements) -> MetricValue {
+        let read = self.measure.read(raw);
+        match &self.encoding {
+            Encoding::Numeric { lo, hi, .. } => {
+                MetricValue::Number(read.unwrap_or(0.0).clamp(*lo, *hi))
+            }
+            Encoding::Buckets { edges, .. } => MetricValue::Category(match read {
+                None => 0,
+                Some(x) => 1 + edges.iter().filter(|&&e| e <= x).count() as u32,
+            }),
+            Encoding::Categories { .. } => MetricValue::Category(read.map_or(0, |i| 1 + i as u32)),
+        }
+    }
+
+    /// The value in words, for the person at the keyboard.
+    pub fn describe(&self, value: MetricValue) -> String {
+        match (&self.encoding, value) {
+            (Encoding::Numeric { .. }, MetricValue::Number(x)) => {
+                format!("{} {}", trim_float(x), self.unit)
+            }
+            (
+                Encoding::Buckets { labels, .. } | Encoding::Categories { labels, .. },
+                MetricValue::Category(c),
+            ) => labels
+                .get(c as usize)
+                .cloned()
+                .unwrap_or_else(|| format!("bucket {c}")),
+            (_, MetricValue::Number(x)) => trim_float(x),
+            (_, MetricValue::Category(c)) => format!("bucket {c}"),
+        }
+    }
+
+    /// The domain size of a frequency encoding (`None` for numeric ones).
+    pub fn domain(&self) -> Option<u32> {
+        match &self.encoding {
+            Encoding::Numeric { .. } => None,
+            Encoding::Buckets { edges, .. } => Some(edges.len() as u32 + 1),
+            Encoding::Categories { labels, .. } => Some(labels.len() as u32),
+        }
+    }
+
+    /// Builds the metric's mechanism for `epsilon`.
+    pub fn mechanism(&self, epsilon: f64) -> Result<MetricMechanism, ReportError> {
+        Ok(match &self.encoding {
+            Encoding::Numeric { mechanism, lo, hi } => MetricMechanism::Numeric(
+                AnyNumericMechanism::new(*mechanism, epsilon, Range::new(*lo, *hi)?)?,
+            ),
+            Encoding::Buckets { mechanism, .. } | Encoding::Categories { mechanism, .. } => {
+                let d = self.domain().map_or(0, u64::from);
+                MetricMechanism::Frequency(AnyFrequencyOracle::new(*mechanism, epsilon, d)?)
+            }
+        })
+    }
+}
+
+fn trim_float(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.2}")
+    }
+}
+
+/// A 16-byte digest of a catalog's canonical description: reports carry it so the
+/// collector knows exactly how to decode and estimate them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CatalogHash(pub [u8; 16]);
+
+impl std::fmt::Display for CatalogHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A versioned list of metrics and how reports sample them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Catalog {
+    version: u16,
+    metrics_per_report: u8,
+    metrics: Vec<Metric>,
+    hash: CatalogHash,
+}
+
+impl Catalog {
+    /// Builds a catalog, checking that names are unique, numeric ranges valid,
+    /// bucket edges ascending with matching labels, and `metrics_per_report` in
+    /// `1..=metrics.len()`.
+    pub fn new(
+        version: u16,
+        metrics_per_report: u8,
+        metrics: Vec<Metric>,
+    ) -> Result<Self, ReportError> {
+        let bad = |why: String| Err(ReportError::Catalog(why));
+        if metrics.is_empty()
+            || metrics_per_report == 0
+            || usize::from(metrics_per_report) > metrics.len()
+        {
+            return bad(format!(
+                "metrics_per_report must be in 1..={}, got {metrics_per_report}",
+                metrics.len()
+            ));
+        }
+        for (i, m) in metrics.iter().enumerate() {
+            if metrics[..i].iter().any(|o| o.name == m.name) {
+                return bad(format!("duplicate metric name '{}'", m.name));
+            }
+            if m.weight == 0 {
+                return bad(format!("metric '{}' has weight 0", m.name));
+            }
+            match &m.encoding {
+                Encoding::Numeric { lo, hi, .. } => {
+                    Range::new(*lo, *hi)?;
+                }
+                Encoding::Buckets { edges, labels, .. } => {
+                    if edges.windows(2).any(|w| w[0] >= w[1])
+                        || edges.iter().any(|e| !e.is_finite())
+                    {
+                        return bad(format!("metric '{}': bucket edges must ascend", m.name));
+                    }
+                    if labels.len() != edges.len() + 2 {
+                        return bad(format!(
+                            "metric '{}': needs {} labels",
+                            m.name,
+                            edges.len() + 2
+                        ));
+                    }
+                }
+                Encoding::Categories { labels, .. } => {
+                    if labels.len() < 2 {
+                        return bad(format!("metric '{}': needs at least 2 categories", m.name));
+                    }
+                }
+            }
+        }
+        let hash = Self::digest(version, metrics_per_report, &metrics);
+        Ok(Catalog {
+            version,
+            metrics_per_report,
+            metrics,
+            hash,
+        })
+    }
+
+    fn digest(version: u16, k: u8, metrics: &[Metric]) -> CatalogHash {
+        // A canonical text form: every field that changes decoding or estimation.
+        // `{:?}` prints f64 so that it parses back to the same value.
+        let mut text = format!("hush-catalog\nversion={version}\nmetrics_per_report={k}\n");
+        for m in metrics {
+            let _ = write!(
+                text,
+                "metric={}|{}|{}|w={}|",
+                m.name,
+                m.kind.name(),
+                m.measure.name(),
+                m.weight
+            );
+            let _ = match &m.encoding {
+                Encoding::Numeric { mechanism, lo, hi } => {
+                    writeln!(text, "numeric|{mechanism}|{lo:?}|{hi:?}")
+                }
+                Encoding::Buckets {
+                    mechanism,
+                    edges,
+                    labels,
+                } => {
+                    writeln!(text, "buckets|{mechanism}|{edges:?}|{labels:?}")
+                }
+                Encoding::Categories { mechanism, labels } => {
+                    writeln!(text, "categories|{mechanism}|{labels:?}")
+                }
+            };
+        }
+        let digest = Sha256::digest(text.as_bytes());
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&digest[..16]);
+        CatalogHash(out)
+    }
+
+    /// The catalog version.
+    pub fn version(&self) -> u16 {
+        self.version
+    }
+
+    /// How many metrics each report carries (sampled uniformly without replacement).
+    pub fn metrics_per_report(&self) -> u8 {
+        self.metrics_per_report
+    }
+
+    /// The metrics, in catalog order (a report refers to them by index).
+    pub fn metrics(&self) -> &[Metric] {
+        &self.metrics
+    }
+
+    /// The metric named `name`.
+    pub fn metric(&self, name: &str) -> Option<&Metric> {
+        self.metrics.iter().find(|m| m.name == name)
+    }
+
+    /// The catalog's digest.
+    pub fn hash(&self) -> CatalogHash {
+        self.hash
+    }
+
+    /// Every metric's value in `raw`, in words: what would be measured before noising.
+    pub fn preview(&self, raw: &RawMeasurements) -> Vec<PreviewLine> {
+        self.metrics
+            .iter()
+            .map(|m| {
+                let value = m.value(raw);
+                PreviewLine {
+                    name: m.name,
+                    description: m.description,
+                    value,
+                    in_words: m.describe(value),
+                }
+            })
+            .collect()
+    }
+
+    /// Hush's default catalog (version 1): ten metrics per day, one per report.
+    ///
+    /// One metric per report at the full epsilon beats splitting the epsilon
+    /// across all of them for mean and frequency estimation (Wang et al.,
+    /// ICDE 2019, Section IV: k = max(1, min(d, floor(eps / 2.5))) is 1 for eps <= 5).
+    /// Ranges are per day and generous: clipping bounds the sensitivity, and
+    /// Dhakal et al. (CHI 2018) put heavy typists near 120 words (about 600 keys)
+    /// a minute at the top end, with a mean near 52 words per minute.
+    pub fn default_v1() -> Self {
+        let labels = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let count = |name, description, unit, measure, hi| Metric {
+            name,
+            description,
+            unit,
+            kind: MetricKind::Count,
+            measure,
+            encoding: Encoding::Numeric {
+                mechanism: NumericKind::Hybrid,
+                lo: 0.0,
+                hi,
+            },
+            weight: 1,
+        };
+        let share_edges: Vec<f64> = (1..10).map(|i| f64::from(i) / 10.0).collect();
+        let share_labels = {
+            let mut l = vec!["no input".to_owned()];
+            l.extend((0..10).map(|i| format!("{}-{}%", i * 10, i * 10 + 10)));
+            l
+        };
+        let mut shortcut_labels = vec!["none".to_owned()];
+        shortcut_labels.extend(Shortcut::ALL.iter().map(|s| s.name().to_owned()));
+        let metrics = vec![
+            count(
+                "active_minutes",
+                "Minutes in the day with any keyboard or mouse input",
+                "minutes",
+                Measure::ActiveMinutes,
+                960.0,
+            ),
+            count(
+                "keystrokes",
+                "Keys pressed in the day (which keys is never recorded)",
+                "keys",
+                Measure::Keystrokes,
+                40_000.0,
+            ),
+            count(
+                "clicks",
+                "Mouse clicks in the day",
+                "clicks",
+                Measure::Clicks,
+                8_000.0,
+            ),
+            count(
+                "scroll_notches",
+                "Scroll-wheel notches in the day",
+                "notches",
+                Measure::ScrollNotches,
+                20_000.0,
+            ),
+            count(
+                "pointer_travel",
+                "Distance the pointer moved in the day",
+                "thousand pixels",
+                Measure::PointerTravel,
+                4_000.0,
+            ),
+            count(
+                "longest_focus",
+                "Longest stretch of consecutive active minutes",
+                "minutes",
+                Measure::LongestFocus,
+                480.0,
+            ),
+            Metric {
+                name: "typing_speed",
+                description: "Keys typed per minute in minutes with typing",
+                unit: "keys per minute",
+                kind: MetricKind::Categorical,
+                measure: Measure::TypingSpeed,
+                encoding: Encoding::Buckets {
+                    mechanism: FrequencyKind::Oue,
+                    edges: vec![50.0, 100.0, 150.0, 200.0, 250.0, 300.0, 400.0],
+                    labels: labels(&[
+                        "no typing",
+                        "under 50",
+                        "50-100",
+                        "100-150",
+                        "150-200",
+                        "200-250",
+                        "250-300",
+                        "300-400",
+                        "400 or more",
+                    ]),
+                },
+                weight: 1,
+            },
+            Metric {
+                name: "correction_rate",
+                description: "Share of typed keys that were Backspace or Delete",
+                unit: "",
+                kind: MetricKind::Ratio,
+                measure: Measure::CorrectionRate,
+                encoding: Encoding::Buckets {
+                    mechanism: FrequencyKind::Oue,
+                    edges: vec![0.02, 0.04, 0.06, 0.08, 0.10, 0.15, 0.20],
+                    labels: labels(&[
+                        "no typing",
+                        "under 2%",
+                        "2-4%",
+                        "4-6%",
+                        "6-8%",
+                        "8-10%",
+                        "10-15%",
+                        "15-20%",
+                        "20% or more",
+                    ]),
+                },
+                weight: 1,
+            },
+            Metric {
+                name: "keyboard_share",
+                description: "Share of input that came from the keyboard rather than clicks and scrolling",
+                unit: "",
+                kind: MetricKind::Ratio,
+                measure: Measure::KeyboardShare,
+                encoding: Encoding::Buckets {
+                    mechanism: FrequencyKind::Oue,
+                    edges: share_edges,
+                    labels: share_labels,
+                },
+                weight: 1,
+            },
+            Metric {
+                name: "top_shortcut",
+                description: "The command shortcut used most in the day (from a fixed list: copy, paste, undo, ...)",
+                unit: "",
+                kind: MetricKind::Categorical,
+                measure: Measure::TopShortcut,
+                encoding: Encoding::Categories {
+                    mechanism: FrequencyKind::Olh,
+                    labels: shortcut_labels,
+                },
+                weight: 1,
+            },
+        ];
+        match Catalog::new(1, 1, metrics) {
+            Ok(c) => c,
+            Err(e) => panic!("the built-in catalog is valid by construction: {e}"),
+        }
+    }
+}
+
+/// One metric's value before noising, for the transparency preview.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreviewLine {
+    /// Metric name.
+    pub name: &'static str,
+    /// What it means.
+    pub description: &'static str,
+    /// The value (clipped or bucketed).
+    pub value: MetricValue,
+    /// The value in words.
+    pub in_words: String,
+}

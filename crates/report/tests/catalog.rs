@@ -1,0 +1,172 @@
+//! The default catalog: its metrics, their values from raw measurements, and its pinned hash.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
+
+use hush_report::{
+    Catalog, Encoding, KeyClass, MetricKind, MetricMechanism, MetricValue, MouseButton,
+    RawMeasurements, Shortcut,
+};
+
+#[test]
+fn default_catalog_covers_the_required_metrics() {
+    let c = Catalog::default_v1();
+    for name in [
+        "active_minutes",
+        "keystrokes",
+        "clicks",
+        "scroll_notches",
+        "pointer_travel",
+        "typing_speed",
+        "correction_rate",
+        "keyboard_share",
+        "longest_focus",
+        "top_shortcut",
+    ] {
+        let m = c.metric(name).unwrap_or_else(|| panic!("missing {name}"));
+        assert!(!m.description.is_empty());
+        // Every metric builds its mechanism at a typical per-report epsilon.
+        assert!(m.mechanism(2.0).is_ok(), "{name}");
+    }
+    assert_eq!(c.version(), 1);
+    assert_eq!(c.metrics_per_report(), 1);
+    assert_eq!(
+        c.metric("top_shortcut").unwrap().domain(),
+        Some(Shortcut::ALL.len() as u32 + 1)
+    );
+    assert!(matches!(
+        c.metric("keystrokes").unwrap().kind,
+        MetricKind::Count
+    ));
+    assert!(matches!(
+        c.metric("top_shortcut").unwrap().mechanism(1.0).unwrap(),
+        MetricMechanism::Frequency(_)
+    ));
+}
+
+/// The hash identifies the catalog on the wire: changing any metric must change it,
+/// and it must not change by accident. Update this constant only with a version bump.
+#[test]
+fn default_catalog_hash_is_pinned() {
+    assert_eq!(
+        Catalog::default_v1().hash().to_string(),
+        GOLDEN_HASH,
+        "the default catalog changed: bump its version and update the golden hash"
+    );
+}
+
+const GOLDEN_HASH: &str = "07f7229626e59edb8a901406c6cb06c4";
+
+#[test]
+fn hash_changes_with_any_field() {
+    let base = Catalog::default_v1();
+    let mut metrics = base.metrics().to_vec();
+    if let Encoding::Numeric { hi, .. } = &mut metrics[0].encoding {
+        *hi += 1.0;
+    }
+    let changed = Catalog::new(1, 1, metrics).unwrap();
+    assert_ne!(changed.hash(), base.hash());
+    let reweighted = {
+        let mut m = base.metrics().to_vec();
+        m[3].weight = 2;
+        Catalog::new(1, 1, m).unwrap()
+    };
+    assert_ne!(reweighted.hash(), base.hash());
+    assert_ne!(
+        Catalog::new(2, 1, base.metrics().to_vec()).unwrap().hash(),
+        base.hash()
+    );
+}
+
+#[test]
+fn invalid_catalogs_are_refused() {
+    let base = Catalog::default_v1();
+    let mut dup = base.metrics().to_vec();
+    dup.push(dup[0].clone());
+    assert!(Catalog::new(1, 1, dup).is_err());
+    assert!(Catalog::new(1, 0, base.metrics().to_vec()).is_err());
+    assert!(Catalog::new(1, 11, base.metrics().to_vec()).is_err());
+    let mut bad_edges = base.metrics().to_vec();
+    if let Encoding::Buckets { edges, .. } = &mut bad_edges[6].encoding {
+        edges.swap(0, 1);
+    }
+    assert!(Catalog::new(1, 1, bad_edges).is_err());
+}
+
+fn sample_day() -> RawMeasurements {
+    let mut raw = RawMeasurements::new(1440);
+    for _ in 0..900 {
+        raw.record_key(KeyClass::Letter);
+    }
+    for _ in 0..100 {
+        raw.record_key(KeyClass::Edit);
+    }
+    for _ in 0..4 {
+        raw.record_chord(Some(Shortcut::Paste));
+    }
+    raw.record_chord(Some(Shortcut::Copy));
+    for _ in 0..95 {
+        raw.record_click(MouseButton::Left);
+    }
+    raw.record_scroll(1);
+    raw.record_pointer_travel(123_456);
+    raw.set_minutes(1440, 50, 8, 25);
+    raw
+}
+
+#[test]
+fn values_are_read_clipped_and_bucketed() {
+    let c = Catalog::default_v1();
+    let raw = sample_day();
+    let v = |name: &str| c.metric(name).unwrap().value(&raw);
+    assert_eq!(v("active_minutes"), MetricValue::Number(50.0));
+    assert_eq!(v("keystrokes"), MetricValue::Number(1005.0));
+    assert_eq!(v("clicks"), MetricValue::Number(95.0));
+    assert_eq!(v("pointer_travel"), MetricValue::Number(123.456));
+    assert_eq!(v("longest_focus"), MetricValue::Number(25.0));
+    // 1000 text keys over 8 typing minutes = 125/min: bucket "100-150" (index 3).
+    assert_eq!(v("typing_speed"), MetricValue::Category(3));
+    // 100 of 1000 text keys were corrections = 10%: bucket "10-15%" (index 6).
+    assert_eq!(v("correction_rate"), MetricValue::Category(6));
+    // 1005 keys of 1005 + 95 + 1 inputs = 91.3%: bucket "90-100%" (index 10).
+    assert_eq!(v("keyboard_share"), MetricValue::Category(10));
+    // Paste (index 2 in the allow-list) was used most: category 3.
+    assert_eq!(v("top_shortcut"), MetricValue::Category(3));
+    let idle = RawMeasurements::new(1440);
+    for name in [
+        "typing_speed",
+        "correction_rate",
+        "keyboard_share",
+        "top_shortcut",
+    ] {
+        assert_eq!(
+            c.metric(name).unwrap().value(&idle),
+            MetricValue::Category(0),
+            "{name}"
+        );
+    }
+    let mut heavy = RawMeasurements::new(1440);
+    heavy.record_pointer_travel(10_000_000_000);
+    assert_eq!(
+        c.metric("pointer_travel").unwrap().value(&heavy),
+        MetricValue::Number(4000.0)
+    );
+}
+
+#[test]
+fn preview_speaks_plain_words() {
+    let c = Catalog::default_v1();
+    let lines = c.preview(&sample_day());
+    assert_eq!(lines.len(), c.metrics().len());
+    let words = |name: &str| {
+        lines
+            .iter()
+            .find(|l| l.name == name)
+            .unwrap()
+            .in_words
+            .clone()
+    };
+    assert_eq!(words("keystrokes"), "1005 keys");
+    assert_eq!(words("typing_speed"), "100-150");
+    assert_eq!(words("top_shortcut"), "paste");
+    assert_eq!(words("pointer_travel"), "123.46 thousand pixels");
+}
