@@ -27,6 +27,28 @@ pub enum Command {
     Sample(SampleArgs),
     /// Empirically lower-bound a mechanism's privacy loss (it must not exceed the claim).
     Audit(AuditArgs),
+    /// The laptop agent: see what it measures, and (soon) run it.
+    #[command(subcommand)]
+    Agent(AgentCommand),
+}
+
+/// Agent subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Watch your keyboard and mouse for a while and show what would be measured,
+    /// before any noise, in plain words. Nothing is stored or sent.
+    Preview(PreviewArgs),
+}
+
+/// `hush agent preview`.
+#[derive(Debug, Args)]
+pub struct PreviewArgs {
+    /// How long to watch, in seconds (1 to 3600).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub seconds: u64,
+    /// Print one JSON object (to this terminal only) instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Simulation kinds.

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::args::{Cli, Command, SimulateCommand};
+use crate::args::{AgentCommand, Cli, Command, SimulateCommand};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -16,6 +16,7 @@ fn main() -> ExitCode {
         Command::Simulate(SimulateCommand::Mean(a)) => commands::simulate::mean(&a),
         Command::Sample(a) => commands::sample::run(&a),
         Command::Audit(a) => commands::audit::run(&a),
+        Command::Agent(AgentCommand::Preview(a)) => commands::preview::run(&a),
     };
     match result {
         Ok(code) => code,

@@ -1,6 +1,7 @@
 //! The subcommands' bodies: each builds mechanisms from arguments, calls a crate, prints.
 
 pub mod audit;
+pub mod preview;
 pub mod sample;
 pub mod simulate;
 

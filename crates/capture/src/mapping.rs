@@ -21,11 +21,13 @@ impl Modifiers {
     }
 }
 
-/// Maps one event at a time. Holds the held modifiers and the last pointer
-/// position (needed for travel distance), nothing else.
+/// Maps one event at a time. Holds the held modifiers, how many chord keys are
+/// still down (a count, not which keys), and the last pointer position (needed
+/// for travel distance); nothing else.
 #[derive(Debug, Default, Clone)]
 pub struct EventMapper {
     held: Modifiers,
+    chord_keys_down: u32,
     last_pointer: Option<(f64, f64)>,
 }
 
@@ -35,21 +37,31 @@ impl EventMapper {
         Self::default()
     }
 
-    /// Maps one event. Keys count on release, because auto-repeat sends a
-    /// stream of presses for one held key; clicks count on press, so the
-    /// spurious button release that accompanies a horizontal scroll is ignored.
+    /// Maps one event.
+    ///
+    /// Plain keys count on release, because auto-repeat sends a stream of
+    /// presses for one held key. Chords count on press, with the modifiers
+    /// held at that moment: people and tools often let go of Ctrl before the
+    /// letter, so the release would see no modifier. Only the number of chord
+    /// keys still down is remembered, so their releases are not counted again.
+    /// Clicks count on press, so the spurious button release that accompanies
+    /// a horizontal scroll is ignored.
     #[inline]
     pub fn map(&mut self, event: &EventType, at_ms: u64) -> Option<Interaction> {
         let kind = match *event {
             EventType::KeyPress(key) => {
-                self.set_modifier(key, true);
-                return None;
+                if self.set_modifier(key, true) || !self.held.command() {
+                    return None;
+                }
+                self.chord_keys_down = self.chord_keys_down.saturating_add(1);
+                InteractionKind::Chord(shortcut(key, self.held))
             }
             EventType::KeyRelease(key) => {
                 if self.set_modifier(key, false) {
                     InteractionKind::Key(KeyClass::Modifier)
-                } else if self.held.command() {
-                    InteractionKind::Chord(shortcut(key, self.held))
+                } else if self.chord_keys_down > 0 {
+                    self.chord_keys_down -= 1;
+                    return None;
                 } else {
                     InteractionKind::Key(classify(key))
                 }
@@ -151,9 +163,15 @@ fn shortcut(key: Key, held: Modifiers) -> Option<Shortcut> {
 mod tests {
     use super::*;
 
+    /// Presses and releases `key`; returns what the press and the release mapped to.
     fn type_key(m: &mut EventMapper, key: Key) -> Option<InteractionKind> {
-        assert_eq!(m.map(&EventType::KeyPress(key), 0), None);
-        m.map(&EventType::KeyRelease(key), 0).map(|i| i.kind)
+        let press = m.map(&EventType::KeyPress(key), 0).map(|i| i.kind);
+        let release = m.map(&EventType::KeyRelease(key), 0).map(|i| i.kind);
+        assert!(
+            press.is_none() || release.is_none(),
+            "{key:?} counted twice"
+        );
+        press.or(release)
     }
 
     #[test]
@@ -258,6 +276,31 @@ mod tests {
         assert_eq!(
             type_key(&mut m, Key::KeyC),
             Some(InteractionKind::Chord(None))
+        );
+    }
+
+    #[test]
+    fn a_chord_counts_when_the_modifier_is_released_first() {
+        // The order xdotool (and hurried people) produce: Ctrl down, C down, Ctrl up, C up.
+        let mut m = EventMapper::new();
+        let kinds: Vec<_> = [
+            EventType::KeyPress(Key::ControlLeft),
+            EventType::KeyPress(Key::KeyC),
+            EventType::KeyRelease(Key::ControlLeft),
+            EventType::KeyRelease(Key::KeyC),
+            EventType::KeyPress(Key::KeyC),
+            EventType::KeyRelease(Key::KeyC),
+        ]
+        .iter()
+        .filter_map(|e| m.map(e, 0).map(|i| i.kind))
+        .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                InteractionKind::Chord(Some(Shortcut::Copy)),
+                InteractionKind::Key(KeyClass::Modifier),
+                InteractionKind::Key(KeyClass::Letter),
+            ]
         );
     }
 

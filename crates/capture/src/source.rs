@@ -167,22 +167,26 @@ pub fn record_for<S: EventSource>(
     let deadline = Instant::now() + duration;
     let mut interactions = 0u64;
     loop {
+        // Wake up at least every 100 ms to notice a lost display while nothing happens.
         let left = deadline.saturating_duration_since(Instant::now());
+        if crate::display_lost() {
+            return Err(CaptureError::DisplayLost);
+        }
         if left.is_zero() {
             break;
         }
-        match stream.receiver().recv_timeout(left) {
+        match stream
+            .receiver()
+            .recv_timeout(left.min(Duration::from_millis(100)))
+        {
             Ok(i) => {
                 interactions += 1;
                 // The window is as long as the recording, so nothing closes early.
                 drop(aggregator.observe(i));
             }
-            Err(RecvTimeoutError::Timeout) => break,
+            Err(RecvTimeoutError::Timeout) => {}
             // A scripted source finished: what it sent is all there is.
             Err(RecvTimeoutError::Disconnected) => break,
-        }
-        if crate::display_lost() {
-            return Err(CaptureError::DisplayLost);
         }
     }
     let end = epoch.elapsed_ms().min(start + window_ms);
