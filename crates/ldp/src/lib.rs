@@ -19,6 +19,7 @@
 //! The paired estimators, variances and confidence intervals are in `hush-stats`.
 
 mod bits;
+mod budget;
 mod epsilon;
 mod error;
 mod frequency;
@@ -28,6 +29,7 @@ mod numeric;
 pub mod sampling;
 
 pub use bits::PackedBits;
+pub use budget::{BudgetAccount, BudgetExhausted};
 pub use epsilon::{MAX_DOMAIN, MAX_EPSILON, check_domain, check_epsilon};
 pub use error::LdpError;
 pub use frequency::{Grr, HadamardResponse, Olh, OlhOutput, UnaryEncoding, UnaryVariant};

@@ -210,7 +210,7 @@ impl Metric {
     pub fn domain(&self) -> Option<u32> {
         match &self.encoding {
             Encoding::Numeric { .. } => None,
-            Encoding::Buckets { edges, .. } => Some(edges.len() as u32 + 1),
+            Encoding::Buckets { edges, .. } => Some(edges.len() as u32 + 2),
             Encoding::Categories { labels, .. } => Some(labels.len() as u32),
         }
     }
@@ -239,7 +239,9 @@ fn trim_float(x: f64) -> String {
 
 /// A 16-byte digest of a catalog's canonical description: reports carry it so the
 /// collector knows exactly how to decode and estimate them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct CatalogHash(pub [u8; 16]);
 
 impl std::fmt::Display for CatalogHash {

@@ -1,11 +1,15 @@
 //! What Hush measures and what may leave a device: the metric catalog, the raw
-//! per-window measurements (which may not leave), and the identity-free vocabulary
-//! of interactions.
+//! per-window measurements (which may not leave), the privatizer, and the
+//! privatized `Report` with its versioned wire codec.
 //!
 //! - the [`Catalog`] — the versioned, hashed list of metrics, each with its clipping
 //!   range or buckets, its mechanism and its share of the epsilon.
 //! - the [`RawMeasurements`] — one window's true counts; not serializable, not
 //!   clonable, redacted in `Debug`, zeroed on drop.
+//! - the [`privatize`] function — `RawMeasurements` in, [`Report`] out; the only
+//!   way to make a report.
+//! - the [`Report`] — the only type that leaves a device; encoded with
+//!   [`Report::encode`] and decoded, with limits, by [`Report::decode`].
 //! - [`KeyClass`], [`MouseButton`], [`Shortcut`] — the coarse vocabulary capture
 //!   maps OS events into.
 //!
@@ -13,13 +17,20 @@
 
 mod catalog;
 mod error;
+mod privatize;
 mod raw;
 mod vocabulary;
+mod wire;
 
 pub use catalog::{
     Catalog, CatalogHash, Encoding, Measure, Metric, MetricKind, MetricMechanism, MetricValue,
     PreviewLine,
 };
 pub use error::ReportError;
+pub use privatize::{MEMO_STEPS, Memo, PrivatizeError, PrivatizeRequest, privatize};
 pub use raw::RawMeasurements;
 pub use vocabulary::{KeyClass, MouseButton, Shortcut};
+pub use wire::{
+    CodecError, MAX_BATCH_BYTES, MAX_BATCH_REPORTS, MAX_REPORT_BYTES, MetricReport, Privatized,
+    Report, ReportId, WIRE_VERSION,
+};
