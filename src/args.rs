@@ -27,9 +27,108 @@ pub enum Command {
     Sample(SampleArgs),
     /// Empirically lower-bound a mechanism's privacy loss (it must not exceed the claim).
     Audit(AuditArgs),
+    /// Time the batch noising kernels against naive Rust and the RNG bound (under a minute).
+    Bench(BenchArgs),
     /// The laptop agent: see what it measures, and (soon) run it.
     #[command(subcommand)]
     Agent(AgentCommand),
+    /// The collector: receive reports, keep aggregates, release estimates and datasets.
+    #[command(subcommand)]
+    Collector(CollectorCommand),
+}
+
+/// Collector subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CollectorCommand {
+    /// Run the HTTP service until ctrl-c or SIGTERM.
+    Serve(ServeArgs),
+    /// Create or revoke bearer tokens (stored hashed; shown once).
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Print an example configuration file with every setting explained.
+    Config,
+    /// Push real reports at a collector on this machine and measure throughput.
+    Loadgen(LoadgenArgs),
+}
+
+/// Where the collector's configuration comes from.
+#[derive(Debug, Args)]
+pub struct ConfigArg {
+    /// Configuration file (TOML); defaults apply to anything it leaves out,
+    /// and without it everything is default (database in the current directory).
+    #[arg(long, short)]
+    pub config: Option<std::path::PathBuf>,
+}
+
+/// `hush collector serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The configuration.
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Listen address, overriding the file (port 0 picks a free port).
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Database file, overriding the file.
+    #[arg(long)]
+    pub database: Option<std::path::PathBuf>,
+}
+
+/// `hush collector token`.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a device token (or an admin token with --admin) and print it once.
+    Create {
+        /// The configuration.
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Cohort of the device (a team or group to split estimates by).
+        #[arg(long, default_value = "default")]
+        cohort: String,
+        /// Create an admin token (reads estimates) instead of a device token.
+        #[arg(long)]
+        admin: bool,
+    },
+    /// Revoke a token; it is refused with 401 from then on.
+    Revoke {
+        /// The configuration.
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The token to revoke.
+        token: String,
+    },
+}
+
+/// `hush collector loadgen`.
+#[derive(Debug, Args)]
+pub struct LoadgenArgs {
+    /// The configuration of the collector under test (its database receives the minted device tokens).
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Collector base URL; only loopback addresses are accepted.
+    #[arg(long, default_value = "http://127.0.0.1:8600")]
+    pub url: String,
+    /// Total reports to send.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub reports: u64,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=512))]
+    pub concurrency: u64,
+    /// Distinct devices.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub devices: u64,
+    /// Reports per upload request.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub batch: u64,
+    /// Seed of the privatizer.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Append the id of every acknowledged report to this file.
+    #[arg(long)]
+    pub acked: Option<std::path::PathBuf>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Agent subcommands.
@@ -138,6 +237,18 @@ pub struct SampleArgs {
     /// Seed; without it the operating system's randomness is used, as in production.
     #[arg(long, short)]
     pub seed: Option<u64>,
+}
+
+/// `hush bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Print one JSON object instead of a table (and no progress bar).
+    #[arg(long)]
+    pub json: bool,
+    /// Tiny sizes and one run each: checks that everything runs, in a second or two
+    /// (the timings are not meaningful).
+    #[arg(long)]
+    pub quick: bool,
 }
 
 /// `hush audit`.

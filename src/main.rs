@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::args::{AgentCommand, Cli, Command, SimulateCommand};
+use crate::args::{AgentCommand, Cli, CollectorCommand, Command, SimulateCommand};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -16,7 +16,12 @@ fn main() -> ExitCode {
         Command::Simulate(SimulateCommand::Mean(a)) => commands::simulate::mean(&a),
         Command::Sample(a) => commands::sample::run(&a),
         Command::Audit(a) => commands::audit::run(&a),
+        Command::Bench(a) => commands::bench::run(&a),
         Command::Agent(AgentCommand::Preview(a)) => commands::preview::run(&a),
+        Command::Collector(CollectorCommand::Serve(a)) => commands::collector::serve(&a),
+        Command::Collector(CollectorCommand::Token(t)) => commands::collector::token(&t),
+        Command::Collector(CollectorCommand::Config) => commands::collector::example_config(),
+        Command::Collector(CollectorCommand::Loadgen(a)) => commands::collector::loadgen(&a),
     };
     match result {
         Ok(code) => code,

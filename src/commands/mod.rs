@@ -1,6 +1,8 @@
 //! The subcommands' bodies: each builds mechanisms from arguments, calls a crate, prints.
 
 pub mod audit;
+pub mod bench;
+pub mod collector;
 pub mod preview;
 pub mod sample;
 pub mod simulate;
