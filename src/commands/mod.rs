@@ -1,7 +1,7 @@
 //! The subcommands' bodies: each builds mechanisms from arguments, calls a crate, prints.
 
+pub mod agent;
 pub mod audit;
-pub mod bench;
 pub mod collector;
 pub mod preview;
 pub mod sample;

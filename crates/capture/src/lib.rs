@@ -24,7 +24,7 @@ pub use error::CaptureError;
 pub use interaction::{Interaction, InteractionKind, InteractionSink, InteractionStream, channel};
 #[cfg(feature = "rdev")]
 pub use listen::{RdevSource, display_lost};
-pub use source::{Epoch, EventSource, RecordingStats, ScriptedSource, record_for};
+pub use source::{Epoch, EventSource, PacedSource, RecordingStats, ScriptedSource, record_for};
 pub use window::{MAX_WINDOW_MS, WindowAggregator};
 
 /// Without the rdev listener, the display can never be lost.

@@ -110,6 +110,54 @@ impl ScriptedSource {
     }
 }
 
+/// A scripted source replayed in real time on an [`Epoch`]: each interaction is
+/// delivered when its time comes and stamped with the epoch's clock, optionally
+/// repeating forever (for agents driven by a replay in tests and demos).
+#[derive(Debug, Clone)]
+pub struct PacedSource {
+    script: Vec<Interaction>,
+    epoch: Epoch,
+    repeat: bool,
+}
+
+impl ScriptedSource {
+    /// Replays this script in real time from `epoch`; with `repeat`, forever.
+    pub fn paced(self, epoch: Epoch, repeat: bool) -> PacedSource {
+        PacedSource {
+            script: self.script,
+            epoch,
+            repeat,
+        }
+    }
+}
+
+impl EventSource for PacedSource {
+    fn run(self, sink: InteractionSink) -> Result<(), CaptureError> {
+        let length = self.script.iter().map(|i| i.at_ms).max().unwrap_or(0) + 1000;
+        let mut base = self.epoch.elapsed_ms();
+        loop {
+            for i in &self.script {
+                let due = base + i.at_ms;
+                let now = self.epoch.elapsed_ms();
+                if due > now {
+                    thread::sleep(Duration::from_millis(due - now));
+                }
+                let stamped = Interaction {
+                    kind: i.kind,
+                    at_ms: self.epoch.elapsed_ms(),
+                };
+                if !sink.send(stamped) {
+                    return Ok(());
+                }
+            }
+            if !self.repeat {
+                return Ok(());
+            }
+            base += length;
+        }
+    }
+}
+
 impl EventSource for ScriptedSource {
     fn run(self, sink: InteractionSink) -> Result<(), CaptureError> {
         for interaction in self.script {

@@ -551,6 +551,74 @@ impl Catalog {
     }
 }
 
+/// One privatized metric as a person can read it: what left the device.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SentLine {
+    /// Metric name.
+    pub name: &'static str,
+    /// The mechanism's name.
+    pub mechanism: &'static str,
+    /// The metric's epsilon.
+    pub epsilon: f64,
+    /// The noised value in words.
+    pub in_words: String,
+}
+
+impl Catalog {
+    /// Describes each metric of a privatized report in words: a numeric value is
+    /// decoded to the (noisy, unbiased) number the collector sees; a frequency
+    /// report lists the buckets or categories it is consistent with.
+    pub fn describe_report(&self, report: &crate::Report) -> Vec<SentLine> {
+        use hush_ldp::{FrequencyOracle, NumericMechanism};
+        report
+            .metrics()
+            .iter()
+            .filter_map(|m| {
+                let metric = self.metrics.get(usize::from(m.metric()))?;
+                let mechanism_name = match &metric.encoding {
+                    Encoding::Numeric { mechanism, .. } => mechanism.name(),
+                    Encoding::Buckets { mechanism, .. }
+                    | Encoding::Categories { mechanism, .. } => mechanism.name(),
+                };
+                let in_words = match (metric.mechanism(m.epsilon()).ok()?, m.value()) {
+                    (MetricMechanism::Numeric(n), v) => {
+                        let p = v.as_grid().filter(|p| n.is_valid_output(*p))?;
+                        format!("{} {} (noised)", trim_float(n.decode(p)), metric.unit)
+                    }
+                    (MetricMechanism::Frequency(o), v) => {
+                        let out = v.as_frequency().filter(|o2| o.is_valid_output(o2))?;
+                        let labels: &[String] = match &metric.encoding {
+                            Encoding::Buckets { labels, .. }
+                            | Encoding::Categories { labels, .. } => labels,
+                            Encoding::Numeric { .. } => &[],
+                        };
+                        let mut supported = Vec::new();
+                        o.for_each_supported(&out, |v| {
+                            supported.push(
+                                labels
+                                    .get(v as usize)
+                                    .cloned()
+                                    .unwrap_or_else(|| v.to_string()),
+                            )
+                        });
+                        if supported.is_empty() {
+                            "consistent with no single answer (noised)".to_owned()
+                        } else {
+                            format!("consistent with: {} (noised)", supported.join(", "))
+                        }
+                    }
+                };
+                Some(SentLine {
+                    name: metric.name,
+                    mechanism: mechanism_name,
+                    epsilon: m.epsilon(),
+                    in_words,
+                })
+            })
+            .collect()
+    }
+}
+
 /// One metric's value before noising, for the transparency preview.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PreviewLine {

@@ -24,7 +24,7 @@ mod wire;
 
 pub use catalog::{
     Catalog, CatalogHash, Encoding, Measure, Metric, MetricKind, MetricMechanism, MetricValue,
-    PreviewLine,
+    PreviewLine, SentLine,
 };
 pub use error::ReportError;
 pub use privatize::{MEMO_STEPS, Memo, PrivatizeError, PrivatizeRequest, privatize};

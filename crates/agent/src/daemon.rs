@@ -1,0 +1,276 @@
+//! `hush agent run`: capture -> windows -> one privatized report per period ->
+//! outbox -> uploader, until stopped.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::RecvTimeoutError;
+use hush_capture::{Epoch, EventSource, WindowAggregator, channel, display_lost};
+use hush_ldp::NoiseRng;
+use hush_report::{Catalog, Memo, PrivatizeError, PrivatizeRequest, RawMeasurements, privatize};
+use rand::SeedableRng;
+
+use crate::durable::atomic_write;
+use crate::outbox::Outbox;
+use crate::uploader::{Backoff, Uploader, flush};
+use crate::{AgentConfig, AgentError, AgentPaths, Enrollment, Ledger};
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The period containing `unix` seconds.
+pub fn period_of(unix: u64, period_seconds: u32) -> u32 {
+    (unix / u64::from(period_seconds.max(1))) as u32
+}
+
+/// Everything `run` needs besides the event source.
+#[derive(Debug, Clone)]
+pub struct Agent {
+    /// Where files live.
+    pub paths: AgentPaths,
+    /// Settings.
+    pub config: AgentConfig,
+    /// Collector and token.
+    pub enrollment: Enrollment,
+}
+
+impl Agent {
+    /// The epsilon of each report: the person's setting, never above the collector's cap.
+    pub fn epsilon(&self) -> f64 {
+        self.config
+            .epsilon_per_period
+            .min(self.enrollment.epsilon_cap)
+    }
+
+    fn paused(&self) -> bool {
+        self.paths.paused().exists()
+    }
+
+    /// Runs until `stop` is set (or the display is lost). Raw measurements live
+    /// only in this function's memory: at a period's end they are consumed by
+    /// the privatizer, and on shutdown the current period's are dropped.
+    pub fn run<S: EventSource>(&self, source: S, stop: Arc<AtomicBool>) -> Result<(), AgentError> {
+        let mut rng = NoiseRng::try_from_rng(&mut rand::rngs::SysRng)
+            .map_err(|e| AgentError::Config(format!("no operating-system randomness: {e}")))?;
+        let epoch = Epoch::now();
+        let (sink, stream) = channel(4096);
+        let mut capture = Some(
+            thread::Builder::new()
+                .name("hush-capture".into())
+                .spawn(move || source.run(sink))?,
+        );
+        let upload = UploadLoop::start(
+            self.clone(),
+            Arc::clone(&stop),
+            NoiseRng::from_rng(&mut rng),
+        )?;
+
+        let period_seconds = self.enrollment.period_seconds;
+        let window_ms = self.config.window_seconds.saturating_mul(1000);
+        let mut period = period_of(unix_now(), period_seconds);
+        let mut period_raw = RawMeasurements::new(0);
+        let mut aggregator = WindowAggregator::new(window_ms, epoch.elapsed_ms())?;
+        let mut ran_unpaused = !self.paused();
+        let mut paused = !ran_unpaused;
+        let mut last_pause_check = Instant::now();
+        tracing::info!(period, epsilon = self.epsilon(), "agent running");
+        while !stop.load(Ordering::SeqCst) {
+            match stream.receiver().recv_timeout(Duration::from_millis(200)) {
+                Ok(interaction) if !paused => {
+                    for w in aggregator.observe(interaction) {
+                        period_raw.absorb(w);
+                    }
+                }
+                Ok(_) => {}
+                Err(RecvTimeoutError::Timeout) => {}
+                // A replay that finished: periods still close on schedule.
+                Err(RecvTimeoutError::Disconnected) => thread::sleep(Duration::from_millis(200)),
+            }
+            for w in aggregator.advance(epoch.elapsed_ms()) {
+                period_raw.absorb(w);
+            }
+            if display_lost() {
+                return Err(AgentError::Capture(hush_capture::CaptureError::DisplayLost));
+            }
+            if capture.as_ref().is_some_and(|c| c.is_finished()) {
+                if let Some(Ok(Err(e))) = capture.take().map(|c| c.join()) {
+                    return Err(AgentError::Capture(e));
+                }
+                tracing::info!("the event source ended; periods continue on schedule");
+            }
+            if last_pause_check.elapsed() > Duration::from_secs(1) {
+                last_pause_check = Instant::now();
+                paused = self.paused();
+                ran_unpaused |= !paused;
+            }
+            let now = period_of(unix_now(), period_seconds);
+            if now != period {
+                let done = std::mem::replace(
+                    &mut aggregator,
+                    WindowAggregator::new(window_ms, epoch.elapsed_ms())?,
+                );
+                period_raw.absorb(done.finish(epoch.elapsed_ms()));
+                let raw = std::mem::replace(&mut period_raw, RawMeasurements::new(0));
+                if ran_unpaused {
+                    self.produce(period, raw, &mut rng)?;
+                    upload.wake();
+                } else {
+                    tracing::info!(period, "paused for the whole period: no report");
+                }
+                period = now;
+                ran_unpaused = !paused;
+            }
+        }
+        tracing::info!(
+            "stopping; this period's measurements are discarded, queued reports stay queued"
+        );
+        upload.finish();
+        Ok(())
+    }
+
+    /// Privatizes a finished period: the budget charge and the memo are durable
+    /// before the report is written to the outbox, and the report is durable in
+    /// the outbox before it counts as produced.
+    pub fn produce(
+        &self,
+        period: u32,
+        raw: RawMeasurements,
+        rng: &mut NoiseRng,
+    ) -> Result<(), AgentError> {
+        let mut ledger = Ledger::load(&self.paths)?;
+        if ledger.reported(period) {
+            tracing::info!(period, "this period's report was already produced");
+            return Ok(());
+        }
+        let epsilon = self.epsilon();
+        let mut account = ledger.account(period, epsilon)?;
+        let mut memo = load_memo(&self.paths)?;
+        let catalog = Catalog::default_v1();
+        let request = PrivatizeRequest {
+            catalog: &catalog,
+            period,
+            period_seconds: self.enrollment.period_seconds,
+            epsilon,
+            agent_version: env!("CARGO_PKG_VERSION"),
+        };
+        let report = match privatize(raw, &request, &mut account, &mut memo, rng) {
+            Ok(r) => r,
+            Err(PrivatizeError::Budget(e)) => {
+                tracing::warn!(period, "no report this period: {e}");
+                ledger.record(&self.paths, period, &account, true)?;
+                return Ok(());
+            }
+            Err(e) => return Err(AgentError::Privatize(e)),
+        };
+        ledger.record(&self.paths, period, &account, true)?;
+        atomic_write(&self.paths.memo(), &memo.to_bytes())?;
+        Outbox::new(&self.paths, self.config.outbox_max_reports).push(&report)?;
+        let names: Vec<&str> = report
+            .metrics()
+            .iter()
+            .filter_map(|m| {
+                catalog
+                    .metrics()
+                    .get(usize::from(m.metric()))
+                    .map(|x| x.name)
+            })
+            .collect();
+        tracing::info!(period, report = %report.id(), metrics = ?names, epsilon = report.epsilon(), "report produced");
+        Ok(())
+    }
+}
+
+/// Loads the memo (empty if none).
+pub fn load_memo(paths: &AgentPaths) -> Result<Memo, AgentError> {
+    match std::fs::read(paths.memo()) {
+        Ok(bytes) => {
+            Memo::from_bytes(&bytes).map_err(|e| AgentError::Corrupt(format!("memo: {e}")))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Memo::default()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The uploader thread: flushes the outbox every interval, when woken, and once
+/// more on shutdown; backs off exponentially with jitter after failures.
+struct UploadLoop {
+    signal: Arc<(Mutex<bool>, Condvar)>,
+    handle: Option<thread::JoinHandle<()>>,
+}
+
+impl UploadLoop {
+    fn start(
+        agent: Agent,
+        stop: Arc<AtomicBool>,
+        mut rng: NoiseRng,
+    ) -> Result<UploadLoop, AgentError> {
+        let uploader = Uploader::new(&agent.enrollment, agent.config.ca_cert.as_deref())?;
+        let signal = Arc::new((Mutex::new(true), Condvar::new()));
+        let theirs = Arc::clone(&signal);
+        let handle = thread::Builder::new().name("hush-upload".into()).spawn(move || {
+            let outbox = Outbox::new(&agent.paths, agent.config.outbox_max_reports);
+            let interval = Duration::from_secs(agent.config.upload_interval_seconds);
+            let mut backoff = Backoff::default();
+            let mut wait = Duration::ZERO;
+            loop {
+                let (lock, cvar) = &*theirs;
+                let Ok(mut woken) = lock.lock() else { return };
+                if !*woken {
+                    woken = match cvar.wait_timeout(woken, wait) {
+                        Ok((g, _)) => g,
+                        Err(_) => return,
+                    };
+                }
+                *woken = false;
+                drop(woken);
+                let stopping = stop.load(Ordering::SeqCst);
+                match flush(&uploader, &outbox, &agent.paths, unix_now()) {
+                    Ok(s) if s.retry.is_none() => {
+                        if s.sent > 0 {
+                            tracing::info!(sent = s.sent, refused = s.refused, "uploaded");
+                        }
+                        backoff.succeeded();
+                        wait = interval;
+                    }
+                    Ok(s) => {
+                        wait = backoff.failed(&mut rng).min(interval.max(Duration::from_secs(1)) * 6);
+                        tracing::warn!(pending = s.pending, retry_in = ?wait, "upload failed: {}", s.retry.unwrap_or_default());
+                    }
+                    Err(e) => {
+                        wait = backoff.failed(&mut rng);
+                        tracing::error!("upload error: {e}");
+                    }
+                }
+                if stopping {
+                    return;
+                }
+            }
+        })?;
+        Ok(UploadLoop {
+            signal,
+            handle: Some(handle),
+        })
+    }
+
+    fn wake(&self) {
+        let (lock, cvar) = &*self.signal;
+        if let Ok(mut w) = lock.lock() {
+            *w = true;
+            cvar.notify_one();
+        }
+    }
+
+    /// One last flush, then join (the stop flag is already set).
+    fn finish(mut self) {
+        self.wake();
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}

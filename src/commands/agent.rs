@@ -1,0 +1,253 @@
+//! `hush agent ...`: enroll, run, status, sent, pause, resume, forget, config.
+
+use std::io::{BufRead, Write};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context;
+use hush_agent::outbox::{SentStatus, read_sent};
+use hush_agent::{Agent, AgentConfig, AgentPaths, CONSENT_TEXT, Enrollment, control};
+use hush_capture::{Epoch, RdevSource, ScriptedSource};
+use hush_report::Catalog;
+
+use super::Usage;
+use crate::args::{AgentCommand, HomeArg};
+
+fn paths(home: &HomeArg) -> anyhow::Result<AgentPaths> {
+    Ok(match &home.home {
+        Some(dir) => AgentPaths::in_home(dir),
+        None => AgentPaths::platform()?,
+    })
+}
+
+fn confirm(prompt: &str) -> anyhow::Result<bool> {
+    print!("{prompt} Type yes to continue: ");
+    std::io::stdout().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim().eq_ignore_ascii_case("yes"))
+}
+
+fn when(unix: u64) -> String {
+    let (y, m, d) = civil(unix / 86_400);
+    let s = unix % 86_400;
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        s / 3600,
+        s / 60 % 60
+    )
+}
+
+/// Days since 1970-01-01 to a date (same algorithm as the collector's dataset dates).
+fn civil(days: u64) -> (i64, u32, u32) {
+    hush_collector::estimate::civil_from_days(days as i64)
+}
+
+/// Runs every agent subcommand but `preview`.
+pub fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        AgentCommand::Preview(_) => unreachable!("preview is dispatched separately"),
+        AgentCommand::Config => {
+            print!("{}", AgentConfig::example());
+            Ok(ExitCode::SUCCESS)
+        }
+        AgentCommand::Enroll(a) => {
+            let paths = paths(&a.home)?;
+            let config = AgentConfig::load(&paths.config)?;
+            if !a.yes {
+                println!("{CONSENT_TEXT}\n");
+                if !confirm("Do you agree?")? {
+                    eprintln!("not enrolled: nothing will be measured");
+                    return Ok(ExitCode::from(1));
+                }
+            }
+            let e = control::enroll(&paths, &config, &a.collector, &a.token)?;
+            println!(
+                "enrolled with {}: at most epsilon {} per {} seconds; data in {}",
+                e.collector,
+                config.epsilon_per_period.min(e.epsilon_cap),
+                e.period_seconds,
+                paths.data.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        AgentCommand::Run(a) => {
+            let paths = paths(&a.home)?;
+            let config = AgentConfig::load(&paths.config)?;
+            let enrollment = Enrollment::load(&paths)?.ok_or_else(|| {
+                Usage("not enrolled: run `hush agent enroll --collector URL --token T` first; nothing is captured before that".into())
+            })?;
+            init_logging();
+            let stop = Arc::new(AtomicBool::new(false));
+            stop_on_signals(Arc::clone(&stop))?;
+            let agent = Agent {
+                paths,
+                config,
+                enrollment,
+            };
+            let epoch = Epoch::now();
+            match &a.replay {
+                Some(path) => {
+                    let text = std::fs::read_to_string(path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    let source = ScriptedSource::parse(&text)?.paced(epoch, a.repeat);
+                    agent.run(source, stop)?;
+                }
+                None => {
+                    if let Some(note) = RdevSource::wayland_note() {
+                        tracing::warn!("{note}");
+                    }
+                    agent.run(RdevSource::new(epoch), stop)?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AgentCommand::Status(a) => {
+            let paths = paths(&a.home)?;
+            let config = AgentConfig::load(&paths.config)?;
+            let s = control::status(&paths, &config)?;
+            if a.json {
+                println!("{}", serde_json::to_string(&s)?);
+            } else {
+                match &s.enrolled {
+                    Some(url) => println!("enrolled with   {url}"),
+                    None => println!("enrolled with   nobody (run `hush agent enroll`)"),
+                }
+                println!("paused          {}", if s.paused { "yes" } else { "no" });
+                println!(
+                    "budget          {:.3} of {:.3} left this period{}",
+                    s.budget_left,
+                    s.epsilon_per_period,
+                    if s.reported_this_period {
+                        " (its report is made)"
+                    } else {
+                        ""
+                    }
+                );
+                println!("queued reports  {}", s.queued);
+                println!(
+                    "sent reports    {} ({} refused by the collector)",
+                    s.sent, s.refused
+                );
+                println!(
+                    "last upload     {}",
+                    s.last_upload.map_or_else(|| "never".to_owned(), when)
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AgentCommand::Sent(a) => {
+            let paths = paths(&a.home)?;
+            let catalog = Catalog::default_v1();
+            let entries = read_sent(&paths)?;
+            if a.json {
+                let rows: Vec<_> = entries
+                    .iter()
+                    .map(|e| {
+                        serde_json::json!({
+                            "report": e.report.id().to_string(),
+                            "status": match e.status { SentStatus::Sent => "sent", SentStatus::Refused => "refused" },
+                            "at": e.at,
+                            "period": e.report.period(),
+                            "epsilon": e.report.epsilon(),
+                            "bytes": e.report.encode().len(),
+                            "metrics": catalog.describe_report(&e.report).iter().map(|l| serde_json::json!({
+                                "metric": l.name, "mechanism": l.mechanism, "epsilon": l.epsilon, "value": l.in_words,
+                            })).collect::<Vec<_>>(),
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string(&rows)?);
+            } else if entries.is_empty() {
+                println!("nothing has been sent yet");
+            } else {
+                for e in &entries {
+                    let verb = match e.status {
+                        SentStatus::Sent => "sent",
+                        SentStatus::Refused => "REFUSED by the collector",
+                    };
+                    println!(
+                        "{} {verb}: report {} for period {} ({} bytes)",
+                        when(e.at),
+                        e.report.id(),
+                        e.report.period(),
+                        e.report.encode().len()
+                    );
+                    for l in catalog.describe_report(&e.report) {
+                        println!(
+                            "    {}: {}  [{} at epsilon {}]",
+                            l.name, l.in_words, l.mechanism, l.epsilon
+                        );
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AgentCommand::Pause(h) => {
+            control::pause(&paths(&h)?)?;
+            println!("paused: nothing is measured until `hush agent resume`");
+            Ok(ExitCode::SUCCESS)
+        }
+        AgentCommand::Resume(h) => {
+            control::resume(&paths(&h)?)?;
+            println!("resumed");
+            Ok(ExitCode::SUCCESS)
+        }
+        AgentCommand::Forget(a) => {
+            let paths = paths(&a.home)?;
+            let config = AgentConfig::load(&paths.config)?;
+            if !a.yes && !confirm("Delete the memo, all queued reports and the budget history?")? {
+                eprintln!("nothing deleted");
+                return Ok(ExitCode::from(1));
+            }
+            control::forget(&paths, &config)?;
+            println!(
+                "forgotten: memo, queued reports and budget history deleted; no further report this period"
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Logs to stderr (the journal under systemd), `info` unless RUST_LOG says otherwise.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Sets `stop` on SIGINT or SIGTERM (a small runtime thread waits for them).
+fn stop_on_signals(stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the signal watcher")?;
+    std::thread::Builder::new()
+        .name("hush-signals".into())
+        .spawn(move || {
+            runtime.block_on(async {
+                #[cfg(unix)]
+                {
+                    let mut term = match tokio::signal::unix::signal(
+                        tokio::signal::unix::SignalKind::terminate(),
+                    ) {
+                        Ok(t) => t,
+                        Err(_) => return,
+                    };
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {},
+                        _ = term.recv() => {},
+                    }
+                }
+                #[cfg(not(unix))]
+                let _ = tokio::signal::ctrl_c().await;
+            });
+            stop.store(true, Ordering::SeqCst);
+        })?;
+    Ok(())
+}
