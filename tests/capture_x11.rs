@@ -8,81 +8,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-/// A private Xvfb server, killed when dropped.
-struct Xvfb {
-    child: Child,
-    display: String,
-}
-
-impl Xvfb {
-    fn start() -> Xvfb {
-        for n in 140..240 {
-            if Path::new(&format!("/tmp/.X{n}-lock")).exists()
-                || Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
-            {
-                continue;
-            }
-            let display = format!(":{n}");
-            let child = Command::new("Xvfb")
-                .args([
-                    &display,
-                    "-screen",
-                    "0",
-                    "1024x768x24",
-                    "+extension",
-                    "RECORD",
-                    "-nolisten",
-                    "tcp",
-                ])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("Xvfb is installed (apt-get install xvfb; .ci/run does this)");
-            let mut server = Xvfb { child, display };
-            let socket = format!("/tmp/.X11-unix/X{n}");
-            let lock = format!("/tmp/.X{n}-lock");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                // Tests run in parallel: the display is ours only if the lock names our process.
-                let owner = std::fs::read_to_string(&lock)
-                    .ok()
-                    .and_then(|s| s.trim().parse::<u32>().ok());
-                // A stale socket file can outlive a killed server: connect to be sure it listens.
-                let listening = std::os::unix::net::UnixStream::connect(&socket).is_ok();
-                if listening && owner == Some(server.child.id()) {
-                    return server;
-                }
-                if let Ok(Some(_)) = server.child.try_wait() {
-                    break; // lost a race for this display number; try the next
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = server.child.kill();
-        }
-        panic!("could not start Xvfb on any display :140-:239");
-    }
-
-    fn xdotool(&self, args: &[&str]) {
-        let status = Command::new("xdotool")
-            .args(args)
-            .env("DISPLAY", &self.display)
-            .status()
-            .expect("xdotool is installed (apt-get install xdotool; .ci/run does this)");
-        assert!(status.success(), "xdotool {args:?} failed");
-    }
-}
-
-impl Drop for Xvfb {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use support::Xvfb;
 
 const SECRET: &str = "swordfish42";
 
@@ -212,8 +144,7 @@ fn a_dying_x_server_is_reported_not_fatal() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(1200));
-    x.child.kill().unwrap();
-    x.child.wait().unwrap();
+    x.kill();
     let out = preview.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

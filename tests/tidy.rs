@@ -28,7 +28,7 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 /// The core crates compute; they never touch files, sockets, clocks or ambient randomness.
-const CORE_CRATES: &[&str] = &["ldp", "stats"];
+const CORE_CRATES: &[&str] = &["ldp", "stats", "report"];
 
 const FORBIDDEN_IN_CORE: &[&str] = &[
     "std::fs",
@@ -63,23 +63,43 @@ fn core_crates_do_no_io() {
     }
 }
 
-/// Internal dependencies point one way: ldp <- stats <- (everything else).
+/// Internal dependencies point one way, as DESIGN.md draws them: the core
+/// crates depend only on what is below them, the collector never links capture,
+/// and nothing depends on the agent or the collector.
 #[test]
 fn dependencies_point_one_way() {
-    let manifest = |krate: &str| {
-        fs::read_to_string(root().join("crates").join(krate).join("Cargo.toml")).unwrap()
-    };
-    let internal = |text: &str| -> Vec<String> {
-        text.lines()
+    let allowed: &[(&str, &[&str])] = &[
+        ("ldp", &[]),
+        ("stats", &["ldp"]),
+        ("report", &["ldp"]),
+        ("capture", &["report"]),
+        ("agent", &["ldp", "report", "capture"]),
+        ("collector", &["ldp", "stats", "report"]),
+    ];
+    let mut dirs: Vec<String> = fs::read_dir(root().join("crates"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    dirs.sort();
+    let mut named: Vec<String> = allowed.iter().map(|(k, _)| (*k).to_owned()).collect();
+    named.sort();
+    assert_eq!(dirs, named, "every crate needs a row in this table");
+    for (krate, deps) in allowed {
+        let text =
+            fs::read_to_string(root().join("crates").join(krate).join("Cargo.toml")).unwrap();
+        let mut internal: Vec<String> = text
+            .lines()
             .filter_map(|l| l.trim().strip_prefix("hush-"))
             .map(|rest| rest.split(['.', ' ', '=']).next().unwrap_or("").to_owned())
-            .collect()
-    };
-    assert!(
-        internal(&manifest("ldp")).is_empty(),
-        "hush-ldp must depend on no other hush crate"
-    );
-    assert_eq!(internal(&manifest("stats")), vec!["ldp".to_owned()]);
+            .collect();
+        internal.sort();
+        let mut want: Vec<String> = deps.iter().map(|d| (*d).to_owned()).collect();
+        want.sort();
+        assert_eq!(
+            internal, want,
+            "hush-{krate} depends on {internal:?}; allowed: {want:?}"
+        );
+    }
 }
 
 #[test]

@@ -6,7 +6,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hush_ldp::{BudgetAccount, NoiseRng};
 use hush_report::{Catalog, KeyClass, Memo, PrivatizeRequest, RawMeasurements, Report, privatize};
@@ -154,4 +154,187 @@ pub fn report(catalog: &Catalog, period: u32, epsilon: f64, seed: u64) -> Report
 pub fn query_u64(db: &Path, sql: &str) -> u64 {
     let conn = rusqlite::Connection::open(db).unwrap();
     conn.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap() as u64
+}
+
+/// A private Xvfb server, stopped when dropped.
+pub struct Xvfb {
+    pub child: Child,
+    pub display: String,
+}
+
+impl Xvfb {
+    /// Starts Xvfb with the RECORD extension on a display it picks itself
+    /// (`-displayfd`). `-noreset` matters: by default Xvfb resets whenever its
+    /// last client disconnects, and a client connecting during the reset is
+    /// refused, so a probe followed by the capture's own connections would
+    /// fail now and then. Start-ups are also serialized across processes with
+    /// a file lock, and the server is used only once a real client connected.
+    pub fn start() -> Xvfb {
+        let guard = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(std::env::temp_dir().join("hush-tests-xvfb.lock"))
+            .unwrap();
+        guard.lock().unwrap();
+        let mut child = Command::new("Xvfb")
+            .args([
+                "-displayfd",
+                "1",
+                "-noreset",
+                "-screen",
+                "0",
+                "1024x768x24",
+                "+extension",
+                "RECORD",
+                "-nolisten",
+                "tcp",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("Xvfb is installed (apt-get install xvfb; .ci/run does this)");
+        // Xvfb writes the display number once it accepts connections.
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let n: u32 = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("Xvfb did not report a display: {line:?}"));
+        let server = Xvfb {
+            child,
+            display: format!(":{n}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let probe = Command::new("xdotool")
+                .arg("getmouselocation")
+                .env("DISPLAY", &server.display)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("xdotool is installed (apt-get install xdotool; .ci/run does this)");
+            if probe.success() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Xvfb on {} never accepted a client",
+                server.display
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        drop(guard);
+        server
+    }
+
+    pub fn xdotool(&self, args: &[&str]) {
+        let status = Command::new("xdotool")
+            .args(args)
+            .env("DISPLAY", &self.display)
+            .status()
+            .expect("xdotool is installed (apt-get install xdotool; .ci/run does this)");
+        assert!(status.success(), "xdotool {args:?} failed");
+    }
+
+    /// Kills the server abruptly (SIGKILL), as a crashing X server would die.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.remove_stale_files();
+    }
+
+    /// A killed server leaves its lock and socket behind; remove them.
+    fn remove_stale_files(&self) {
+        let n = self.display.trim_start_matches(':');
+        let _ = std::fs::remove_file(format!("/tmp/.X{n}-lock"));
+        let _ = std::fs::remove_file(format!("/tmp/.X11-unix/X{n}"));
+    }
+}
+
+impl Drop for Xvfb {
+    fn drop(&mut self) {
+        // SIGTERM lets Xvfb remove its own lock and socket.
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill();
+    }
+}
+
+/// An enrolled agent home on a collector: `DIR/agent.toml` with short windows and uploads.
+pub fn agent_home(collector: &Collector, extra_config: &str) -> tempfile::TempDir {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(
+        home.path().join("agent.toml"),
+        format!("window_seconds = 1\nupload_interval_seconds = 1\n{extra_config}"),
+    )
+    .unwrap();
+    let token = collector.token(&[]);
+    let out = hush()
+        .args([
+            "agent",
+            "enroll",
+            "--yes",
+            "--collector",
+            &collector.url,
+            "--token",
+            &token,
+            "--home",
+        ])
+        .arg(home.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "enroll: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    home
+}
+
+/// Every regular file under `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// Sends SIGTERM and waits for the process, with a deadline.
+pub fn terminate(child: &mut Child) -> std::process::ExitStatus {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "process did not stop after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -58,10 +58,10 @@ impl CollectorConfig {
             .map_err(|e| CollectorError::Config(format!("cannot read {}: {e}", path.display())))?;
         let mut config: CollectorConfig = toml::from_str(&text)
             .map_err(|e| CollectorError::Config(format!("{}: {e}", path.display())))?;
-        if config.database.is_relative() {
-            if let Some(dir) = path.parent() {
-                config.database = dir.join(&config.database);
-            }
+        if config.database.is_relative()
+            && let Some(dir) = path.parent()
+        {
+            config.database = dir.join(&config.database);
         }
         config.validate()?;
         Ok(config)

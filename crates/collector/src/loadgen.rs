@@ -175,13 +175,13 @@ pub fn run(
                                 outcome["duplicates"].as_u64().unwrap_or(0),
                                 Ordering::Relaxed,
                             );
-                            if let Ok(mut guard) = acked.lock() {
-                                if let Some(w) = guard.as_mut() {
-                                    for rep in &reports {
-                                        let _ = writeln!(w, "{}", rep.id());
-                                    }
-                                    let _ = w.flush();
+                            if let Ok(mut guard) = acked.lock()
+                                && let Some(w) = guard.as_mut()
+                            {
+                                for rep in &reports {
+                                    let _ = writeln!(w, "{}", rep.id());
                                 }
+                                let _ = w.flush();
                             }
                         }
                         _ => {

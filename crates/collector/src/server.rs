@@ -154,13 +154,13 @@ async fn upload(
             "too many uploads from this device; retry later",
         );
     }
-    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
-        if ct.as_bytes() != b"application/octet-stream" {
-            return error(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "send application/octet-stream",
-            );
-        }
+    if let Some(ct) = headers.get(header::CONTENT_TYPE)
+        && ct.as_bytes() != b"application/octet-stream"
+    {
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send application/octet-stream",
+        );
     }
     let reports = match Report::decode_batch(&body) {
         Ok(r) => r,

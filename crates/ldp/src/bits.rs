@@ -28,12 +28,11 @@ impl PackedBits {
             return None;
         }
         let tail = len % 64;
-        if tail != 0 {
-            if let Some(last) = words.last() {
-                if last >> tail != 0 {
-                    return None;
-                }
-            }
+        if tail != 0
+            && let Some(last) = words.last()
+            && last >> tail != 0
+        {
+            return None;
         }
         Some(PackedBits { words, len })
     }
@@ -68,10 +67,10 @@ impl PackedBits {
     /// Zeroes the unused bits of the last word.
     pub fn clear_tail(&mut self) {
         let tail = self.len % 64;
-        if tail != 0 {
-            if let Some(last) = self.words.last_mut() {
-                *last &= (1u64 << tail) - 1;
-            }
+        if tail != 0
+            && let Some(last) = self.words.last_mut()
+        {
+            *last &= (1u64 << tail) - 1;
         }
     }
 

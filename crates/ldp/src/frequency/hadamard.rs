@@ -79,7 +79,7 @@ impl HadamardResponse {
     /// Whether `y` lies in `C_v`.
     #[inline]
     pub fn in_set(value: u32, y: u32) -> bool {
-        ((value + 1) & y).count_ones() % 2 == 0
+        ((value + 1) & y).count_ones().is_multiple_of(2)
     }
 }
 

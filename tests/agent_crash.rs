@@ -1,0 +1,84 @@
+//! Crash safety of the agent: SIGKILL it at many random moments (while it
+//! privatizes, writes its outbox, uploads) and restart it each time; in the end
+//! every report it produced arrived at the collector exactly once.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
+
+mod support;
+
+use std::collections::HashSet;
+use std::process::Stdio;
+use std::time::Duration;
+
+use hush_agent::AgentPaths;
+use hush_agent::outbox::{SentStatus, read_sent};
+use hush_ldp::NoiseRng;
+use rand::{Rng, SeedableRng};
+use support::{Collector, agent_home, hush, terminate};
+
+const REPLAY: &str =
+    "0 key letter\n150 key letter\n300 key edit\n450 click left\n600 move 40\n750 chord paste\n";
+
+#[test]
+fn every_produced_report_arrives_exactly_once_across_kill_9() {
+    // One-second periods: a report every second, so kills land in every phase.
+    let collector = Collector::start("period_seconds = 1\n");
+    let home = agent_home(&collector, "");
+    let replay = home.path().join("replay.txt");
+    std::fs::write(&replay, REPLAY).unwrap();
+    let run = || {
+        hush()
+            .args(["agent", "run", "--repeat", "--replay"])
+            .arg(&replay)
+            .arg("--home")
+            .arg(home.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut rng = NoiseRng::seed_from_u64(2026);
+    for _ in 0..15 {
+        let mut agent = run();
+        // Anywhere from just after start-up to a few period ends later.
+        std::thread::sleep(Duration::from_millis(
+            200 + u64::from(rng.next_u32() % 2300),
+        ));
+        agent.kill().unwrap();
+        agent.wait().unwrap();
+    }
+    // A last, clean run drains the outbox and exits on SIGTERM.
+    let mut agent = run();
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(terminate(&mut agent).success());
+
+    let paths = AgentPaths::in_home(home.path());
+    let outbox = hush_agent::Outbox::new(&paths, 1000).ids().unwrap();
+    assert!(outbox.is_empty(), "{} reports still queued", outbox.len());
+    let sent = read_sent(&paths).unwrap();
+    assert!(
+        sent.iter().all(|e| e.status == SentStatus::Sent),
+        "the collector refused a report"
+    );
+    let produced: HashSet<String> = sent.iter().map(|e| e.report.id().to_string()).collect();
+    assert!(
+        produced.len() >= 8,
+        "only {} reports produced",
+        produced.len()
+    );
+
+    let conn = rusqlite::Connection::open(collector.database()).unwrap();
+    let stored: Vec<(String, u32)> = conn
+        .prepare("SELECT lower(hex(id)), period FROM reports")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let stored_ids: HashSet<String> = stored.iter().map(|(id, _)| id.clone()).collect();
+    assert_eq!(stored_ids.len(), stored.len(), "an id stored twice");
+    assert_eq!(stored_ids, produced, "produced and received reports differ");
+    // One report per period, whatever the restarts.
+    let periods: HashSet<u32> = stored.iter().map(|(_, p)| *p).collect();
+    assert_eq!(periods.len(), stored.len(), "a period reported twice");
+}
