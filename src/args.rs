@@ -33,6 +33,32 @@ pub enum Command {
     /// The collector: receive reports, keep aggregates, release estimates and datasets.
     #[command(subcommand)]
     Collector(CollectorCommand),
+    /// The whole pipeline on embedded defaults: a simulated fleet reports to an
+    /// in-process collector; estimates are compared with the truth.
+    Demo(DemoArgs),
+}
+
+/// `hush demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Simulated laptops.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub devices: u64,
+    /// Simulated days, ending yesterday.
+    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=365))]
+    pub days: u32,
+    /// Epsilon per device per day, in (0, 20] (the collector's cap is set to it).
+    #[arg(long, default_value_t = 2.0, value_parser = parse_epsilon)]
+    pub epsilon: f64,
+    /// Seed of the simulated people and of the noise (the demo is reproducible).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Output folder for the dataset, the chart and the summary.
+    #[arg(long, default_value = "hush-demo")]
+    pub out: std::path::PathBuf,
+    /// Simulation threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
 /// Collector subcommands.

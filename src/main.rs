@@ -18,6 +18,7 @@ fn main() -> ExitCode {
         Command::Audit(a) => commands::audit::run(&a),
         Command::Agent(AgentCommand::Preview(a)) => commands::preview::run(&a),
         Command::Agent(other) => commands::agent::run(other),
+        Command::Demo(a) => commands::demo::run(&a),
         Command::Collector(CollectorCommand::Serve(a)) => commands::collector::serve(&a),
         Command::Collector(CollectorCommand::Token(t)) => commands::collector::token(&t),
         Command::Collector(CollectorCommand::Config) => commands::collector::example_config(),

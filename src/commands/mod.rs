@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod audit;
 pub mod collector;
+pub mod demo;
 pub mod preview;
 pub mod sample;
 pub mod simulate;

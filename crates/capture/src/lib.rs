@@ -18,6 +18,7 @@ mod listen;
 #[cfg(feature = "rdev")]
 pub mod mapping;
 mod source;
+pub mod synthetic;
 mod window;
 
 pub use error::CaptureError;

@@ -252,6 +252,15 @@ pub async fn serve(
     config: CollectorConfig,
     on_listening: impl FnOnce(SocketAddr),
 ) -> Result<(), CollectorError> {
+    serve_until(config, on_listening, shutdown_signal()).await
+}
+
+/// Serves until `shutdown` completes (for embedding the collector, as the demo does).
+pub async fn serve_until(
+    config: CollectorConfig,
+    on_listening: impl FnOnce(SocketAddr),
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), CollectorError> {
     let tls = config.tls_cert.clone().zip(config.tls_key.clone());
     let listen = config.listen;
     let app = router(AppState::new(config)?);
@@ -264,10 +273,11 @@ pub async fn serve(
                 .await
                 .map_err(|e| CollectorError::Config(format!("TLS certificate or key: {e}")))?;
             let handle = axum_server::Handle::new();
-            let shutdown = handle.clone();
+            let stop = shutdown;
+            let handle_for_stop = handle.clone();
             tokio::spawn(async move {
-                shutdown_signal().await;
-                shutdown.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
+                stop.await;
+                handle_for_stop.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
             });
             on_listening(addr);
             axum_server::from_tcp_rustls(listener, rustls)?
@@ -279,7 +289,7 @@ pub async fn serve(
             let listener = tokio::net::TcpListener::from_std(listener)?;
             on_listening(addr);
             axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown_signal())
+                .with_graceful_shutdown(shutdown)
                 .await?;
         }
     }

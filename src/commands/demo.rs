@@ -1,0 +1,437 @@
+//! `hush demo`: the whole pipeline on embedded defaults. A real collector runs
+//! in-process on loopback; a simulated fleet's days go through the real window
+//! aggregator, privatizer, budget ledger, outbox and uploader over HTTP; then the
+//! estimates are compared with the truth the simulation knows.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use hush_agent::daemon::unix_now;
+use hush_agent::uploader::{Uploader, flush};
+use hush_agent::{Agent, AgentConfig, AgentPaths, Outbox, control};
+use hush_capture::WindowAggregator;
+use hush_capture::synthetic::Persona;
+use hush_collector::estimate::{EstimateRow, estimate_cells};
+use hush_collector::{Catalogs, CollectorConfig, TokenKind, new_token, store};
+use hush_ldp::NoiseRng;
+use hush_report::{Catalog, MetricValue, RawMeasurements};
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::SeedableRng;
+
+use crate::args::DemoArgs;
+
+/// The truth the simulation knows, per day: per metric, the sum over devices of
+/// each bucket's indicator (frequency metrics) or of the clipped value (numeric).
+struct Truth {
+    first: u32,
+    /// `sums[day][metric][bucket]`.
+    sums: Vec<Vec<Vec<f64>>>,
+    devices: Vec<f64>,
+}
+
+impl Truth {
+    fn new(catalog: &Catalog, first: u32, days: u32) -> Self {
+        let day: Vec<Vec<f64>> = catalog
+            .metrics()
+            .iter()
+            .map(|m| vec![0.0; m.domain().map_or(1, |d| d as usize)])
+            .collect();
+        Truth {
+            first,
+            sums: vec![day; days as usize],
+            devices: vec![0.0; days as usize],
+        }
+    }
+
+    fn add(&mut self, catalog: &Catalog, day: usize, raw: &RawMeasurements) {
+        for (i, m) in catalog.metrics().iter().enumerate() {
+            match m.value(raw) {
+                MetricValue::Number(x) => self.sums[day][i][0] += x,
+                MetricValue::Category(c) => self.sums[day][i][c as usize] += 1.0,
+            }
+        }
+        self.devices[day] += 1.0;
+    }
+
+    fn merge(&mut self, other: &Truth) {
+        for (d, od) in self.sums.iter_mut().zip(&other.sums) {
+            for (a, b) in d.iter_mut().zip(od) {
+                for (x, y) in a.iter_mut().zip(b) {
+                    *x += y;
+                }
+            }
+        }
+        for (a, b) in self.devices.iter_mut().zip(&other.devices) {
+            *a += b;
+        }
+    }
+
+    /// The population value behind an estimate row (of one day's cell).
+    fn of(&self, catalog: &Catalog, row: &EstimateRow) -> Option<f64> {
+        let day = usize::try_from(row.period.checked_sub(self.first)?).ok()?;
+        let i = catalog
+            .metrics()
+            .iter()
+            .position(|m| m.name == row.metric)?;
+        let b = usize::try_from(row.bucket_index.max(0)).ok()?;
+        Some(self.sums.get(day)?[i].get(b)? / self.devices[day])
+    }
+}
+
+/// Where the simulated laptops keep their files: memory-backed when the system
+/// has /dev/shm, because 2,000 simulated agents would otherwise queue some
+/// 100,000 fsyncs on one disk (each is durable on a real laptop's own disk).
+fn work_dir() -> anyhow::Result<tempfile::TempDir> {
+    let shm = Path::new("/dev/shm");
+    let builder = tempfile::Builder::new()
+        .prefix("hush-demo-")
+        .tempdir_in(shm);
+    match builder {
+        Ok(d) if shm.is_dir() => Ok(d),
+        _ => tempfile::Builder::new()
+            .prefix("hush-demo-")
+            .tempdir()
+            .context("creating a temporary directory"),
+    }
+}
+
+/// Runs the demo.
+pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    hush_ldp::check_epsilon(args.epsilon).map_err(|e| super::Usage(format!("--epsilon: {e}")))?;
+    let work = work_dir()?;
+    let catalog = Catalog::default_v1();
+    let out = args.out.clone();
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+
+    // A real collector, in-process, on a loopback port the OS picks.
+    let config = CollectorConfig {
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        database: work.path().join("collector.sqlite"),
+        epsilon_cap: args.epsilon,
+        device_requests_per_minute: 100_000,
+        ..CollectorConfig::default()
+    };
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server_config = config.clone();
+    let server = std::thread::Builder::new()
+        .name("hush-demo-collector".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            runtime.block_on(hush_collector::server::serve_until(
+                server_config,
+                move |addr| {
+                    let _ = addr_tx.send(addr);
+                },
+                async move {
+                    let _ = stop_rx.await;
+                },
+            ))?;
+            anyhow::Ok(())
+        })?;
+    let addr = addr_rx
+        .recv()
+        .context("the in-process collector did not start")?;
+    let url = format!("http://{addr}");
+
+    // Device tokens, minted as `hush collector token create` would.
+    let mut rng = NoiseRng::seed_from_u64(args.seed);
+    let tokens: Vec<String> = {
+        let conn = store::open(&config.database)?;
+        conn.execute_batch("BEGIN")?;
+        let t = (0..args.devices)
+            .map(|_| {
+                let token = new_token(TokenKind::Device, &mut rng);
+                store::add_token(&conn, TokenKind::Device, &token, "fleet", unix_now() as i64)
+                    .map(|()| token)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        conn.execute_batch("COMMIT")?;
+        t
+    };
+
+    let today = (unix_now() / 86_400) as u32;
+    let first = today - args.days;
+    let total = args.devices * u64::from(args.days);
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} simulated device-days {pos}/{len} [{bar:30}] {elapsed} (eta {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    let done = AtomicU64::new(0);
+    let truth = Mutex::new(Truth::new(&catalog, first, args.days));
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from))
+        .max(1);
+    let failures: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for worker in 0..threads {
+            let (tokens, truth, done, bar, failures, catalog, url, work) = (
+                &tokens,
+                &truth,
+                &done,
+                &bar,
+                &failures,
+                &catalog,
+                &url,
+                work.path(),
+            );
+            s.spawn(move || {
+                let mut local = Truth::new(catalog, first, args.days);
+                for device in (worker as u64..args.devices).step_by(threads) {
+                    let result = simulate_device(
+                        args,
+                        device,
+                        &tokens[device as usize],
+                        url,
+                        work,
+                        first,
+                        catalog,
+                        &mut local,
+                        done,
+                        bar,
+                    );
+                    if let Err(e) = result {
+                        if let Ok(mut f) = failures.lock() {
+                            f.push(format!("device {device}: {e:#}"));
+                        }
+                        return;
+                    }
+                }
+                if let Ok(mut t) = truth.lock() {
+                    t.merge(&local);
+                }
+            });
+        }
+    });
+    bar.finish_and_clear();
+    let failures = failures.into_inner().unwrap_or_default();
+    if let Some(f) = failures.first() {
+        bail!("the simulation failed: {f}");
+    }
+    let truth = truth
+        .into_inner()
+        .map_err(|_| anyhow::anyhow!("a simulation thread panicked"))?;
+    let simulated = started.elapsed();
+
+    // Estimates from the collector's own aggregates, one set per day. Days are
+    // not pooled here: a device whose value did not change reuses its memoized
+    // response, so its reports on different days are the same draw, and a
+    // pooled interval that assumed independent reports would be too narrow.
+    let conn = store::open(&config.database)?;
+    let stored = store::report_count(&conn)?;
+    let cells = store::all_cells(&conn, None, None)?;
+    let catalogs = Catalogs::builtin();
+    let (rows, withheld) =
+        estimate_cells(&cells, &catalogs, config.period_seconds, config.min_devices)?;
+    let _ = stop_tx.send(());
+    match server.join() {
+        Ok(r) => r?,
+        Err(_) => bail!("the in-process collector panicked"),
+    }
+
+    print_table(&catalog, &truth, &rows, args, stored, withheld);
+    let summary_path = out.join("estimates.csv");
+    write_summary(&summary_path, &catalog, &truth, &rows)?;
+    println!();
+    println!(
+        "{} devices x {} days simulated and uploaded in {:.1} s; {} reports stored; total {:.1} s",
+        args.devices,
+        args.days,
+        simulated.as_secs_f64(),
+        stored,
+        started.elapsed().as_secs_f64()
+    );
+    println!(
+        "pooled estimates with the truth: {}",
+        summary_path.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One simulated laptop: enroll, then each day generate input, fold it into
+/// windows, privatize at the day's end, and upload every other day and at the end.
+#[allow(clippy::too_many_arguments)]
+fn simulate_device(
+    args: &DemoArgs,
+    device: u64,
+    token: &str,
+    url: &str,
+    work: &Path,
+    first: u32,
+    catalog: &Catalog,
+    truth: &mut Truth,
+    done: &AtomicU64,
+    bar: &ProgressBar,
+) -> anyhow::Result<()> {
+    let mut life = NoiseRng::seed_from_u64(args.seed ^ 0x5EED_F1EE7);
+    life.set_stream(device);
+    let mut noise = NoiseRng::seed_from_u64(args.seed ^ 0x0015_E000);
+    noise.set_stream(device);
+    let persona = Persona::sample(&mut life);
+    let paths = AgentPaths::in_home(&work.join("devices").join(device.to_string()));
+    let config = AgentConfig {
+        epsilon_per_period: args.epsilon,
+        ..AgentConfig::default()
+    };
+    let enrollment = control::enroll(&paths, &config, url, token)?;
+    let uploader = Uploader::new(&enrollment, None)?;
+    let outbox = Outbox::new(&paths, config.outbox_max_reports);
+    let agent = Agent {
+        paths: paths.clone(),
+        config,
+        enrollment,
+    };
+    for day in 0..args.days {
+        let period = first + day;
+        // 1970-01-01 was a Thursday: with Monday as 0 it is day 3 of its week.
+        let weekday = (period + 3) % 7;
+        let mut windows = WindowAggregator::new(3_600_000, 0)?;
+        let mut raw = RawMeasurements::new(0);
+        for interaction in persona.day(weekday, &mut life) {
+            for w in windows.observe(interaction) {
+                raw.absorb(w);
+            }
+        }
+        for w in windows.advance(86_400_000) {
+            raw.absorb(w);
+        }
+        truth.add(catalog, day as usize, &raw);
+        agent.produce(period, raw, &mut noise)?;
+        if day % 2 == 1 || day + 1 == args.days {
+            let s = flush(&uploader, &outbox, &paths, unix_now())?;
+            if let Some(why) = s.retry {
+                bail!("upload failed: {why}");
+            }
+            if s.refused > 0 {
+                bail!("the collector refused {} reports", s.refused);
+            }
+        }
+        bar.set_position(done.fetch_add(1, Ordering::Relaxed) + 1);
+    }
+    Ok(())
+}
+
+fn print_table(
+    catalog: &Catalog,
+    truth: &Truth,
+    rows: &[EstimateRow],
+    args: &DemoArgs,
+    stored: u64,
+    withheld: usize,
+) {
+    // The last working day shows the fleet at work (1970-01-01 was a Thursday).
+    let weekday = |p: u32| (p + 3) % 7 < 5;
+    let last = rows
+        .iter()
+        .map(|r| r.period)
+        .filter(|&p| weekday(p))
+        .max()
+        .or_else(|| rows.iter().map(|r| r.period).max())
+        .unwrap_or(0);
+    let last_day = rows
+        .iter()
+        .find(|r| r.period == last)
+        .map_or("", |r| r.period_start.as_str());
+    println!(
+        "Hush demo: {} simulated laptops x {} days, epsilon {} per device per day, one metric per report",
+        args.devices, args.days, args.epsilon
+    );
+    println!(
+        "Estimates for the last working day ({last_day}) from the collector's aggregates; the truth is known to the simulation."
+    );
+    println!();
+    println!(
+        "  {:<16} {:<14} {:>11} {:>11} {:>25} {:>8} {:>8} {:>5}",
+        "metric", "bucket", "truth", "estimate", "95% CI", "covered", "reports", "eps"
+    );
+    let (mut covered, mut intervals) = (0usize, 0usize);
+    for row in rows {
+        let Some(t) = truth.of(catalog, row) else {
+            continue;
+        };
+        let hit = row.ci_low <= t && t <= row.ci_high;
+        covered += usize::from(hit);
+        intervals += 1;
+        if row.period != last {
+            continue;
+        }
+        println!(
+            "  {:<16} {:<14} {:>11} {:>11} {:>25} {:>8} {:>8} {:>5}",
+            row.metric,
+            row.bucket,
+            fmt_value(t),
+            fmt_value(row.estimate),
+            format!("[{}, {}]", fmt_value(row.ci_low), fmt_value(row.ci_high)),
+            if hit { "yes" } else { "NO" },
+            row.reports,
+            row.epsilon
+        );
+    }
+    println!();
+    let share = covered as f64 / intervals.max(1) as f64;
+    let sd = (0.95f64 * 0.05 / intervals.max(1) as f64).sqrt();
+    println!(
+        "Over all {} days: {covered} of {intervals} intervals ({:.1}%) cover the truth; 95% expected, +- {:.1} points (binomial sd)",
+        args.days,
+        100.0 * share,
+        100.0 * sd
+    );
+    println!(
+        "{stored} reports stored; {withheld} day-cells withheld for having fewer than 50 devices"
+    );
+}
+
+fn fmt_value(x: f64) -> String {
+    if x.abs() >= 100.0 {
+        format!("{x:.0}")
+    } else if x.abs() >= 1.0 {
+        format!("{x:.2}")
+    } else {
+        format!("{x:.4}")
+    }
+}
+
+fn write_summary(
+    path: &PathBuf,
+    catalog: &Catalog,
+    truth: &Truth,
+    rows: &[EstimateRow],
+) -> anyhow::Result<()> {
+    let mut text = String::from(
+        "metric,bucket,truth,estimate,std_error,ci_low,ci_high,covered,post_processed,reports,epsilon,mechanism\n",
+    );
+    for row in rows {
+        let Some(t) = truth.of(catalog, row) else {
+            continue;
+        };
+        text.push_str(&format!(
+            "{},{},\"{}\",{t},{},{},{},{},{},{},{},{},{}\n",
+            row.period_start,
+            row.metric,
+            row.bucket.replace('"', "\"\""),
+            row.estimate,
+            row.std_error,
+            row.ci_low,
+            row.ci_high,
+            row.ci_low <= t && t <= row.ci_high,
+            row.post_processed,
+            row.reports,
+            row.epsilon,
+            row.mechanism
+        ));
+    }
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
