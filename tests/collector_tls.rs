@@ -1,0 +1,157 @@
+//! HTTPS end to end: a collector serving TLS with a certificate from a private CA,
+//! and an agent that trusts that CA through `ca_cert` (and refuses without it).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::{Collector, hush, terminate};
+
+/// A private CA and a server certificate for 127.0.0.1, made with the openssl CLI.
+fn make_certificates(dir: &Path) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl is installed");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=Hush Test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+}
+
+#[test]
+fn agents_upload_over_verified_tls() {
+    let certs = tempfile::tempdir().unwrap();
+    make_certificates(certs.path());
+    let collector = Collector::start(&format!(
+        "tls_cert = \"{}\"\ntls_key = \"{}\"\nperiod_seconds = 1\n",
+        certs.path().join("server.pem").display(),
+        certs.path().join("server.key").display()
+    ));
+    assert!(
+        collector.url.starts_with("https://127.0.0.1:"),
+        "{}",
+        collector.url
+    );
+    let token = collector.token(&[]);
+
+    // Without the private CA, certificate verification refuses the collector.
+    let untrusting = tempfile::tempdir().unwrap();
+    let out = hush()
+        .args([
+            "agent",
+            "enroll",
+            "--yes",
+            "--collector",
+            &collector.url,
+            "--token",
+            &token,
+            "--home",
+        ])
+        .arg(untrusting.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "enrolled without trusting the CA");
+
+    // With it, enrollment and uploads work.
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(
+        home.path().join("agent.toml"),
+        format!(
+            "window_seconds = 1\nupload_interval_seconds = 1\nca_cert = \"{}\"\n",
+            certs.path().join("ca.pem").display()
+        ),
+    )
+    .unwrap();
+    let out = hush()
+        .args([
+            "agent",
+            "enroll",
+            "--yes",
+            "--collector",
+            &collector.url,
+            "--token",
+            &token,
+            "--home",
+        ])
+        .arg(home.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let replay = home.path().join("replay.txt");
+    std::fs::write(&replay, "0 key letter\n100 click left\n").unwrap();
+    let mut agent = hush()
+        .args(["agent", "run", "--repeat", "--replay"])
+        .arg(&replay)
+        .arg("--home")
+        .arg(home.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(terminate(&mut agent).success());
+    let stored = support::query_u64(&collector.database(), "SELECT COUNT(*) FROM reports");
+    assert!(stored >= 2, "only {stored} reports arrived over TLS");
+}
