@@ -73,6 +73,32 @@ pub enum CollectorCommand {
     Config,
     /// Push real reports at a collector on this machine and measure throughput.
     Loadgen(LoadgenArgs),
+    /// Write the released estimates as a dataset (Parquet, CSV or JSON Lines), one
+    /// `period=YYYY-MM-DD` directory per period, with a data dictionary.
+    Export(ExportArgs),
+}
+
+/// `hush collector export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The configuration (its database, period length and min_devices).
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// File format: parquet, csv or jsonl.
+    #[arg(long, default_value = "parquet")]
+    pub format: hush_collector::export::Format,
+    /// Output directory (created if missing); gets `period=<start>/part-0.<format>` and a data dictionary, _README.md.
+    #[arg(long)]
+    pub out: std::path::PathBuf,
+    /// First period to export: a UTC date YYYY-MM-DD or a raw period id.
+    #[arg(long)]
+    pub from: Option<hush_collector::export::PeriodBound>,
+    /// Last period to export (inclusive): a UTC date YYYY-MM-DD or a raw period id.
+    #[arg(long)]
+    pub to: Option<hush_collector::export::PeriodBound>,
+    /// Replace part files that already exist (each is replaced whole, never half-written).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Where the collector's configuration comes from.

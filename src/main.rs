@@ -23,6 +23,7 @@ fn main() -> ExitCode {
         Command::Collector(CollectorCommand::Token(t)) => commands::collector::token(&t),
         Command::Collector(CollectorCommand::Config) => commands::collector::example_config(),
         Command::Collector(CollectorCommand::Loadgen(a)) => commands::collector::loadgen(&a),
+        Command::Collector(CollectorCommand::Export(a)) => commands::collector::export(&a),
     };
     match result {
         Ok(code) => code,

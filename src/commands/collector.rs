@@ -1,14 +1,16 @@
-//! `hush collector ...`: serve, tokens, example config, load generation.
+//! `hush collector ...`: serve, tokens, example config, load generation, dataset export.
 
 use std::process::ExitCode;
 
 use anyhow::Context;
-use hush_collector::{CollectorConfig, TokenKind, loadgen, new_token, store};
+use hush_collector::{
+    Catalogs, CollectorConfig, CollectorError, TokenKind, export, loadgen, new_token, store,
+};
 use hush_ldp::NoiseRng;
-use indicatif::ProgressBar;
+use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 
-use crate::args::{ConfigArg, LoadgenArgs, ServeArgs, TokenCommand};
+use crate::args::{ConfigArg, ExportArgs, LoadgenArgs, ServeArgs, TokenCommand};
 
 fn load(arg: &ConfigArg) -> anyhow::Result<CollectorConfig> {
     match &arg.config {
@@ -153,4 +155,74 @@ pub fn loadgen(args: &LoadgenArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Writes the released estimates as a partitioned dataset with its data dictionary.
+pub fn export(args: &ExportArgs) -> anyhow::Result<ExitCode> {
+    let config = load(&args.config)?;
+    // A refusal the user can fix (a date, a range, existing files) exits with 2.
+    let usage = |e: CollectorError| match e {
+        CollectorError::Refused(m) => anyhow::Error::new(super::Usage(m)),
+        other => other.into(),
+    };
+    let from = args
+        .from
+        .map(|b| b.first_period(config.period_seconds))
+        .transpose()
+        .map_err(usage)?;
+    let to = args
+        .to
+        .map(|b| b.last_period(config.period_seconds))
+        .transpose()
+        .map_err(usage)?;
+    if let Some((f, t)) = from.zip(to).filter(|(f, t)| f > t) {
+        return Err(super::Usage(format!(
+            "--from (period {f}) is after --to (period {t}): nothing to export"
+        ))
+        .into());
+    }
+    // Opening a missing database would create an empty one and export nothing, silently.
+    if !config.database.exists() {
+        anyhow::bail!(
+            "no collector database at {} (check --config)",
+            config.database.display()
+        );
+    }
+    let conn = store::open(&config.database)?;
+    let options = export::ExportOptions {
+        format: args.format,
+        out_dir: args.out.clone(),
+        from,
+        to,
+        force: args.force,
+        period_seconds: config.period_seconds,
+        min_devices: config.min_devices,
+    };
+    // Drawn on stderr only when it is a terminal, so scripts and pipes see just the summary.
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template("exporting {bar:30} {pos}/{len} files")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let summary = export::export(&conn, &Catalogs::builtin(), &options, &mut |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })
+    .map_err(usage)?;
+    bar.finish_and_clear();
+    let files = summary
+        .partitions
+        .iter()
+        .filter(|p| p.file.is_some())
+        .count();
+    println!(
+        "{} rows in {files} {} file(s) under {}: {} cells released, {} withheld (fewer than {} devices); data dictionary {}",
+        summary.rows,
+        summary.format,
+        args.out.display(),
+        summary.released_cells,
+        summary.withheld_cells,
+        config.min_devices.max(2),
+        summary.readme.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }

@@ -16,6 +16,7 @@ use hush_agent::{Agent, AgentConfig, AgentPaths, Outbox, control};
 use hush_capture::WindowAggregator;
 use hush_capture::synthetic::Persona;
 use hush_collector::estimate::{EstimateRow, estimate_cells};
+use hush_collector::export::{ExportOptions, Format, export_cells};
 use hush_collector::{Catalogs, CollectorConfig, TokenKind, new_token, store};
 use hush_ldp::NoiseRng;
 use hush_report::{Catalog, MetricValue, RawMeasurements};
@@ -245,6 +246,23 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     print_table(&catalog, &truth, &rows, args, stored, withheld);
     let summary_path = out.join("estimates.csv");
     write_summary(&summary_path, &catalog, &truth, &rows)?;
+    // The dataset an ML team would get from `hush collector export`, in two formats.
+    let mut datasets = Vec::new();
+    for format in [Format::Parquet, Format::Csv] {
+        let options = ExportOptions {
+            format,
+            out_dir: out.join(format!("dataset-{}", format.name())),
+            from: None,
+            to: None,
+            force: true,
+            period_seconds: config.period_seconds,
+            min_devices: config.min_devices,
+        };
+        let summary = export_cells(cells.clone(), &catalogs, &options, &mut |_, _| {})?;
+        datasets.push((options.out_dir, summary.rows));
+    }
+    let chart = out.join("estimates.svg");
+    draw_chart(&chart, &catalog, &truth, &rows, args.days)?;
     println!();
     println!(
         "{} devices x {} days simulated and uploaded in {:.1} s; {} reports stored; total {:.1} s",
@@ -255,9 +273,19 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         started.elapsed().as_secs_f64()
     );
     println!(
-        "pooled estimates with the truth: {}",
+        "every day's estimates beside the truth: {}",
         summary_path.display()
     );
+    println!(
+        "chart of the daily estimates with 95% intervals against the truth: {}",
+        chart.display()
+    );
+    for (dir, rows) in &datasets {
+        println!(
+            "dataset ({rows} rows, partitioned by day, data dictionary in _README.md): {}",
+            dir.display()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -434,4 +462,90 @@ fn write_summary(
         ));
     }
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+/// One panel per count metric: the truth per day as a line, the estimate as a
+/// point with its 95% interval.
+fn draw_chart(
+    path: &Path,
+    catalog: &Catalog,
+    truth: &Truth,
+    rows: &[EstimateRow],
+    days: u32,
+) -> anyhow::Result<()> {
+    use plotters::prelude::*;
+    let counts: Vec<&str> = catalog
+        .metrics()
+        .iter()
+        .filter(|m| m.domain().is_none())
+        .map(|m| m.name)
+        .collect();
+    let root = SVGBackend::new(path, (1200, 760)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let root = root
+        .titled(
+            "Hush demo: daily estimates (red, 95% CI) vs truth (blue)",
+            ("sans-serif", 22),
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let panels = root.split_evenly((2, counts.len().div_ceil(2)));
+    for (panel, name) in panels.iter().zip(&counts) {
+        let mine: Vec<&EstimateRow> = rows.iter().filter(|r| r.metric == *name).collect();
+        let first = mine.iter().map(|r| r.period).min().unwrap_or(0);
+        let points: Vec<(f64, f64, f64, f64, f64)> = mine
+            .iter()
+            .filter_map(|r| {
+                let t = truth.of(catalog, r)?;
+                Some((
+                    f64::from(r.period - first),
+                    t,
+                    r.estimate,
+                    r.ci_low,
+                    r.ci_high,
+                ))
+            })
+            .collect();
+        let lo = points
+            .iter()
+            .map(|p| p.3.min(p.1))
+            .fold(f64::INFINITY, f64::min);
+        let hi = points
+            .iter()
+            .map(|p| p.4.max(p.1))
+            .fold(f64::NEG_INFINITY, f64::max);
+        if !(lo.is_finite() && hi.is_finite()) {
+            continue;
+        }
+        let pad = (hi - lo).max(1.0) * 0.08;
+        let mut chart = ChartBuilder::on(panel)
+            .caption(*name, ("sans-serif", 16))
+            .margin(12)
+            .x_label_area_size(28)
+            .y_label_area_size(56)
+            .build_cartesian_2d(-0.5f64..(f64::from(days) - 0.5), (lo - pad)..(hi + pad))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        chart
+            .configure_mesh()
+            .x_desc("day")
+            .x_labels(days as usize)
+            .x_label_formatter(&|x| format!("{}", x.round() as i64 + 1))
+            .draw()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        chart
+            .draw_series(LineSeries::new(
+                points.iter().map(|p| (p.0, p.1)),
+                BLUE.stroke_width(2),
+            ))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        chart
+            .draw_series(
+                points
+                    .iter()
+                    .map(|p| ErrorBar::new_vertical(p.0, p.3, p.2, p.4, RED.filled(), 8)),
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    root.present()
+        .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+    Ok(())
 }

@@ -14,6 +14,10 @@ pub enum CollectorError {
     /// Reading or writing a file failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// A request the caller can correct: a malformed date or period range, or an
+    /// export that would overwrite files without being told to.
+    #[error("{0}")]
+    Refused(String),
     /// A broken internal invariant or a stopped component.
     #[error("internal: {0}")]
     Internal(String),

@@ -10,6 +10,7 @@ mod cells;
 mod config;
 mod error;
 pub mod estimate;
+pub mod export;
 mod ingest;
 pub mod loadgen;
 pub mod server;
