@@ -3,7 +3,7 @@
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
 use hush_agent::outbox::{SentStatus, read_sent};
@@ -221,33 +221,13 @@ fn init_logging() {
         .try_init();
 }
 
-/// Sets `stop` on SIGINT or SIGTERM (a small runtime thread waits for them).
+/// Sets `stop` on SIGINT or SIGTERM. signal-hook's flag handler only stores to
+/// an atomic (async-signal-safe), so the agent needs no extra thread or runtime
+/// for it: the main loop polls the flag several times a second.
 fn stop_on_signals(stop: Arc<AtomicBool>) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the signal watcher")?;
-    std::thread::Builder::new()
-        .name("hush-signals".into())
-        .spawn(move || {
-            runtime.block_on(async {
-                #[cfg(unix)]
-                {
-                    let mut term = match tokio::signal::unix::signal(
-                        tokio::signal::unix::SignalKind::terminate(),
-                    ) {
-                        Ok(t) => t,
-                        Err(_) => return,
-                    };
-                    tokio::select! {
-                        _ = tokio::signal::ctrl_c() => {},
-                        _ = term.recv() => {},
-                    }
-                }
-                #[cfg(not(unix))]
-                let _ = tokio::signal::ctrl_c().await;
-            });
-            stop.store(true, Ordering::SeqCst);
-        })?;
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .with_context(|| format!("installing the handler for signal {signal}"))?;
+    }
     Ok(())
 }
