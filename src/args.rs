@@ -27,6 +27,8 @@ pub enum Command {
     Sample(SampleArgs),
     /// Empirically lower-bound a mechanism's privacy loss (it must not exceed the claim).
     Audit(AuditArgs),
+    /// Time the batch noising kernels against naive Rust and the RNG bound (under a minute).
+    Bench(BenchArgs),
     /// The laptop agent: see what it measures, and (soon) run it.
     #[command(subcommand)]
     Agent(AgentCommand),
@@ -366,6 +368,18 @@ pub struct SampleArgs {
     /// Seed; without it the operating system's randomness is used, as in production.
     #[arg(long, short)]
     pub seed: Option<u64>,
+}
+
+/// `hush bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Print one JSON object instead of a table (and no progress bar).
+    #[arg(long)]
+    pub json: bool,
+    /// Tiny sizes and one run each: checks that everything runs, in a second or two
+    /// (the timings are not meaningful).
+    #[arg(long)]
+    pub quick: bool,
 }
 
 /// `hush audit`.

@@ -16,6 +16,7 @@ fn main() -> ExitCode {
         Command::Simulate(SimulateCommand::Mean(a)) => commands::simulate::mean(&a),
         Command::Sample(a) => commands::sample::run(&a),
         Command::Audit(a) => commands::audit::run(&a),
+        Command::Bench(a) => commands::bench::run(&a),
         Command::Agent(AgentCommand::Preview(a)) => commands::preview::run(&a),
         Command::Agent(other) => commands::agent::run(other),
         Command::Demo(a) => commands::demo::run(&a),

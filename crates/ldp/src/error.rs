@@ -57,6 +57,19 @@ pub enum LdpError {
     /// cannot realize them (a probability would round to 0 or 1).
     #[error("parameters cannot be realized on the 2^-64 probability grid: {0}")]
     Unrealizable(&'static str),
+    /// A batch call's output buffer does not have the length its inputs need.
+    #[error("{what} holds {actual} elements, but the batch needs {expected}")]
+    BufferLength {
+        /// Which buffer, in words.
+        what: &'static str,
+        /// The length the call needs.
+        expected: usize,
+        /// The length given.
+        actual: usize,
+    },
+    /// Randomized response on packed bits was asked of an oracle whose domain is not binary.
+    #[error("packed randomized response needs a domain of 2, got {0}")]
+    NotBinary(u32),
     /// A mechanism name was not recognised.
     #[error("unknown mechanism '{name}'; valid: {valid}")]
     UnknownMechanism {

@@ -27,15 +27,34 @@ impl Threshold {
     /// The largest threshold whose probability does not exceed `p`.
     ///
     /// `p` is clamped to `[0, 1)`; NaN becomes 0.
+    #[inline]
     pub fn floor(p: f64) -> Self {
-        let scaled = (p * TWO_POW_64).floor();
-        if scaled.is_nan() || scaled <= 0.0 {
-            Threshold(0)
-        } else if scaled >= TWO_POW_64 {
-            Threshold(u64::MAX)
+        // A float-to-integer cast truncates toward zero, which is the floor for
+        // the non-negative values that matter, and saturates: NaN and negatives
+        // give 0, 2^64 and above `u64::MAX`. So the cast alone is the clamped
+        // floor, without a call to libm's `floor` (SSE2 has no rounding
+        // instruction), which keeps batch loops over many inputs vectorizable.
+        Threshold((p * TWO_POW_64) as u64)
+    }
+
+    /// The `bits`-bit prefix of [`Threshold::floor`]`(p)` and whether the rest of
+    /// it is nonzero, `bits` in `1..=31`: what a batch kernel needs for the
+    /// randomized rounding of each input, computed with 32-bit conversions only.
+    ///
+    /// For `p` in `[0, 1)`, `p 2^bits` is exact (a power-of-two scaling), its
+    /// integer part is the prefix and its fraction, scaled by `2^(64 - bits)`,
+    /// is the rest of `floor(p 2^64)` before flooring, nonzero exactly when it
+    /// is at least 1. Other `p` go through [`Threshold::floor`] itself.
+    #[inline]
+    pub fn floor_prefix(p: f64, bits: u32) -> (u64, bool) {
+        if (0.0..1.0).contains(&p) {
+            let scaled = p * f64::from(1u32 << bits);
+            let prefix = scaled as u32;
+            let rest = (scaled - f64::from(prefix)) * (TWO_POW_64 / f64::from(1u32 << bits));
+            (u64::from(prefix), rest >= 1.0)
         } else {
-            // In [1, 2^64): the cast is exact for every f64 in range.
-            Threshold(scaled as u64)
+            let t = Self::floor(p);
+            (t.prefix(bits), t.after_prefix(bits).0 != 0)
         }
     }
 
@@ -102,6 +121,41 @@ impl Threshold {
     pub fn sample<R: Rng + ?Sized>(self, rng: &mut R) -> bool {
         rng.next_u64() < self.0
     }
+
+    /// The `bits` most significant bits of the threshold, `bits` in `1..=63`.
+    ///
+    /// Batch kernels compare a uniform `bits`-bit prefix with this first: below
+    /// it the trial succeeds and above it fails, whatever the remaining bits
+    /// are; only a tie (probability `2^-bits`) needs more randomness, compared
+    /// against [`Threshold::after_prefix`]. The trial stays exact while drawing
+    /// `bits` random bits instead of 64 in all but the tie.
+    #[inline]
+    pub const fn prefix(self, bits: u32) -> u64 {
+        self.0 >> (64 - bits)
+    }
+
+    /// Compares a uniform `bits`-bit prefix `r` with the threshold's prefix:
+    /// `(success, open)`. When `open` is false, `success` is the trial's outcome;
+    /// when it is true the prefix tied and the rest of the threshold is not
+    /// zero, so fresh bits must decide against [`Threshold::after_prefix`] (a
+    /// tie against a zero rest is a certain failure and draws nothing).
+    /// Branch-free, for batch loops.
+    #[inline]
+    pub const fn prefix_trial(self, r: u64, bits: u32) -> (bool, bool) {
+        let p = self.prefix(bits);
+        (r < p, r == p && self.after_prefix(bits).0 != 0)
+    }
+
+    /// The threshold that a fresh uniform `u64` is compared against after a
+    /// `bits`-bit prefix tied with [`Threshold::prefix`], `bits` in `1..=63`.
+    ///
+    /// Given the tie, the trial succeeds exactly when the rest of the uniform
+    /// number is below the rest of the threshold, `t mod 2^(64 - bits)`, which
+    /// is this threshold's probability once scaled to 64 bits.
+    #[inline]
+    pub const fn after_prefix(self, bits: u32) -> Threshold {
+        Threshold(self.0 << bits)
+    }
 }
 
 /// Uniform integers in `0..n`, exact, by Lemire's multiply-and-reject method
@@ -143,6 +197,72 @@ impl UniformBelow {
             }
         }
     }
+
+    /// The same law drawn from `bits` uniform bits at a time (`bits` in `1..=32`),
+    /// or `None` if `n` exceeds `2^bits`.
+    ///
+    /// Batch kernels use it to spend 16 or 32 random bits per draw instead of 64.
+    pub fn narrow(self, bits: u32) -> Option<NarrowUniform> {
+        if !(1..=32).contains(&bits) || self.n > 1 << bits {
+            return None;
+        }
+        Some(NarrowUniform {
+            n: self.n,
+            bits,
+            // 2^bits mod n, computed here so that the sampling loop has no division.
+            reject_below: ((1u64 << bits) % self.n) as u32,
+        })
+    }
+}
+
+/// Lemire's method on `bits`-bit words: uniform integers in `0..n` for `n <= 2^bits`.
+///
+/// Built by [`UniformBelow::narrow`]. [`NarrowUniform::map`] turns `bits`
+/// uniform bits into a candidate and says whether it is accepted; a rejected
+/// candidate is retried with fresh bits, which leaves exactly the uniform law
+/// on `0..n` (Lemire 2019).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NarrowUniform {
+    n: u64,
+    bits: u32,
+    reject_below: u32,
+}
+
+impl NarrowUniform {
+    /// The size of the range.
+    pub fn n(self) -> u64 {
+        self.n
+    }
+
+    /// How many uniform bits one candidate takes.
+    pub fn bits(self) -> u32 {
+        self.bits
+    }
+
+    /// Maps `bits` uniform bits (the low bits of `word`; higher bits must be zero)
+    /// to a candidate in `0..n` and whether it is accepted.
+    ///
+    /// Branch-free, so a batch loop can map a whole array and retry the rare
+    /// rejections (probability below `n / 2^bits`) afterwards.
+    #[inline]
+    pub fn map(self, word: u32) -> (u32, bool) {
+        // word < 2^bits <= 2^32 and n <= 2^bits, so the product fits in 64 bits.
+        let wide = u64::from(word) * self.n;
+        let low = (wide & ((1u64 << self.bits) - 1)) as u32;
+        ((wide >> self.bits) as u32, low >= self.reject_below)
+    }
+
+    /// Draws one uniform integer in `0..n`, `bits` random bits per attempt.
+    #[inline]
+    pub fn sample<R: Rng + ?Sized>(self, rng: &mut R) -> u32 {
+        loop {
+            let word = (rng.next_u64() >> (64 - self.bits)) as u32;
+            let (value, accepted) = self.map(word);
+            if accepted {
+                return value;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -163,6 +283,72 @@ mod tests {
         assert_eq!(Threshold::floor(-1.0).raw(), 0);
         assert_eq!(Threshold::floor(f64::NAN).raw(), 0);
         assert_eq!(Threshold::floor(2.0).raw(), u64::MAX);
+    }
+
+    #[test]
+    fn floor_by_cast_is_the_clamped_floor() {
+        let reference = |p: f64| {
+            let scaled = (p * TWO_POW_64).floor();
+            if scaled.is_nan() || scaled <= 0.0 {
+                0
+            } else if scaled >= TWO_POW_64 {
+                u64::MAX
+            } else {
+                scaled as u64
+            }
+        };
+        let mut rng = ChaCha12Rng::seed_from_u64(3);
+        let specials = [
+            0.0,
+            -0.0,
+            -1.0,
+            1.0,
+            2.0,
+            0.5,
+            1e-300,
+            5e-20,
+            5.4e-20,
+            1.0 - 1e-16,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::MIN_POSITIVE,
+        ];
+        let random = (0..10_000).map(|_| rng.next_u64() as f64 / TWO_POW_64);
+        for p in specials.into_iter().chain(random) {
+            assert_eq!(Threshold::floor(p).raw(), reference(p), "p = {p:e}");
+        }
+    }
+
+    #[test]
+    fn floor_prefix_matches_the_floor() {
+        let mut rng = ChaCha12Rng::seed_from_u64(5);
+        let specials = [
+            0.0,
+            0.5,
+            1.0 / 128.0,
+            1e-19,
+            5.42e-20,
+            5.43e-20,
+            1e-300,
+            0.999_999_999,
+            1.0,
+            1.5,
+            -0.1,
+        ];
+        let random = (0..20_000).map(|_| (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64);
+        let grid = (0..1024).map(|k| f64::from(k) / 1024.0);
+        for p in specials.into_iter().chain(random).chain(grid) {
+            for bits in [1, 7, 8, 16, 31] {
+                let t = Threshold::floor(p);
+                let expected = (t.prefix(bits), t.after_prefix(bits).raw() != 0);
+                assert_eq!(
+                    Threshold::floor_prefix(p, bits),
+                    expected,
+                    "p = {p:e}, bits = {bits}"
+                );
+            }
+        }
     }
 
     #[test]
@@ -187,6 +373,41 @@ mod tests {
             assert!((f64::from(c) - 100_000.0).abs() < 5.0 * 258.2, "{counts:?}");
         }
         assert_eq!(UniformBelow::new(1).sample(&mut rng), 0);
+    }
+
+    #[test]
+    fn prefix_and_rest_recompose_the_threshold() {
+        let t = Threshold::floor(0.3);
+        for bits in [1, 8, 24, 32, 63] {
+            let rest = t.after_prefix(bits).raw() >> bits;
+            assert_eq!(
+                t.prefix(bits) << (64 - bits) | rest,
+                t.raw(),
+                "bits = {bits}"
+            );
+        }
+    }
+
+    #[test]
+    fn narrow_uniform_is_exhaustively_uniform() {
+        // Every 8-bit word, mapped: accepted candidates hit each value equally often.
+        for n in [1u64, 3, 7, 100, 255, 256] {
+            let narrow = UniformBelow::new(n).narrow(8).unwrap();
+            let mut counts = vec![0u32; n as usize];
+            for word in 0..256u32 {
+                let (v, ok) = narrow.map(word);
+                if ok {
+                    counts[v as usize] += 1;
+                }
+            }
+            assert!(
+                counts.iter().all(|&c| c == counts[0]),
+                "n = {n}: {counts:?}"
+            );
+            assert_eq!(counts[0], 256 / n as u32, "n = {n}");
+        }
+        assert!(UniformBelow::new(257).narrow(8).is_none());
+        assert!(UniformBelow::new(5).narrow(33).is_none());
     }
 
     #[test]

@@ -10,9 +10,10 @@
 //! so choosing it does not bias the bound (Jagielski, Ullman, Oprea,
 //! "Auditing Differentially Private Machine Learning", NeurIPS 2020, applied to LDP).
 
+use hush_ldp::batch::{FrequencyBatch, NumericBatch};
 use hush_ldp::{
     AnyFrequencyOracle, AnyNumericMechanism, FrequencyOracle, FrequencyOutput, GridPoint,
-    HadamardResponse, NumericMechanism,
+    HadamardResponse, LdpError, NumericMechanism, OlhOutput, PackedBits,
 };
 use rand::CryptoRng;
 
@@ -40,6 +41,97 @@ pub struct AuditOutcome {
 /// Draws one output for a fixed input and returns its class.
 type Sampler<'a, R> = Box<dyn FnMut(&mut R) -> Result<usize, StatsError> + 'a>;
 
+/// How the audit draws the mechanism's outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SamplingPath {
+    /// One scalar `perturb` call per output: the reference implementation.
+    Scalar,
+    /// The batch kernels (`perturb_repeated`), a few thousand outputs per call,
+    /// so the audit also vouches for the code that simulations and bulk
+    /// noising run.
+    Batch,
+}
+
+/// Outputs per batch call when auditing the batch path.
+const BATCH: usize = 4096;
+
+/// Hands out the outputs of repeated batch calls one at a time.
+struct Batched<T> {
+    outputs: Vec<T>,
+    next: usize,
+}
+
+impl<T: Clone> Batched<T> {
+    fn new() -> Self {
+        Batched {
+            outputs: Vec::new(),
+            next: 0,
+        }
+    }
+
+    fn next(
+        &mut self,
+        refill: impl FnOnce(&mut Vec<T>) -> Result<(), StatsError>,
+    ) -> Result<T, StatsError> {
+        if self.next >= self.outputs.len() {
+            self.outputs.clear();
+            refill(&mut self.outputs)?;
+            self.next = 0;
+        }
+        let out = self.outputs.get(self.next).cloned().ok_or(StatsError::Ldp(
+            LdpError::BufferLength {
+                what: "audit batch",
+                expected: BATCH,
+                actual: 0,
+            },
+        ))?;
+        self.next += 1;
+        Ok(out)
+    }
+}
+
+/// `BATCH` batch-path reports of `oracle` for `value`, as scalar-shaped outputs.
+fn frequency_batch<R: CryptoRng + ?Sized>(
+    oracle: &AnyFrequencyOracle,
+    value: u32,
+    rng: &mut R,
+    into: &mut Vec<FrequencyOutput>,
+) -> Result<(), StatsError> {
+    match oracle {
+        AnyFrequencyOracle::Grr(m) => {
+            let mut out = vec![0u32; BATCH];
+            m.perturb_repeated(value, &mut out, rng)?;
+            into.extend(out.into_iter().map(FrequencyOutput::Value));
+        }
+        AnyFrequencyOracle::Hr(m) => {
+            let mut out = vec![0u32; BATCH];
+            m.perturb_repeated(value, &mut out, rng)?;
+            into.extend(out.into_iter().map(FrequencyOutput::Value));
+        }
+        AnyFrequencyOracle::Olh(m) => {
+            let mut out = vec![OlhOutput { seed: 0, value: 0 }; BATCH];
+            m.perturb_repeated(value, &mut out, rng)?;
+            into.extend(out.into_iter().map(FrequencyOutput::Hashed));
+        }
+        AnyFrequencyOracle::Unary(m) => {
+            let per = m.slots_per_report();
+            let mut out = vec![0u64; BATCH * per];
+            m.perturb_repeated(value, &mut out, rng)?;
+            for words in out.chunks(per) {
+                let bits = PackedBits::from_words(words.to_vec(), m.domain()).ok_or(
+                    LdpError::BufferLength {
+                        what: "unary report (bits past the domain set)",
+                        expected: per,
+                        actual: words.len(),
+                    },
+                )?;
+                into.push(FrequencyOutput::Bits(bits));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// How to audit one mechanism: two inputs, and a map from outputs to a small
 /// set of output classes whose unions are the candidate events.
 struct Plan<'a, R: ?Sized> {
@@ -54,6 +146,17 @@ pub fn audit_frequency<R: CryptoRng + ?Sized>(
     oracle: &AnyFrequencyOracle,
     samples: u64,
     confidence: f64,
+    rng: &mut R,
+) -> Result<AuditOutcome, StatsError> {
+    audit_frequency_via(oracle, samples, confidence, SamplingPath::Scalar, rng)
+}
+
+/// [`audit_frequency`], drawing the outputs through `path`.
+pub fn audit_frequency_via<R: CryptoRng + ?Sized>(
+    oracle: &AnyFrequencyOracle,
+    samples: u64,
+    confidence: f64,
+    path: SamplingPath,
     rng: &mut R,
 ) -> Result<AuditOutcome, StatsError> {
     let classify = move |out: &FrequencyOutput| -> usize {
@@ -82,11 +185,25 @@ pub fn audit_frequency<R: CryptoRng + ?Sized>(
             "supports both 0 and 1",
         ],
     };
+    let sampler = |value: u32| -> Sampler<'_, R> {
+        match path {
+            SamplingPath::Scalar => {
+                Box::new(move |rng: &mut R| Ok(classify(&oracle.perturb(value, rng)?)))
+            }
+            SamplingPath::Batch => {
+                let mut batched = Batched::new();
+                Box::new(move |rng: &mut R| {
+                    let out = batched.next(|into| frequency_batch(oracle, value, rng, into))?;
+                    Ok(classify(&out))
+                })
+            }
+        }
+    };
     let plan = Plan {
         inputs: ("value 0".into(), "value 1".into()),
         classes,
-        sample_a: Box::new(move |rng: &mut R| Ok(classify(&oracle.perturb(0, rng)?))),
-        sample_b: Box::new(move |rng: &mut R| Ok(classify(&oracle.perturb(1, rng)?))),
+        sample_a: sampler(0),
+        sample_b: sampler(1),
     };
     run(plan, oracle.epsilon(), samples, confidence, rng)
 }
@@ -96,6 +213,17 @@ pub fn audit_numeric<R: CryptoRng + ?Sized>(
     mechanism: &AnyNumericMechanism,
     samples: u64,
     confidence: f64,
+    rng: &mut R,
+) -> Result<AuditOutcome, StatsError> {
+    audit_numeric_via(mechanism, samples, confidence, SamplingPath::Scalar, rng)
+}
+
+/// [`audit_numeric`], drawing the outputs through `path`.
+pub fn audit_numeric_via<R: CryptoRng + ?Sized>(
+    mechanism: &AnyNumericMechanism,
+    samples: u64,
+    confidence: f64,
+    path: SamplingPath,
     rng: &mut R,
 ) -> Result<AuditOutcome, StatsError> {
     let window_class = |pm: &hush_ldp::Piecewise, index: i64| -> usize {
@@ -150,11 +278,34 @@ pub fn audit_numeric<R: CryptoRng + ?Sized>(
         }
     };
     let range = mechanism.range();
+    let sampler = |x: f64| -> Sampler<'_, R> {
+        match path {
+            SamplingPath::Scalar => {
+                Box::new(move |rng: &mut R| Ok(classify(mechanism.perturb(x, rng)?)))
+            }
+            SamplingPath::Batch => {
+                let mut batched = Batched::new();
+                Box::new(move |rng: &mut R| {
+                    let out = batched.next(|into| {
+                        into.resize(
+                            BATCH,
+                            GridPoint {
+                                branch: 0,
+                                index: 0,
+                            },
+                        );
+                        Ok(mechanism.perturb_repeated(x, into, rng)?)
+                    })?;
+                    Ok(classify(out))
+                })
+            }
+        }
+    };
     let plan = Plan {
         inputs: (format!("x = {}", range.hi()), format!("x = {}", range.lo())),
         classes,
-        sample_a: Box::new(move |rng: &mut R| Ok(classify(mechanism.perturb(range.hi(), rng)?))),
-        sample_b: Box::new(move |rng: &mut R| Ok(classify(mechanism.perturb(range.lo(), rng)?))),
+        sample_a: sampler(range.hi()),
+        sample_b: sampler(range.lo()),
     };
     run(plan, mechanism.epsilon(), samples, confidence, rng)
 }

@@ -80,7 +80,12 @@ fn oue_audit_is_tight() {
         a.epsilon_lower_bound > 0.93 && a.epsilon_lower_bound <= 1.0,
         "{a:?}"
     );
-    assert_eq!(a.event, "supports 0 only");
+    // The two one-bit events are mirror images (swap the inputs), equally tight;
+    // which one the pilot run ranks first depends on the seed and the generator.
+    assert!(
+        a.event == "supports 0 only" || a.event == "supports 1 only",
+        "{a:?}"
+    );
 }
 
 /// A deliberately broken mechanism is caught: GRR built for eps = 2 but

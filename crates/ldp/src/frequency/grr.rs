@@ -70,6 +70,11 @@ impl Grr {
     pub fn other_probability(&self) -> f64 {
         self.keep.complement_prob() / f64::from(self.domain - 1)
     }
+
+    /// The sampler of the other values, for the batch kernels.
+    pub(crate) fn others_sampler(&self) -> UniformBelow {
+        self.others
+    }
 }
 
 impl FrequencyOracle for Grr {

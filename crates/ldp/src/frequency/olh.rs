@@ -94,6 +94,11 @@ impl Olh {
         self.keep.prob()
     }
 
+    /// The sampler of the other hash values, for the batch kernels.
+    pub(crate) fn others_sampler(&self) -> UniformBelow {
+        self.others
+    }
+
     /// The seeded hash of `value` into `0..g`.
     ///
     /// Two SplitMix64 finalizer rounds (a bijective mixer with full avalanche)

@@ -7,10 +7,13 @@ use crate::epsilon::{check_epsilon, round_up_loss};
 use crate::sampling::Threshold;
 use crate::{Affine, GridPoint, LdpError, NumericMechanism, Range};
 
+const TWO_POW_32: f64 = 4_294_967_296.0;
+const TWO_POW_M32: f64 = 1.0 / TWO_POW_32;
+
 /// The shared core: report one bit whose probability of being 1 rises
 /// linearly from `p_min` at the bottom of the range to `p_max = 1 - p_min` at the top.
 #[derive(Debug, Clone, PartialEq)]
-struct BinaryCore {
+pub(crate) struct BinaryCore {
     range: Range,
     high: Threshold,
     low: Threshold,
@@ -36,6 +39,11 @@ impl BinaryCore {
         })
     }
 
+    /// The clipping range.
+    pub(crate) fn range(&self) -> Range {
+        self.range
+    }
+
     /// `p_max - p_min`, the slope of the bit probability over the unit interval.
     fn slope(&self) -> f64 {
         (self.high.raw() - self.low.raw()) as f64 / crate::sampling::TWO_POW_64
@@ -43,9 +51,25 @@ impl BinaryCore {
 
     /// The threshold for an input at position `u` in `[0, 1]`: always within
     /// `[low, high]`, which is all the privacy proof needs.
-    fn threshold_at(&self, u: f64) -> Threshold {
+    #[inline]
+    pub(crate) fn threshold_at(&self, u: f64) -> Threshold {
         let span = self.high.raw() - self.low.raw();
-        let step = (u * span as f64).round().clamp(0.0, span as f64) as u64;
+        // `u * span` clamped to `[0, span]` and rounded half away from zero, like
+        // `f64::round` (`span as f64` is a whole number, so clamping first is the
+        // same), but without libm's `round` or unsigned conversions, which SSE2
+        // lacks and emulates slowly: `v` is split at 2^32 into parts that convert
+        // through signed integers exactly (scaling by 2^-32 is exact, and both
+        // parts are multiples of v's last place). NaN clamps to NaN, which
+        // converts to 0, as `round` then `as u64` did.
+        let span_f = span as f64;
+        let v = (u * span_f).clamp(0.0, span_f);
+        let high = (v * TWO_POW_M32) as i64;
+        let rest = v - high as f64 * TWO_POW_32;
+        let low_whole = rest as i64;
+        let half_up = u64::from(rest - low_whole as f64 >= 0.5);
+        let step = (high as u64)
+            .saturating_mul(1 << 32)
+            .saturating_add(low_whole as u64 + half_up);
         Threshold::from_raw(self.low.raw() + step.min(span))
     }
 
@@ -149,6 +173,11 @@ impl Duchi {
     pub fn probability_of_high(&self, x: f64) -> Result<f64, LdpError> {
         Ok(self.0.threshold_at(self.0.range.to_unit(x)?).prob())
     }
+
+    /// The shared core, for the batch kernels.
+    pub(crate) fn core(&self) -> &BinaryCore {
+        &self.0
+    }
 }
 
 binary_mechanism!(Duchi);
@@ -183,6 +212,11 @@ impl OneBitMean {
     /// The realized probability of reporting 1 for input `x`.
     pub fn probability_of_one(&self, x: f64) -> Result<f64, LdpError> {
         Ok(self.0.threshold_at(self.0.range.to_unit(x)?).prob())
+    }
+
+    /// The shared core, for the batch kernels.
+    pub(crate) fn core(&self) -> &BinaryCore {
+        &self.0
     }
 }
 

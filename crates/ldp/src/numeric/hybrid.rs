@@ -54,6 +54,11 @@ impl Hybrid {
         self.use_piecewise.prob()
     }
 
+    /// The threshold of the Piecewise branch's coin, for the batch kernels.
+    pub(crate) fn use_piecewise_threshold(&self) -> Threshold {
+        self.use_piecewise
+    }
+
     /// The Piecewise branch.
     pub fn piecewise(&self) -> &Piecewise {
         &self.piecewise

@@ -2,6 +2,7 @@
 
 use rand::{CryptoRng, Rng};
 
+use crate::batch::LaplaceTable;
 use crate::epsilon::{check_epsilon, round_up_loss};
 use crate::sampling::{TWO_POW_64, Threshold};
 use crate::{Affine, GridPoint, LdpError, NumericMechanism, Range};
@@ -56,6 +57,8 @@ pub struct DiscreteLaplace {
     weights: Weights,
     epsilon: f64,
     noise_second_moment: f64,
+    /// The same table arranged for the batch kernel's lookups.
+    batch: LaplaceTable,
 }
 
 impl DiscreteLaplace {
@@ -93,6 +96,7 @@ impl DiscreteLaplace {
                     range,
                     steps,
                     noise_second_moment: weights.noise_second_moment(),
+                    batch: LaplaceTable::new(&cdf),
                     cdf,
                     weights,
                     epsilon: round_up_loss(loss),
@@ -141,8 +145,23 @@ impl DiscreteLaplace {
         self.weights.weight(z.unsigned_abs()) / (2.0 - self.weights.weight(0))
     }
 
+    /// The integer CDF thresholds of one table period.
+    pub(crate) fn cdf(&self) -> &[u64] {
+        &self.cdf
+    }
+
+    /// The table length `L` (the period of the realized weights).
+    pub(crate) fn cdf_len(&self) -> usize {
+        self.cdf.len()
+    }
+
+    /// The table arranged for the batch kernel.
+    pub(crate) fn batch_table(&self) -> &LaplaceTable {
+        &self.batch
+    }
+
     /// Draws `|Z|` from the table, restarting past its end (memorylessness).
-    fn sample_magnitude<R: Rng + ?Sized>(&self, rng: &mut R) -> u64 {
+    pub(crate) fn sample_magnitude<R: Rng + ?Sized>(&self, rng: &mut R) -> u64 {
         let mut base = 0u64;
         loop {
             let u = rng.next_u64();
@@ -155,7 +174,7 @@ impl DiscreteLaplace {
     }
 
     /// Draws one noise value `Z`.
-    fn sample_noise<R: Rng + ?Sized>(&self, rng: &mut R) -> i64 {
+    pub(crate) fn sample_noise<R: Rng + ?Sized>(&self, rng: &mut R) -> i64 {
         loop {
             let magnitude = self.sample_magnitude(rng) as i64;
             let negative = rng.next_u32() & 1 == 1;
@@ -165,10 +184,20 @@ impl DiscreteLaplace {
         }
     }
 
-    fn grid_position(&self, x: f64) -> Result<(i64, f64), LdpError> {
-        let scaled = self.range.to_unit(x)? * f64::from(self.steps);
-        let floor = scaled.floor();
-        Ok((floor as i64, scaled - floor))
+    /// The grid cell below the clipped input and the rounding fraction.
+    #[inline]
+    pub(crate) fn grid_position(&self, x: f64) -> Result<(i64, f64), LdpError> {
+        self.range.to_unit(x)?;
+        Ok(self.grid_position_finite(x))
+    }
+
+    /// [`DiscreteLaplace::grid_position`] of an input known to be finite.
+    #[inline]
+    pub(crate) fn grid_position_finite(&self, x: f64) -> (i64, f64) {
+        let scaled = self.range.to_unit_finite(x) * f64::from(self.steps);
+        // Non-negative, so truncation is the floor (without a libm call).
+        let floor = scaled as u32;
+        (i64::from(floor), scaled - f64::from(floor))
     }
 }
 

@@ -6,6 +6,7 @@ mod hybrid;
 mod laplace;
 mod piecewise;
 
+pub(crate) use binary::BinaryCore;
 pub use binary::{Duchi, OneBitMean};
 pub use hybrid::{HYBRID_SWITCH_EPSILON, Hybrid};
 pub use laplace::{DiscreteLaplace, LAPLACE_STEPS};

@@ -104,6 +104,21 @@ impl Piecewise {
         self.window
     }
 
+    /// The threshold of reporting a cell inside the window, for the batch kernels.
+    pub(crate) fn in_window_threshold(&self) -> Threshold {
+        self.in_window
+    }
+
+    /// The sampler of a cell inside the window, for the batch kernels.
+    pub(crate) fn inside_sampler(&self) -> UniformBelow {
+        self.pick_inside
+    }
+
+    /// The sampler of a cell outside the window, for the batch kernels.
+    pub(crate) fn outside_sampler(&self) -> UniformBelow {
+        self.pick_outside
+    }
+
     /// The realized probabilities of one cell inside and outside the window.
     pub fn cell_probabilities(&self) -> (f64, f64) {
         (
@@ -113,10 +128,19 @@ impl Piecewise {
     }
 
     /// The window start for `x`: the two candidates and the probability of the upper one.
+    #[inline]
     pub fn window_start(&self, x: f64) -> Result<(u32, f64), LdpError> {
-        let scaled = self.range.to_unit(x)? * f64::from(self.cells - self.window);
-        let floor = scaled.floor();
-        Ok((floor as u32, scaled - floor))
+        self.range.to_unit(x)?;
+        Ok(self.window_start_finite(x))
+    }
+
+    /// [`Piecewise::window_start`] of an input known to be finite.
+    #[inline]
+    pub(crate) fn window_start_finite(&self, x: f64) -> (u32, f64) {
+        let scaled = self.range.to_unit_finite(x) * f64::from(self.cells - self.window);
+        // Non-negative, so truncation is the floor (without a libm call).
+        let floor = scaled as u32;
+        (floor, scaled - f64::from(floor))
     }
 
     /// `E[j | s]` and `E[j^2 | s]` of the cell index for window start `s`.

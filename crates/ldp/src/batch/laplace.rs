@@ -1,0 +1,390 @@
+//! Discrete Laplace in batches: the mechanism's own integer CDF table, searched
+//! through a guide table, with 32 random bits per sample in all but rare cases.
+//!
+//! Each sample takes one uniform `u32`: 24 bits are the prefix of the uniform
+//! number compared with the CDF thresholds, one bit is the sign, and 7 bits are
+//! the prefix of the randomized-rounding trial. The magnitude is the number of
+//! thresholds at or below the uniform number, exactly as
+//! `DiscreteLaplace::sample_magnitude` counts them. With only the prefix known,
+//! a threshold whose own 24-bit prefix is below it is certainly below the
+//! number and one whose prefix is above it certainly above; only a threshold
+//! with the same prefix (probability at most `L / 2^24`) leaves the count
+//! open, and then 40 fresh bits complete the number. A number past the table,
+//! a `-0` (rejected, as in the scalar sampler) and a tie of the rounding
+//! prefix are finished by the scalar samplers on fresh bits, which keeps every
+//! sample's law exactly the scalar one.
+
+use rand::{CryptoRng, Rng};
+
+use super::buffer::RandomBuffer;
+use super::{Inputs, NumericBatch, Repeat, check_len, finite_chunk};
+use crate::sampling::Threshold;
+use crate::{DiscreteLaplace, GridPoint, LdpError};
+
+/// Bits of the uniform number known in the fast path.
+const PREFIX_BITS: u32 = 24;
+/// The guide table splits the prefixes into `2^GUIDE_BITS` buckets (16 KiB of `u16`).
+const GUIDE_BITS: u32 = 13;
+/// Thresholds compared after the guide's jump: on the default grid all but
+/// about 0.4% of lookups find their count within four (the rest scan on).
+const WINDOW: usize = 4;
+/// Bits of the randomized-rounding trial's prefix.
+const ROUND_BITS: u32 = 7;
+/// Samples per pass.
+const CHUNK: usize = 512;
+
+/// The CDF table of a [`DiscreteLaplace`] arranged for branch-free lookups:
+/// the thresholds' 24-bit prefixes, and for each bucket of prefixes how many
+/// thresholds lie below the bucket (Chen and Asau's guide table, 1974).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct LaplaceTable {
+    /// `prefix[k]` is `cdf[k] >> 40`, then `WINDOW + 1` entries of `u32::MAX`
+    /// so that the window never reads past the end.
+    prefix: Vec<u32>,
+    /// `guide[b]` is how many prefixes are below `b << (PREFIX_BITS - GUIDE_BITS)`.
+    guide: Vec<u16>,
+}
+
+impl LaplaceTable {
+    /// Builds the lookup for `cdf` (at most 65535 entries, strictly increasing).
+    pub(crate) fn new(cdf: &[u64]) -> Self {
+        let prefix: Vec<u32> = cdf
+            .iter()
+            .map(|&c| (c >> (64 - PREFIX_BITS)) as u32)
+            .chain(std::iter::repeat_n(u32::MAX, WINDOW + 1))
+            .collect();
+        let shift = PREFIX_BITS - GUIDE_BITS;
+        let real = &prefix[..cdf.len()];
+        let guide = (0..1u32 << GUIDE_BITS)
+            .map(|b| real.partition_point(|&p| p < b << shift) as u16)
+            .collect();
+        LaplaceTable { prefix, guide }
+    }
+
+    /// How many thresholds lie below a number with 24-bit prefix `p`, and
+    /// whether that count is certain and inside the table (a branch-free guess
+    /// for the main loop; [`LaplaceTable::magnitude`] settles the rest).
+    #[inline(always)]
+    fn lookup(&self, p: u32, len: usize) -> (usize, bool) {
+        let g = usize::from(self.guide[(p >> (PREFIX_BITS - GUIDE_BITS)) as usize]);
+        let window = &self.prefix[g..g + WINDOW + 1];
+        // Prefixes are sorted, so the ones below p come first in the window.
+        let below = usize::from(window[0] < p)
+            + usize::from(window[1] < p)
+            + usize::from(window[2] < p)
+            + usize::from(window[3] < p);
+        let k = g + below;
+        let certain = below < WINDOW && window[below] != p && k < len;
+        (k, certain)
+    }
+}
+
+impl LaplaceTable {
+    /// `|Z|` for a uniform 64-bit number `u`: the number of thresholds at or
+    /// below it, as `DiscreteLaplace::sample_magnitude` counts them, and past the
+    /// table `L` plus a fresh magnitude from new words (memorylessness).
+    fn magnitude<R: Rng + ?Sized>(
+        &self,
+        cdf: &[u64],
+        mut u: u64,
+        src: &mut RandomBuffer<'_, R>,
+    ) -> u64 {
+        let mut base = 0u64;
+        loop {
+            let p = (u >> (64 - PREFIX_BITS)) as u32;
+            // Thresholds with a smaller prefix are below u, with a larger one above;
+            // among those with the same prefix the full values decide.
+            let mut k = usize::from(self.guide[(p >> (PREFIX_BITS - GUIDE_BITS)) as usize]);
+            while self.prefix[k] < p {
+                k += 1;
+            }
+            while k < cdf.len() && cdf[k] <= u {
+                k += 1;
+            }
+            if k < cdf.len() {
+                return base + k as u64;
+            }
+            base += cdf.len() as u64;
+            u = src.word();
+        }
+    }
+}
+
+/// Flags of a sample that the fast pass could not finish.
+const ROUND_TIE: u8 = 1;
+const MAGNITUDE_OPEN: u8 = 2;
+const NEGATIVE_ZERO: u8 = 4;
+
+fn laplace_kernel<R: Rng + ?Sized>(
+    m: &DiscreteLaplace,
+    xs: impl Inputs<f64>,
+    out: &mut [GridPoint],
+    rng: &mut R,
+) -> Result<(), LdpError> {
+    let table = m.batch_table();
+    let len = m.cdf_len();
+    let mut src = RandomBuffer::new(rng, 4 * out.len());
+    let mut inputs = [0f64; CHUNK];
+    let mut words = [0u32; CHUNK];
+    let mut floors = [0i64; CHUNK];
+    let mut rounds = [(0u64, false); CHUNK];
+    let mut flags = [0u8; CHUNK];
+    for (c, chunk) in out.chunks_mut(CHUNK).enumerate() {
+        let n = chunk.len();
+        let (inputs, words, floors, rounds, flags) = (
+            &mut inputs[..n],
+            &mut words[..n],
+            &mut floors[..n],
+            &mut rounds[..n],
+            &mut flags[..n],
+        );
+        finite_chunk(&xs, c * CHUNK, inputs)?;
+        for ((f, r), &x) in floors.iter_mut().zip(rounds.iter_mut()).zip(inputs.iter()) {
+            let (floor, frac) = m.grid_position_finite(x);
+            *f = floor;
+            // The rounding trial's prefix, from Threshold::floor(frac).
+            *r = Threshold::floor_prefix(frac, ROUND_BITS);
+        }
+        src.take_u32s(words);
+        let mut any = 0u8;
+        for k in 0..n {
+            let (w, floor, (round_prefix, round_rest)) = (words[k], floors[k], rounds[k]);
+            let p = w >> (32 - PREFIX_BITS);
+            let negative = (w >> ROUND_BITS) & 1 == 1;
+            let r = u64::from(w & ((1 << ROUND_BITS) - 1));
+            let up = r < round_prefix;
+            let round_open = r == round_prefix && round_rest;
+            let (magnitude, certain) = table.lookup(p, len);
+            let noise = if negative {
+                -(magnitude as i64)
+            } else {
+                magnitude as i64
+            };
+            chunk[k] = GridPoint {
+                branch: 0,
+                index: floor + i64::from(up) + noise,
+            };
+            let flag = u8::from(round_open) * ROUND_TIE
+                + u8::from(!certain) * MAGNITUDE_OPEN
+                + u8::from(negative && magnitude == 0) * NEGATIVE_ZERO;
+            flags[k] = flag;
+            any |= flag;
+        }
+        if any != 0 {
+            for (k, o) in chunk.iter_mut().enumerate() {
+                if flags[k] != 0 {
+                    let (floor, frac) = m.grid_position_finite(inputs[k]);
+                    let round = Threshold::floor(frac);
+                    o.index = finish(m, words[k], floor, round, &mut src);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Completes a flagged sample from its fast-pass word and fresh bits, deciding
+/// every part the fast pass could not: the rounding trial if it was open, the
+/// magnitude if the lookup was not certain, and a fresh draw for `-0`.
+#[cold]
+fn finish<R: Rng + ?Sized>(
+    m: &DiscreteLaplace,
+    w: u32,
+    floor: i64,
+    round: Threshold,
+    src: &mut RandomBuffer<'_, R>,
+) -> i64 {
+    let r = u64::from(w & ((1 << ROUND_BITS) - 1));
+    let (up, open) = round.prefix_trial(r, ROUND_BITS);
+    let up = if open {
+        round.after_prefix(ROUND_BITS).sample(src)
+    } else {
+        up
+    };
+    let p = w >> (32 - PREFIX_BITS);
+    let table = m.batch_table();
+    let magnitude = match table.lookup(p, m.cdf_len()) {
+        (k, true) => k as u64,
+        _ => {
+            // Fresh low bits complete the uniform number whose prefix is p.
+            let u = u64::from(p) << (64 - PREFIX_BITS) | src.word() >> PREFIX_BITS;
+            table.magnitude(m.cdf(), u, src)
+        }
+    };
+    let negative = (w >> ROUND_BITS) & 1 == 1;
+    let noise = if negative && magnitude == 0 {
+        // The scalar sampler rejects -0 and draws magnitude and sign afresh.
+        m.sample_noise(src)
+    } else if negative {
+        -(magnitude as i64)
+    } else {
+        magnitude as i64
+    };
+    floor + i64::from(up) + noise
+}
+
+impl NumericBatch for DiscreteLaplace {
+    fn perturb_batch<R: CryptoRng + ?Sized>(
+        &self,
+        xs: &[f64],
+        out: &mut [GridPoint],
+        rng: &mut R,
+    ) -> Result<(), LdpError> {
+        check_len("output buffer (grid points)", xs.len(), out.len())?;
+        laplace_kernel(self, xs, out, rng)
+    }
+
+    fn perturb_repeated<R: CryptoRng + ?Sized>(
+        &self,
+        x: f64,
+        out: &mut [GridPoint],
+        rng: &mut R,
+    ) -> Result<(), LdpError> {
+        let count = out.len();
+        laplace_kernel(self, Repeat { value: x, count }, out, rng)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::replay::Replay;
+    use crate::{NumericMechanism, Range};
+
+    fn one(m: &DiscreteLaplace, x: f64, bytes: Vec<u8>) -> i64 {
+        let mut out = [GridPoint {
+            branch: 0,
+            index: 0,
+        }];
+        laplace_kernel(m, &[x][..], &mut out, &mut Replay::of_bytes(bytes)).unwrap();
+        out[0].index
+    }
+
+    /// The little-endian bytes of one fast-path word followed by fresh words.
+    fn stream(word: u32, fresh: &[u64]) -> Vec<u8> {
+        let mut b = word.to_le_bytes().to_vec();
+        fresh.iter().for_each(|w| b.extend(w.to_le_bytes()));
+        b
+    }
+
+    #[test]
+    fn the_fast_path_counts_thresholds_like_the_scalar_search() {
+        let m = DiscreteLaplace::with_steps(1.0, Range::SYMMETRIC_UNIT, 64).unwrap();
+        // x = -1 sits on grid point 0 with no rounding; sign bit 0 is positive.
+        for p in (0..1u32 << 24).step_by(4099) {
+            let u = u64::from(p) << 40;
+            let expected = m.cdf().partition_point(|&c| c <= u) as i64;
+            let fresh = [u64::MAX; 8];
+            let got = one(&m, -1.0, stream(p << 8, &fresh));
+            if (expected as usize) < m.cdf().len()
+                && m.cdf()[expected as usize] >> 40 != u64::from(p)
+            {
+                assert_eq!(got, expected, "prefix {p:#x}");
+            }
+        }
+    }
+
+    #[test]
+    fn certain_lookups_are_exact_counts() {
+        // Tables of 28 entries, 4096 entries on the default grid (the window overflows
+        // near its end), and 1 entry.
+        for (eps, steps) in [(1.0, 4), (1.0, 1024), (0.5, 4096), (20.0, 1)] {
+            let m = DiscreteLaplace::with_steps(eps, Range::SYMMETRIC_UNIT, steps).unwrap();
+            let prefixes: Vec<u32> = m.cdf().iter().map(|&c| (c >> 40) as u32).collect();
+            let mut open = 0u32;
+            let mut checked = 0u32;
+            for p in (0..1u32 << 24).step_by(5) {
+                let (k, certain) = m.batch_table().lookup(p, m.cdf_len());
+                checked += 1;
+                if certain {
+                    assert_eq!(k, prefixes.partition_point(|&t| t < p), "prefix {p:#x}");
+                    assert!(prefixes.binary_search(&p).is_err());
+                } else {
+                    open += 1;
+                }
+            }
+            // Only past-the-table numbers and the guide's few overflowing buckets are
+            // left to the slow path.
+            let past = 1.0 - (m.cdf()[m.cdf_len() - 1] as f64 / 2f64.powi(64));
+            let slow = f64::from(open) / f64::from(checked) - past;
+            assert!(
+                slow < 0.05,
+                "eps={eps} steps={steps}: {slow} of lookups overflow"
+            );
+        }
+    }
+
+    #[test]
+    fn magnitudes_count_thresholds_like_the_scalar_search() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::ChaCha8Rng::seed_from_u64(6);
+        for (eps, steps) in [(1.0, 1024), (1.0, 4), (20.0, 1)] {
+            let m = DiscreteLaplace::with_steps(eps, Range::SYMMETRIC_UNIT, steps).unwrap();
+            let cdf = m.cdf();
+            // Random numbers, and numbers at and next to every threshold.
+            let near = cdf.iter().flat_map(|&c| [c - 1, c, c.saturating_add(1)]);
+            let random = (0..20_000).map(|_| rng.next_u64());
+            let mut replay = Replay::of_words(&[0]);
+            let mut src = RandomBuffer::new(&mut replay, 0);
+            for u in near.chain(random) {
+                let expected = cdf.partition_point(|&c| c <= u);
+                if expected < cdf.len() {
+                    let got = m.batch_table().magnitude(cdf, u, &mut src);
+                    assert_eq!(got, expected as u64, "u = {u:#x}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_tied_prefix_is_completed_with_fresh_bits() {
+        let m = DiscreteLaplace::with_steps(1.0, Range::SYMMETRIC_UNIT, 64).unwrap();
+        let k = 5;
+        let c = m.cdf()[k];
+        let p = (c >> 40) as u32;
+        // Completing the number just below cdf[k] gives k, at cdf[k] gives k + 1.
+        let below = (c & ((1 << 40) - 1)) - 1;
+        let at = c & ((1 << 40) - 1);
+        assert_eq!(one(&m, -1.0, stream(p << 8, &[below << 24])), k as i64);
+        assert_eq!(one(&m, -1.0, stream(p << 8, &[at << 24])), k as i64 + 1);
+    }
+
+    #[test]
+    fn past_the_table_a_fresh_magnitude_is_added() {
+        let m = DiscreteLaplace::with_steps(0.004, Range::SYMMETRIC_UNIT, 4).unwrap();
+        let len = m.cdf().len() as i64;
+        // The top prefix is past every threshold; then the fresh 40 bits, then a fresh
+        // magnitude draw of 0 (a uniform word of 0 is below every threshold).
+        assert_eq!(one(&m, -1.0, stream(!0xff, &[u64::MAX, 0])), len);
+        // Negative sign bit set: the same magnitude, negated.
+        assert_eq!(one(&m, -1.0, stream(!0x7f, &[u64::MAX, 0])), -len);
+    }
+
+    #[test]
+    fn negative_zero_is_redrawn_and_rounding_ties_continue() {
+        let m = DiscreteLaplace::with_steps(1.0, Range::SYMMETRIC_UNIT, 64).unwrap();
+        // Prefix 0 (magnitude 0), sign negative: the scalar sampler draws magnitude
+        // and sign again from the fresh words: magnitude word u64::MAX - 1 ...
+        let magnitude_word = m.cdf()[2];
+        let expected = m.cdf().partition_point(|&c| c <= magnitude_word) as i64;
+        // ... and a u32 sign word with bit 0 clear (positive).
+        let got = one(&m, -1.0, stream(0x80, &[magnitude_word, 0]));
+        assert_eq!(got, expected);
+        // Between grid points 32 and 33 a rounding prefix equal to the threshold's
+        // leaves the trial open, and the next word decides it against the rest.
+        let x = 2.0 * (32.3 / 64.0) - 1.0;
+        let (floor, frac) = m.grid_position(x).unwrap();
+        assert_eq!(floor, 32);
+        let t = Threshold::floor(frac);
+        let tie = t.prefix(ROUND_BITS) as u32;
+        assert_eq!(
+            one(&m, x, stream(tie, &[t.after_prefix(ROUND_BITS).raw() - 1])),
+            33
+        );
+        assert_eq!(one(&m, x, stream(tie, &[u64::MAX])), 32);
+        assert!(m.is_valid_output(GridPoint {
+            branch: 0,
+            index: 33
+        }));
+    }
+}

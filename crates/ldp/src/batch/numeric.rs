@@ -1,0 +1,548 @@
+//! Duchi, 1BitMean, Piecewise and Hybrid in batches, on the same fixed output
+//! grids as their scalar `perturb`.
+//!
+//! Per sample the float work is only turning the input into thresholds (the
+//! same functions the scalar path calls); every random decision is an integer
+//! comparison. Bernoulli trials compare an 8-bit uniform prefix with the
+//! threshold's prefix and, on a tie (probability 1/256), continue with fresh
+//! bits against [`Threshold::after_prefix`]; the Piecewise cell is Lemire's
+//! method on 16 bits, retried with fresh bits on rejection. The main loops
+//! only record those cases, and a second pass finishes them with the scalar
+//! samplers, so each output has exactly the scalar law.
+
+use rand::{CryptoRng, Rng};
+
+use super::buffer::RandomBuffer;
+use super::{Inputs, NumericBatch, Repeat, check_len, finite_chunk};
+use crate::numeric::BinaryCore;
+use crate::sampling::{NarrowUniform, Threshold};
+use crate::{AnyNumericMechanism, Duchi, GridPoint, Hybrid, LdpError, OneBitMean, Piecewise};
+
+/// Samples per pass.
+const CHUNK: usize = 512;
+
+/// Bits of each Bernoulli prefix.
+const BYTE: u32 = 8;
+
+/// One Bernoulli trial from an 8-bit prefix: the outcome, and whether fresh bits must finish it.
+#[inline(always)]
+fn trial(r: u64, t: Threshold) -> (bool, bool) {
+    t.prefix_trial(r, BYTE)
+}
+
+/// The outcome of a trial whose 8-bit prefix `r` may have left it open.
+fn finish_trial<R: Rng + ?Sized>(r: u64, t: Threshold, src: &mut RandomBuffer<'_, R>) -> bool {
+    let (below, open) = trial(r, t);
+    if open {
+        t.after_prefix(BYTE).sample(src)
+    } else {
+        below
+    }
+}
+
+/// Duchi and 1BitMean: one bit whose threshold depends on the input, from one random byte.
+///
+/// One loop turns each input into its threshold (the same float steps as the
+/// scalar path) and compares it with a random byte; a second pass finishes the
+/// rare open trials.
+fn binary_kernel<R: Rng + ?Sized>(
+    core: &BinaryCore,
+    xs: impl Inputs<f64>,
+    out: &mut [GridPoint],
+    rng: &mut R,
+) -> Result<(), LdpError> {
+    let mut src = RandomBuffer::new(rng, out.len() + 64);
+    let range = core.range();
+    let mut inputs = [0f64; CHUNK];
+    let mut ties = [false; CHUNK];
+    for (c, chunk) in out.chunks_mut(CHUNK).enumerate() {
+        let n = chunk.len();
+        let (inputs, ties) = (&mut inputs[..n], &mut ties[..n]);
+        finite_chunk(&xs, c * CHUNK, inputs)?;
+        src.ensure(n);
+        let mut any = false;
+        for (((o, &x), tie), &r) in chunk
+            .iter_mut()
+            .zip(inputs.iter())
+            .zip(ties.iter_mut())
+            .zip(src.bytes())
+        {
+            let (bit, open) = trial(u64::from(r), core.threshold_at(range.to_unit_finite(x)));
+            *o = GridPoint {
+                branch: 0,
+                index: i64::from(bit),
+            };
+            *tie = open;
+            any |= open;
+        }
+        src.consume(n);
+        if any {
+            for ((o, &x), &tie) in chunk.iter_mut().zip(inputs.iter()).zip(ties.iter()) {
+                // An open trial was reported as 0 (its prefix was not below the threshold's).
+                if tie {
+                    let t = core.threshold_at(range.to_unit_finite(x));
+                    o.index = i64::from(t.after_prefix(BYTE).sample(&mut src));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+macro_rules! binary_batch {
+    ($name:ident) => {
+        impl NumericBatch for $name {
+            fn perturb_batch<R: CryptoRng + ?Sized>(
+                &self,
+                xs: &[f64],
+                out: &mut [GridPoint],
+                rng: &mut R,
+            ) -> Result<(), LdpError> {
+                check_len("output buffer (grid points)", xs.len(), out.len())?;
+                binary_kernel(self.core(), xs, out, rng)
+            }
+
+            fn perturb_repeated<R: CryptoRng + ?Sized>(
+                &self,
+                x: f64,
+                out: &mut [GridPoint],
+                rng: &mut R,
+            ) -> Result<(), LdpError> {
+                let count = out.len();
+                binary_kernel(self.core(), Repeat { value: x, count }, out, rng)
+            }
+        }
+    };
+}
+
+binary_batch!(Duchi);
+binary_batch!(OneBitMean);
+
+/// Flags of a Piecewise sample the fast pass could not finish.
+const ROUND_TIE: u8 = 1;
+const WINDOW_TIE: u8 = 2;
+const REJECTED: u8 = 4;
+
+/// The Piecewise Mechanism's randomness, read from the mechanism: one `u32`
+/// per sample, 8 bits for the window's randomized rounding, 8 for the
+/// inside/outside trial and 16 for the cell.
+#[derive(Debug, Clone, Copy)]
+struct PiecewiseParts {
+    in_window: Threshold,
+    window: u32,
+    inside: NarrowUniform,
+    outside: NarrowUniform,
+}
+
+/// Where an input puts the window: the lower start, and the 8-bit prefix of
+/// the rounding threshold with whether its rest is nonzero.
+#[derive(Debug, Clone, Copy, Default)]
+struct Start {
+    floor: u32,
+    prefix: u64,
+    rest: bool,
+}
+
+impl Start {
+    #[inline(always)]
+    fn of(pm: &Piecewise, x: f64) -> Self {
+        let (floor, frac) = pm.window_start_finite(x);
+        let (prefix, rest) = Threshold::floor_prefix(frac, BYTE);
+        Start {
+            floor,
+            prefix,
+            rest,
+        }
+    }
+}
+
+impl PiecewiseParts {
+    fn new(pm: &Piecewise) -> Result<Self, LdpError> {
+        // Cells are at most 2^16, so both ranges fit 16-bit draws.
+        let narrow = |u: crate::sampling::UniformBelow| {
+            u.narrow(16).ok_or(LdpError::Unrealizable(
+                "piecewise grids above 2^16 cells have no batch kernel",
+            ))
+        };
+        Ok(PiecewiseParts {
+            in_window: pm.in_window_threshold(),
+            window: pm.window(),
+            inside: narrow(pm.inside_sampler())?,
+            outside: narrow(pm.outside_sampler())?,
+        })
+    }
+
+    /// The cell from one random word, and what is left open.
+    #[inline(always)]
+    fn fast(self, w: u32, start: Start) -> (u32, u8) {
+        let r = u64::from(w >> 24);
+        let (up, round_open) = (r < start.prefix, r == start.prefix && start.rest);
+        let (inside, window_open) = trial(u64::from((w >> 16) & 0xff), self.in_window);
+        let start = start.floor + u32::from(up);
+        let (i, i_ok) = self.inside.map(w & 0xffff);
+        let (o, o_ok) = self.outside.map(w & 0xffff);
+        // Outside cells skip over the window.
+        let outside_cell = if o < start { o } else { o + self.window };
+        let cell = if inside { start + i } else { outside_cell };
+        let rejected = if inside { !i_ok } else { !o_ok };
+        let flags = u8::from(round_open) * ROUND_TIE
+            + u8::from(window_open) * WINDOW_TIE
+            + u8::from(rejected) * REJECTED;
+        (cell, flags)
+    }
+
+    /// Recomputes a flagged sample for input `x`, finishing open trials and
+    /// rejected draws with fresh bits.
+    #[cold]
+    fn finish<R: Rng + ?Sized>(
+        self,
+        pm: &Piecewise,
+        w: u32,
+        x: f64,
+        src: &mut RandomBuffer<'_, R>,
+    ) -> u32 {
+        let (floor, frac) = pm.window_start_finite(x);
+        let round = Threshold::floor(frac);
+        let start = floor + u32::from(finish_trial(u64::from(w >> 24), round, src));
+        let inside = finish_trial(u64::from((w >> 16) & 0xff), self.in_window, src);
+        if inside {
+            let (i, ok) = self.inside.map(w & 0xffff);
+            start + if ok { i } else { self.inside.sample(src) }
+        } else {
+            let (o, ok) = self.outside.map(w & 0xffff);
+            let o = if ok { o } else { self.outside.sample(src) };
+            if o < start { o } else { o + self.window }
+        }
+    }
+}
+
+fn piecewise_kernel<R: Rng + ?Sized>(
+    pm: &Piecewise,
+    xs: impl Inputs<f64>,
+    out: &mut [GridPoint],
+    rng: &mut R,
+) -> Result<(), LdpError> {
+    let parts = PiecewiseParts::new(pm)?;
+    let mut src = RandomBuffer::new(rng, 4 * out.len());
+    let mut inputs = [0f64; CHUNK];
+    let mut words = [0u32; CHUNK];
+    let mut starts = [Start::default(); CHUNK];
+    let mut flags = [0u8; CHUNK];
+    for (c, chunk) in out.chunks_mut(CHUNK).enumerate() {
+        let n = chunk.len();
+        let (inputs, words, starts, flags) = (
+            &mut inputs[..n],
+            &mut words[..n],
+            &mut starts[..n],
+            &mut flags[..n],
+        );
+        finite_chunk(&xs, c * CHUNK, inputs)?;
+        for (s, &x) in starts.iter_mut().zip(inputs.iter()) {
+            *s = Start::of(pm, x);
+        }
+        src.take_u32s(words);
+        let mut any = 0u8;
+        for (((o, &w), &start), flag) in chunk
+            .iter_mut()
+            .zip(words.iter())
+            .zip(starts.iter())
+            .zip(flags.iter_mut())
+        {
+            let (cell, f) = parts.fast(w, start);
+            *o = GridPoint {
+                branch: 0,
+                index: i64::from(cell),
+            };
+            *flag = f;
+            any |= f;
+        }
+        if any != 0 {
+            for (k, o) in chunk.iter_mut().enumerate() {
+                if flags[k] != 0 {
+                    o.index = i64::from(parts.finish(pm, words[k], inputs[k], &mut src));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+impl NumericBatch for Piecewise {
+    fn perturb_batch<R: CryptoRng + ?Sized>(
+        &self,
+        xs: &[f64],
+        out: &mut [GridPoint],
+        rng: &mut R,
+    ) -> Result<(), LdpError> {
+        check_len("output buffer (grid points)", xs.len(), out.len())?;
+        piecewise_kernel(self, xs, out, rng)
+    }
+
+    fn perturb_repeated<R: CryptoRng + ?Sized>(
+        &self,
+        x: f64,
+        out: &mut [GridPoint],
+        rng: &mut R,
+    ) -> Result<(), LdpError> {
+        let count = out.len();
+        piecewise_kernel(self, Repeat { value: x, count }, out, rng)
+    }
+}
+
+/// Hybrid: one `u64` per sample, 8 bits for the branch coin, 8 for the Duchi
+/// bit and 32 for the Piecewise cell. Both branches are computed and the coin
+/// selects one, so the loop does not branch on it; the unused branch's bits
+/// are discarded, never reused.
+fn hybrid_kernel<R: Rng + ?Sized>(
+    hm: &Hybrid,
+    xs: impl Inputs<f64>,
+    out: &mut [GridPoint],
+    rng: &mut R,
+) -> Result<(), LdpError> {
+    let pm = hm.piecewise();
+    let parts = PiecewiseParts::new(pm)?;
+    let duchi = hm.duchi().core();
+    let range = duchi.range();
+    let coin = hm.use_piecewise_threshold();
+    let mut src = RandomBuffer::new(rng, 8 * out.len());
+    let mut inputs = [0f64; CHUNK];
+    let mut words = [0u64; CHUNK];
+    let mut starts = [Start::default(); CHUNK];
+    let mut bits = [Threshold::from_raw(0); CHUNK];
+    let mut flags = [false; CHUNK];
+    for (c, chunk) in out.chunks_mut(CHUNK).enumerate() {
+        let n = chunk.len();
+        let (inputs, words, starts, bits, flags) = (
+            &mut inputs[..n],
+            &mut words[..n],
+            &mut starts[..n],
+            &mut bits[..n],
+            &mut flags[..n],
+        );
+        finite_chunk(&xs, c * CHUNK, inputs)?;
+        for ((s, b), &x) in starts.iter_mut().zip(bits.iter_mut()).zip(inputs.iter()) {
+            *s = Start::of(pm, x);
+            *b = duchi.threshold_at(range.to_unit_finite(x));
+        }
+        src.take_u64s(words);
+        let mut any = false;
+        for ((((o, &w), &start), &bit), flag) in chunk
+            .iter_mut()
+            .zip(words.iter())
+            .zip(starts.iter())
+            .zip(bits.iter())
+            .zip(flags.iter_mut())
+        {
+            let (use_pm, coin_open) = trial(w >> 56, coin);
+            let (one, bit_open) = trial((w >> 48) & 0xff, bit);
+            let (cell, pm_flags) = parts.fast(w as u32, start);
+            *o = if use_pm {
+                GridPoint {
+                    branch: 0,
+                    index: i64::from(cell),
+                }
+            } else {
+                GridPoint {
+                    branch: 1,
+                    index: i64::from(one),
+                }
+            };
+            *flag = coin_open || if use_pm { pm_flags != 0 } else { bit_open };
+            any |= *flag;
+        }
+        if any {
+            for (k, o) in chunk.iter_mut().enumerate() {
+                if flags[k] {
+                    let w = words[k];
+                    *o = if finish_trial(w >> 56, coin, &mut src) {
+                        GridPoint {
+                            branch: 0,
+                            index: i64::from(parts.finish(pm, w as u32, inputs[k], &mut src)),
+                        }
+                    } else {
+                        GridPoint {
+                            branch: 1,
+                            index: i64::from(finish_trial((w >> 48) & 0xff, bits[k], &mut src)),
+                        }
+                    };
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+impl NumericBatch for Hybrid {
+    fn perturb_batch<R: CryptoRng + ?Sized>(
+        &self,
+        xs: &[f64],
+        out: &mut [GridPoint],
+        rng: &mut R,
+    ) -> Result<(), LdpError> {
+        check_len("output buffer (grid points)", xs.len(), out.len())?;
+        hybrid_kernel(self, xs, out, rng)
+    }
+
+    fn perturb_repeated<R: CryptoRng + ?Sized>(
+        &self,
+        x: f64,
+        out: &mut [GridPoint],
+        rng: &mut R,
+    ) -> Result<(), LdpError> {
+        let count = out.len();
+        hybrid_kernel(self, Repeat { value: x, count }, out, rng)
+    }
+}
+
+impl NumericBatch for AnyNumericMechanism {
+    fn perturb_batch<R: CryptoRng + ?Sized>(
+        &self,
+        xs: &[f64],
+        out: &mut [GridPoint],
+        rng: &mut R,
+    ) -> Result<(), LdpError> {
+        match self {
+            Self::Laplace(m) => m.perturb_batch(xs, out, rng),
+            Self::Duchi(m) => m.perturb_batch(xs, out, rng),
+            Self::Piecewise(m) => m.perturb_batch(xs, out, rng),
+            Self::Hybrid(m) => m.perturb_batch(xs, out, rng),
+            Self::OneBit(m) => m.perturb_batch(xs, out, rng),
+        }
+    }
+
+    fn perturb_repeated<R: CryptoRng + ?Sized>(
+        &self,
+        x: f64,
+        out: &mut [GridPoint],
+        rng: &mut R,
+    ) -> Result<(), LdpError> {
+        match self {
+            Self::Laplace(m) => m.perturb_repeated(x, out, rng),
+            Self::Duchi(m) => m.perturb_repeated(x, out, rng),
+            Self::Piecewise(m) => m.perturb_repeated(x, out, rng),
+            Self::Hybrid(m) => m.perturb_repeated(x, out, rng),
+            Self::OneBit(m) => m.perturb_repeated(x, out, rng),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Range;
+    use crate::batch::replay::Replay;
+
+    #[test]
+    fn threshold_at_rounds_like_f64_round() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::ChaCha8Rng::seed_from_u64(4);
+        for eps in [0.01, 1.0, 20.0] {
+            let core = Duchi::new(eps, Range::SYMMETRIC_UNIT)
+                .unwrap()
+                .core()
+                .clone();
+            let (low, high) = (core.threshold_at(0.0).raw(), core.threshold_at(1.0).raw());
+            let span = high - low;
+            let reference = |u: f64| {
+                let step = (u * span as f64).round().clamp(0.0, span as f64) as u64;
+                low + step.min(span)
+            };
+            let halves = (0..64).map(|k| (k as f64 + 0.5) / span as f64);
+            let specials = [0.0, 1.0, 0.5, -0.0, 1e-300, f64::NAN, 2.0, -1.0];
+            let random = (0..10_000).map(|_| (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64);
+            for u in specials.into_iter().chain(halves).chain(random) {
+                assert_eq!(
+                    core.threshold_at(u).raw(),
+                    reference(u),
+                    "eps {eps}, u = {u:e}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_tied_duchi_byte_continues_against_the_rest() {
+        let m = Duchi::new(1.0, Range::SYMMETRIC_UNIT).unwrap();
+        let t = m.core().threshold_at(0.7);
+        let x = 2.0 * 0.7 - 1.0;
+        let run = |rest: u64| {
+            let mut bytes = vec![t.prefix(BYTE) as u8];
+            bytes.extend(rest.to_le_bytes());
+            let mut out = [GridPoint {
+                branch: 0,
+                index: 9,
+            }];
+            binary_kernel(m.core(), &[x][..], &mut out, &mut Replay::of_bytes(bytes)).unwrap();
+            out[0].index
+        };
+        assert_eq!(run(t.after_prefix(BYTE).raw() - 1), 1);
+        assert_eq!(run(t.after_prefix(BYTE).raw()), 0);
+    }
+
+    #[test]
+    fn piecewise_ties_and_rejections_finish_with_fresh_bits() {
+        let pm = Piecewise::with_cells(1.0, Range::SYMMETRIC_UNIT, 64).unwrap();
+        let parts = PiecewiseParts::new(&pm).unwrap();
+        // Halfway between window starts 10 and 11.
+        let x = 2.0 * (10.5 / f64::from(pm.cells() - pm.window())) - 1.0;
+        let (floor, frac) = pm.window_start(x).unwrap();
+        assert_eq!(floor, 10);
+        let round = Threshold::floor(frac);
+        let run = |word: u32, fresh: &[u64]| {
+            let mut bytes = word.to_le_bytes().to_vec();
+            fresh.iter().for_each(|w| bytes.extend(w.to_le_bytes()));
+            let mut out = [GridPoint {
+                branch: 0,
+                index: -1,
+            }];
+            piecewise_kernel(&pm, &[x][..], &mut out, &mut Replay::of_bytes(bytes)).unwrap();
+            out[0].index as u32
+        };
+        // Round up (prefix 0 is below a nonzero threshold prefix), inside the window
+        // (prefix 0), and a 16-bit draw that Lemire's method accepts.
+        assert!(round.prefix(BYTE) > 0 && parts.in_window.prefix(BYTE) > 0);
+        let draw = (0x8000..0x9000)
+            .find(|&w| parts.inside.map(w).1 && parts.outside.map(w).1)
+            .unwrap();
+        let cell = parts.inside.map(draw).0;
+        assert_eq!(run(draw, &[]), floor + 1 + cell);
+        // A tied rounding byte continues: a rest of u64::MAX rounds down.
+        let tie = (round.prefix(BYTE) as u32) << 24;
+        assert_eq!(run(tie | draw, &[u64::MAX]), floor + cell);
+        // Outside the window (byte 0xff) with a 16-bit draw of 0, which is in the
+        // rejection zone when 2^16 is not a multiple of the range: redrawn from the
+        // next word's top 16 bits.
+        let outside = 0x00ff_0000;
+        assert!(
+            !parts.outside.map(0).1,
+            "0 is rejected for {} cells",
+            parts.outside.n()
+        );
+        let cell = parts.outside.map(draw).0;
+        let start = floor + 1;
+        let expected = if cell < start {
+            cell
+        } else {
+            cell + parts.window
+        };
+        assert_eq!(run(outside, &[u64::from(draw) << 48]), expected);
+    }
+
+    #[test]
+    fn a_tied_hybrid_coin_picks_the_branch_with_fresh_bits() {
+        let hm = Hybrid::new(2.0, Range::SYMMETRIC_UNIT).unwrap();
+        let coin = hm.use_piecewise_threshold();
+        let run = |rest: u64| {
+            let mut words = vec![coin.prefix(BYTE) << 56];
+            words.push(rest);
+            let mut out = [GridPoint {
+                branch: 9,
+                index: -1,
+            }];
+            hybrid_kernel(&hm, &[0.2][..], &mut out, &mut Replay::of_words(&words)).unwrap();
+            out[0]
+        };
+        assert_eq!(run(0).branch, 0);
+        assert_eq!(run(u64::MAX).branch, 1);
+    }
+}

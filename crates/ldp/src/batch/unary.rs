@@ -1,0 +1,223 @@
+//! Unary encodings (SUE, OUE) and binary randomized response on bit-packed
+//! vectors, through the bit-sliced engine.
+//!
+//! Unary reports are generated as one dense stream of lanes (report `i`, bit
+//! `j` is lane `i d + j`) and then copied into word-aligned rows. For a small
+//! domain this packs several reports into each 64-lane word: at `d = 16` a
+//! word holds four reports, so the random words that decide a word's slowest
+//! lane serve 64 bits instead of 16.
+
+use rand::{CryptoRng, Rng};
+
+use super::bits::{BLOCK, BitSlicer};
+use super::buffer::RandomBuffer;
+use super::{FrequencyBatch, Inputs, Repeat, check_len, check_values, whole_reports};
+use crate::{FrequencyOracle, Grr, LdpError, PackedBits, UnaryEncoding};
+
+impl FrequencyBatch for UnaryEncoding {
+    type Slot = u64;
+
+    fn slots_per_report(&self) -> usize {
+        PackedBits::words_for(self.domain())
+    }
+
+    fn perturb_batch<R: CryptoRng + ?Sized>(
+        &self,
+        values: &[u32],
+        out: &mut [u64],
+        rng: &mut R,
+    ) -> Result<(), LdpError> {
+        check_len(
+            "output buffer (words)",
+            values.len() * self.slots_per_report(),
+            out.len(),
+        )?;
+        unary_rows(self, values, out, rng)
+    }
+
+    fn perturb_repeated<R: CryptoRng + ?Sized>(
+        &self,
+        value: u32,
+        out: &mut [u64],
+        rng: &mut R,
+    ) -> Result<(), LdpError> {
+        let count = whole_reports(out.len(), self.slots_per_report())?;
+        unary_rows(self, Repeat { value, count }, out, rng)
+    }
+}
+
+/// Each report's lane for its value is selected (threshold `p`), every other lane has `q`.
+fn unary_rows<R: Rng + ?Sized>(
+    oracle: &UnaryEncoding,
+    values: impl Inputs<u32>,
+    out: &mut [u64],
+    rng: &mut R,
+) -> Result<(), LdpError> {
+    let d = oracle.domain() as usize;
+    check_values(&values, oracle.domain())?;
+    let row_words = PackedBits::words_for(oracle.domain());
+    let slicer = BitSlicer::new(oracle.p_threshold(), oracle.q_threshold());
+    let lanes = values.count() * d;
+    let mut src = RandomBuffer::new(rng, lanes.div_ceil(64) * slicer.bytes_per_word());
+    // Rows are ORed together from block pieces, so they start from zero (which
+    // also keeps the bits past `d` zero, as `PackedBits` requires).
+    out.fill(0);
+
+    let block_lanes = 64 * BLOCK;
+    let mut dense = [0u64; BLOCK];
+    if 64 % d == 0 {
+        // Small domains that divide a word (2 to 64 values): each report is one
+        // aligned field of a word, so no report straddles words and the copy out
+        // is a shift and a mask.
+        // d divides 64, so it is a power of two: positions are shifts and masks.
+        let (d_bits, per_word) = (d.trailing_zeros(), 64 / d);
+        let per_word_bits = per_word.trailing_zeros();
+        let mask = if d == 64 { u64::MAX } else { (1u64 << d) - 1 };
+        let reports = values.count();
+        for (b, rows) in out.chunks_mut(BLOCK * per_word).enumerate() {
+            let n = rows.len().div_ceil(per_word);
+            let mut select = [0u64; BLOCK];
+            let mut live = [0u64; BLOCK];
+            for r in 0..rows.len() {
+                let row = b * BLOCK * per_word + r;
+                let (k, at) = (r >> per_word_bits, (r & (per_word - 1)) << d_bits);
+                select[k] |= 1 << (at + values.at(row) as usize);
+                live[k] |= mask << at;
+            }
+            debug_assert!(b * BLOCK * per_word + rows.len() <= reports);
+            slicer.block(&select, &live, n, &mut dense, &mut src);
+            for (r, row) in rows.iter_mut().enumerate() {
+                *row = dense[r >> per_word_bits] >> ((r & (per_word - 1)) << d_bits) & mask;
+            }
+        }
+        return Ok(());
+    }
+    for first in (0..lanes).step_by(block_lanes) {
+        let len = block_lanes.min(lanes - first);
+        let n = len.div_ceil(64);
+        let mut live = [u64::MAX; BLOCK];
+        if !len.is_multiple_of(64) {
+            live[n - 1] = (1u64 << (len % 64)) - 1;
+        }
+        let (first_row, last_row) = (first / d, (first + len - 1) / d);
+        let mut select = [0u64; BLOCK];
+        for row in first_row..=last_row {
+            let lane = row * d + values.at(row) as usize;
+            if (first..first + len).contains(&lane) {
+                let k = lane - first;
+                select[k / 64] |= 1 << (k % 64);
+            }
+        }
+        slicer.block(&select, &live, n, &mut dense, &mut src);
+        for row in first_row..=last_row {
+            let (start, end) = ((row * d).max(first), ((row + 1) * d).min(first + len));
+            or_bits(
+                &dense[..n],
+                start - first,
+                &mut out[row * row_words..(row + 1) * row_words],
+                start - row * d,
+                end - start,
+            );
+        }
+    }
+    Ok(())
+}
+
+/// ORs `len` bits of `src` starting at bit `src_at` into `dst` starting at bit `dst_at`.
+fn or_bits(src: &[u64], src_at: usize, dst: &mut [u64], dst_at: usize, len: usize) {
+    let mut done = 0;
+    while done < len {
+        let (to, from) = (dst_at + done, src_at + done);
+        // Up to the end of the destination word, so each step writes one word.
+        let take = (len - done).min(64 - to % 64);
+        let (w, b) = (from / 64, from % 64);
+        let mut bits = src[w] >> b;
+        if b != 0 && w + 1 < src.len() {
+            bits |= src[w + 1] << (64 - b);
+        }
+        if take < 64 {
+            bits &= (1u64 << take) - 1;
+        }
+        dst[to / 64] |= bits << (to % 64);
+        done += take;
+    }
+}
+
+impl Grr {
+    /// Binary randomized response on packed bits: each bit of `input` is kept
+    /// with the realized keep probability and flipped otherwise, into `out`.
+    ///
+    /// This is [`FrequencyOracle::perturb`] of a
+    /// two-value GRR applied to every bit (a flip reports the one other value),
+    /// 64 bits per word through the bit-sliced engine: a lane holding 1 is 1
+    /// afterwards with probability `keep`, a lane holding 0 with `1 - keep`,
+    /// which is the complementary threshold exactly.
+    ///
+    /// Errors if the domain is not 2 or the two vectors differ in length.
+    pub fn perturb_packed<R: CryptoRng + ?Sized>(
+        &self,
+        input: &PackedBits,
+        out: &mut PackedBits,
+        rng: &mut R,
+    ) -> Result<(), LdpError> {
+        if self.domain() != 2 {
+            return Err(LdpError::NotBinary(self.domain()));
+        }
+        check_len(
+            "output bit vector (bits)",
+            input.len() as usize,
+            out.len() as usize,
+        )?;
+        let keep = self.keep_threshold();
+        let slicer = BitSlicer::new(keep, keep.complement());
+        let words = input.words();
+        let mut src = RandomBuffer::new(rng, words.len() * slicer.bytes_per_word());
+        let tail = input.len() % 64;
+        let last = words.len();
+        for (b, (inp, outp)) in words
+            .chunks(BLOCK)
+            .zip(out.words_mut().chunks_mut(BLOCK))
+            .enumerate()
+        {
+            let n = inp.len();
+            let mut select = [0u64; BLOCK];
+            select[..n].copy_from_slice(inp);
+            let mut live = [u64::MAX; BLOCK];
+            if tail != 0 && b * BLOCK + n == last {
+                live[n - 1] = (1u64 << tail) - 1;
+            }
+            let mut decided = [0u64; BLOCK];
+            slicer.block(&select, &live, n, &mut decided, &mut src);
+            outp.copy_from_slice(&decided[..n]);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn or_bits_moves_unaligned_ranges() {
+        let src = [0xdead_beef_0123_4567u64, 0x89ab_cdef_fedc_ba98];
+        for (src_at, dst_at, len) in [(0, 0, 128), (4, 0, 100), (60, 3, 68), (17, 63, 2)] {
+            let mut dst = [0u64; 3];
+            or_bits(&src, src_at, &mut dst, dst_at, len);
+            for i in 0..len {
+                let s = src[(src_at + i) / 64] >> ((src_at + i) % 64) & 1;
+                let d = dst[(dst_at + i) / 64] >> ((dst_at + i) % 64) & 1;
+                assert_eq!(s, d, "bit {i} of ({src_at}, {dst_at}, {len})");
+            }
+            let total: u32 = dst.iter().map(|w| w.count_ones()).sum();
+            let expected: u64 = (0..len)
+                .map(|i| src[(src_at + i) / 64] >> ((src_at + i) % 64) & 1)
+                .sum();
+            assert_eq!(
+                u64::from(total),
+                expected,
+                "nothing written outside the range"
+            );
+        }
+    }
+}

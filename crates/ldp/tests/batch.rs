@@ -1,0 +1,660 @@
+//! Exactness of the batch kernels: every kernel's outputs against the exact law its
+//! mechanism's realized integer thresholds imply, through both entry points
+//! (`perturb_batch` over many inputs, `perturb_repeated` over one).
+//!
+//! The batch kernels draw different bits than the scalar `perturb` (bit-sliced
+//! comparisons, short prefixes, guide-table lookups), so nothing here compares
+//! outputs seed for seed; each test compares a histogram or a per-lane count with
+//! probabilities computed from the mechanisms' public accessors.
+//!
+//! **Tolerance.** Every test rejects at a p-value below [`ALPHA`] = 1e-4: a
+//! chi-square statistic's p-value (cells pooled to at least five expected
+//! reports), or, for families of per-lane binomial counts, a z-bound with the
+//! Bonferroni correction for the family's size. A correct kernel fails one
+//! test with probability 1e-4 on a fresh seed; the seeds are fixed, so runs are
+//! deterministic.
+//!
+//! **Joint laws.** Per-lane marginals alone would not see lanes that share
+//! random bits. The unary tests also check the law of the number of ones in a
+//! report (a Bernoulli plus a binomial only if the lanes are independent), and
+//! the packed randomized-response test the joint law of neighbouring lanes.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use hush_ldp::batch::{FrequencyBatch, NumericBatch};
+use hush_ldp::sampling::Threshold;
+use hush_ldp::{
+    AnyNumericMechanism, DiscreteLaplace, Duchi, FrequencyOracle, GridPoint, Grr, HadamardResponse,
+    Hybrid, LdpError, NoiseRng, NumericKind, NumericMechanism, Olh, OlhOutput, OneBitMean,
+    PackedBits, Piecewise, Range, UnaryEncoding,
+};
+use rand::SeedableRng;
+use statrs::distribution::{Binomial, ChiSquared, ContinuousCDF, Discrete, Normal};
+
+/// Per-test significance level.
+const ALPHA: f64 = 1e-4;
+
+/// Smallest expected count per chi-square cell.
+const MIN_EXPECTED: f64 = 5.0;
+
+/// Reports per histogram.
+const N: usize = 200_000;
+
+/// Pearson's chi-square p-value of `observed` against exact cell probabilities,
+/// pooling neighbouring cells until each expects [`MIN_EXPECTED`] reports.
+fn chi_square(label: &str, observed: &[u64], probs: &[f64]) -> (f64, usize, f64) {
+    assert_eq!(observed.len(), probs.len(), "{label}: cell count mismatch");
+    let total: f64 = probs.iter().sum();
+    assert!(
+        (total - 1.0).abs() < 1e-9,
+        "{label}: cell probabilities sum to {total}"
+    );
+    let n = observed.iter().sum::<u64>() as f64;
+    let mut pools: Vec<(f64, f64)> = Vec::new();
+    let mut current = (0.0, 0.0);
+    for (&o, &p) in observed.iter().zip(probs) {
+        if p == 0.0 {
+            assert_eq!(o, 0, "{label}: {o} reports in a cell of probability zero");
+            continue;
+        }
+        current = (current.0 + o as f64, current.1 + n * p);
+        if current.1 >= MIN_EXPECTED {
+            pools.push(current);
+            current = (0.0, 0.0);
+        }
+    }
+    if current.1 > 0.0 {
+        match pools.last_mut() {
+            Some(last) => *last = (last.0 + current.0, last.1 + current.1),
+            None => pools.push(current),
+        }
+    }
+    assert!(pools.len() >= 2, "{label}: fewer than two cells to test");
+    let statistic: f64 = pools.iter().map(|&(o, e)| (o - e) * (o - e) / e).sum();
+    let df = pools.len() - 1;
+    (
+        statistic,
+        df,
+        ChiSquared::new(df as f64).unwrap().sf(statistic),
+    )
+}
+
+fn assert_fits(label: &str, observed: &[u64], probs: &[f64]) {
+    let (statistic, df, p_value) = chi_square(label, observed, probs);
+    assert!(
+        p_value >= ALPHA,
+        "{label}: chi-square {statistic:.2} on {df} df, p = {p_value:.3e}\n\
+         observed {observed:?}\nexpected {probs:?}"
+    );
+}
+
+/// The two-sided z-bound for a family of `tests` binomial counts at total level [`ALPHA`].
+fn bonferroni_z(tests: usize) -> f64 {
+    Normal::new(0.0, 1.0)
+        .unwrap()
+        .inverse_cdf(1.0 - ALPHA / (2.0 * tests as f64))
+}
+
+/// Asserts that `count` successes of `n` trials fit probability `p` within `z` standard errors.
+fn assert_binomial(label: &str, count: u64, n: u64, p: f64, z: f64) {
+    let sd = (n as f64 * p * (1.0 - p)).sqrt();
+    let dev = (count as f64 - n as f64 * p) / sd;
+    assert!(
+        dev.abs() <= z,
+        "{label}: {count} of {n}, expected {:.1} (p = {p}), z = {dev:.2} beyond {z:.2}",
+        n as f64 * p
+    );
+}
+
+// ----- unary encodings and randomized response on packed bits -----
+
+/// Unpacks report `r` of a batch output into a `PackedBits`.
+fn report(out: &[u64], per: usize, r: usize, d: u32) -> PackedBits {
+    PackedBits::from_words(out[r * per..(r + 1) * per].to_vec(), d)
+        .expect("bits past the domain stay zero")
+}
+
+/// Checks a unary batch: per-lane marginals (the value's lane at `p`, every other
+/// lane at `q`, each a binomial z-test, Bonferroni over all lanes) and the law of
+/// the number of ones per report, `Bernoulli(p) + Binomial(d - 1, q)`.
+fn check_unary(label: &str, m: &UnaryEncoding, values: &[u32], out: &[u64]) {
+    let d = m.domain();
+    let per = m.slots_per_report();
+    let (p, q) = (m.p_threshold().prob(), m.q_threshold().prob());
+    let mut own = vec![(0u64, 0u64); d as usize];
+    let mut other = vec![(0u64, 0u64); d as usize];
+    let mut ones_hist = vec![0u64; d as usize + 1];
+    for (r, &v) in values.iter().enumerate() {
+        let bits = report(out, per, r, d);
+        assert!(m.is_valid_output(&bits));
+        ones_hist[bits.count_ones() as usize] += 1;
+        own[v as usize].1 += 1;
+        own[v as usize].0 += u64::from(bits.get(v));
+        for (j, o) in other.iter_mut().enumerate() {
+            if j as u32 != v {
+                o.1 += 1;
+            }
+        }
+        for j in bits.ones().filter(|&j| j != v) {
+            other[j as usize].0 += 1;
+        }
+    }
+    let z = bonferroni_z(2 * d as usize);
+    for j in 0..d as usize {
+        if own[j].1 > 0 {
+            assert_binomial(&format!("{label} lane {j} (own)"), own[j].0, own[j].1, p, z);
+        }
+        if other[j].1 > 0 {
+            assert_binomial(
+                &format!("{label} lane {j} (other)"),
+                other[j].0,
+                other[j].1,
+                q,
+                z,
+            );
+        }
+    }
+    let rest = Binomial::new(q, u64::from(d - 1)).unwrap();
+    let probs: Vec<f64> = (0..=u64::from(d))
+        .map(|k| {
+            let without = if k < u64::from(d) { rest.pmf(k) } else { 0.0 };
+            let with = if k > 0 { rest.pmf(k - 1) } else { 0.0 };
+            (1.0 - p) * without + p * with
+        })
+        .collect();
+    assert_fits(&format!("{label} ones per report"), &ones_hist, &probs);
+}
+
+#[test]
+fn unary_batches_match_p_and_q_lane_by_lane() {
+    let mut rng = NoiseRng::seed_from_u64(0xba7c_0001);
+    // 16 packs four reports per word; 100 splits reports across words and
+    // blocks at every offset; 1024 is the aligned case.
+    for (d, reports) in [
+        (16u32, 100_000usize),
+        (64, 20_000),
+        (100, 20_000),
+        (1024, 4_000),
+    ] {
+        for (name, m) in [
+            (
+                "OUE eps=1",
+                UnaryEncoding::optimized(1.0, u64::from(d)).unwrap(),
+            ),
+            (
+                "SUE eps=2",
+                UnaryEncoding::symmetric(2.0, u64::from(d)).unwrap(),
+            ),
+        ] {
+            let values: Vec<u32> = (0..reports).map(|i| (i * 7 % d as usize) as u32).collect();
+            let mut out = vec![u64::MAX; reports * m.slots_per_report()];
+            m.perturb_batch(&values, &mut out, &mut rng).unwrap();
+            check_unary(&format!("{name} d={d} batch"), &m, &values, &out);
+        }
+    }
+}
+
+#[test]
+fn unary_repeated_matches_p_and_q() {
+    let mut rng = NoiseRng::seed_from_u64(0xba7c_0002);
+    for (d, v) in [(16u32, 3u32), (130, 129)] {
+        let m = UnaryEncoding::optimized(0.5, u64::from(d)).unwrap();
+        let reports = 30_000;
+        let mut out = vec![0u64; reports * m.slots_per_report()];
+        m.perturb_repeated(v, &mut out, &mut rng).unwrap();
+        check_unary(
+            &format!("OUE d={d} repeated {v}"),
+            &m,
+            &vec![v; reports],
+            &out,
+        );
+    }
+}
+
+#[test]
+fn packed_randomized_response_keeps_with_the_realized_probability() {
+    let mut rng = NoiseRng::seed_from_u64(0xba7c_0003);
+    for eps in [0.5, 3.0] {
+        let m = Grr::new(eps, 2).unwrap();
+        let keep = m.keep_probability();
+        // Not a multiple of 64 or of the 1024-bit block; a pattern with runs of both bits.
+        let len = 1_000_003u32;
+        let mut input = PackedBits::zeros(len);
+        for i in (0..len).filter(|i| (i / 3) % 2 == 0 || i % 17 == 0) {
+            input.set(i, true);
+        }
+        let mut out = PackedBits::zeros(len);
+        m.perturb_packed(&input, &mut out, &mut rng).unwrap();
+        assert!(PackedBits::from_words(out.words().to_vec(), len).is_some());
+
+        let (mut kept, mut total) = ([0u64; 2], [0u64; 2]);
+        // Joint law of lanes (2i, 2i + 1) whose inputs are both 1: four cells.
+        let mut pairs = [0u64; 4];
+        for i in 0..len {
+            let x = usize::from(input.get(i));
+            total[x] += 1;
+            kept[x] += u64::from(out.get(i) == input.get(i));
+            if i % 2 == 0 && i + 1 < len && input.get(i) && input.get(i + 1) {
+                pairs[usize::from(out.get(i)) * 2 + usize::from(out.get(i + 1))] += 1;
+            }
+        }
+        let z = bonferroni_z(2);
+        assert_binomial(
+            &format!("RR eps={eps} ones kept"),
+            kept[1],
+            total[1],
+            keep,
+            z,
+        );
+        assert_binomial(
+            &format!("RR eps={eps} zeros kept"),
+            kept[0],
+            total[0],
+            keep,
+            z,
+        );
+        let probs = [
+            (1.0 - keep) * (1.0 - keep),
+            (1.0 - keep) * keep,
+            keep * (1.0 - keep),
+            keep * keep,
+        ];
+        assert_fits(&format!("RR eps={eps} neighbouring lanes"), &pairs, &probs);
+    }
+}
+
+// ----- one value per report -----
+
+#[test]
+fn grr_batch_histogram_matches_keep_and_other_probabilities() {
+    let mut rng = NoiseRng::seed_from_u64(0xba7c_0004);
+    for (d, eps, v) in [
+        (2u32, 0.5, 1u32),
+        (16, 2.0, 0),
+        (16, 0.5, 15),
+        (1000, 4.0, 500),
+    ] {
+        let m = Grr::new(eps, u64::from(d)).unwrap();
+        let mut probs = vec![m.other_probability(); d as usize];
+        probs[v as usize] = m.keep_probability();
+        let mut out = vec![0u32; N];
+        m.perturb_batch(&vec![v; N], &mut out, &mut rng).unwrap();
+        let mut counts = vec![0u64; d as usize];
+        out.iter().for_each(|&y| counts[y as usize] += 1);
+        assert_fits(&format!("GRR d={d} eps={eps} batch"), &counts, &probs);
+
+        m.perturb_repeated(v, &mut out, &mut rng).unwrap();
+        let mut counts = vec![0u64; d as usize];
+        out.iter().for_each(|&y| counts[y as usize] += 1);
+        assert_fits(&format!("GRR d={d} eps={eps} repeated"), &counts, &probs);
+    }
+}
+
+#[test]
+fn olh_batch_matches_keep_probability_and_uniform_seeds() {
+    let mut rng = NoiseRng::seed_from_u64(0xba7c_0005);
+    for (eps, d) in [(1.0, 1024u32), (3.0, 50)] {
+        let m = Olh::new(eps, u64::from(d)).unwrap();
+        let g = m.hash_range();
+        let keep = m.keep_probability();
+        let values: Vec<u32> = (0..N).map(|i| (i % d as usize) as u32).collect();
+        let mut out = vec![OlhOutput { seed: 0, value: 0 }; N];
+        m.perturb_batch(&values, &mut out, &mut rng).unwrap();
+        // (reported - hash) mod g: 0 when kept, else uniform over the g - 1 others.
+        let mut offsets = vec![0u64; g as usize];
+        let mut seed_bytes = vec![0u64; 256];
+        for (o, &v) in out.iter().zip(&values) {
+            assert!(m.is_valid_output(o));
+            let h = m.hash(o.seed, v);
+            offsets[((o.value + g - h) % g) as usize] += 1;
+            seed_bytes[(o.seed >> 56) as usize] += 1;
+        }
+        let mut probs = vec![(1.0 - keep) / f64::from(g - 1); g as usize];
+        probs[0] = keep;
+        assert_fits(&format!("OLH eps={eps} offsets"), &offsets, &probs);
+        assert_fits(
+            &format!("OLH eps={eps} seed top bytes"),
+            &seed_bytes,
+            &[1.0 / 256.0; 256],
+        );
+    }
+}
+
+#[test]
+fn hadamard_batch_matches_set_probabilities() {
+    let mut rng = NoiseRng::seed_from_u64(0xba7c_0006);
+    for (eps, d, v) in [(1.0, 7u32, 0u32), (2.0, 100, 63), (0.5, 100, 99)] {
+        let m = HadamardResponse::new(eps, u64::from(d)).unwrap();
+        let k = m.order();
+        let p = m.keep_probability();
+        let probs: Vec<f64> = (0..k)
+            .map(|y| {
+                let half = f64::from(k) / 2.0;
+                if HadamardResponse::in_set(v, y) {
+                    p / half
+                } else {
+                    (1.0 - p) / half
+                }
+            })
+            .collect();
+        let mut out = vec![0u32; N];
+        m.perturb_repeated(v, &mut out, &mut rng).unwrap();
+        let mut counts = vec![0u64; k as usize];
+        out.iter().for_each(|&y| counts[y as usize] += 1);
+        assert_fits(&format!("HR eps={eps} d={d} v={v}"), &counts, &probs);
+    }
+}
+
+// ----- numeric mechanisms -----
+
+/// Cells of the offsets `index - k0` for discrete Laplace: `width`-wide cells over
+/// `[-reach, reach]` and two tails, with probabilities from `noise_probability` and
+/// the realized rounding weight.
+fn laplace_cells(m: &DiscreteLaplace, x: f64, reach: i64, width: i64) -> (i64, Vec<f64>) {
+    let scaled = m.range().to_unit(x).unwrap() * f64::from(m.steps());
+    let k0 = scaled.floor() as i64;
+    let up = Threshold::floor(scaled - scaled.floor()).prob();
+    let upper_tail = |a: i64| {
+        let inner: f64 = (-a..=a).map(|z| m.noise_probability(z)).sum();
+        (1.0 - inner) / 2.0
+    };
+    let cells = (2 * reach / width + 1) as usize;
+    let mut probs = vec![0.0; cells + 2];
+    probs[0] = (1.0 - up) * upper_tail(reach) + up * upper_tail(reach + 1);
+    probs[cells + 1] = (1.0 - up) * upper_tail(reach) + up * upper_tail(reach - 1);
+    for t in -reach..=reach {
+        probs[1 + ((t + reach) / width) as usize] +=
+            (1.0 - up) * m.noise_probability(t) + up * m.noise_probability(t - 1);
+    }
+    (k0, probs)
+}
+
+fn laplace_cell(t: i64, reach: i64, width: i64, cells: usize) -> usize {
+    if t < -reach {
+        0
+    } else if t > reach {
+        cells - 1
+    } else {
+        1 + ((t + reach) / width) as usize
+    }
+}
+
+#[test]
+fn discrete_laplace_batch_matches_noise_probability() {
+    let mut rng = NoiseRng::seed_from_u64(0xba7c_0007);
+    // (eps, steps, x, reach, width): the default grid; a short table that restarts
+    // about e^-7 of the time; a capped table that restarts 1.7% of the time; and
+    // eps = 20 on one step, where half the draws are the rejected -0.
+    for (eps, steps, x, reach, width) in [
+        (1.0, 1024u32, 0.3, 8192i64, 64i64),
+        (1.0, 4, -1.0, 80, 1),
+        (1.0, 4, 0.3, 80, 1),
+        (0.004, 4, -1.0, 12_288, 128),
+        (20.0, 1, 0.5, 2, 1),
+    ] {
+        let m = DiscreteLaplace::with_steps(eps, Range::SYMMETRIC_UNIT, steps).unwrap();
+        let (k0, probs) = laplace_cells(&m, x, reach, width);
+        let label = format!("Laplace eps={eps} steps={steps} x={x}");
+        let mut out = vec![
+            GridPoint {
+                branch: 9,
+                index: 0
+            };
+            N
+        ];
+        m.perturb_repeated(x, &mut out, &mut rng).unwrap();
+        let mut counts = vec![0u64; probs.len()];
+        for p in &out {
+            assert!(m.is_valid_output(*p), "{label}: {p:?}");
+            counts[laplace_cell(p.index - k0, reach, width, probs.len())] += 1;
+        }
+        assert_fits(&label, &counts, &probs);
+    }
+}
+
+#[test]
+fn discrete_laplace_batch_handles_each_input_separately() {
+    let mut rng = NoiseRng::seed_from_u64(0xba7c_0008);
+    let m = DiscreteLaplace::with_steps(1.0, Range::new(0.0, 10.0).unwrap(), 8).unwrap();
+    let xs = [-3.0, 2.5, 7.77, 10.0, 42.0];
+    let inputs: Vec<f64> = (0..N).map(|i| xs[i % xs.len()]).collect();
+    let mut out = vec![
+        GridPoint {
+            branch: 0,
+            index: 0
+        };
+        N
+    ];
+    m.perturb_batch(&inputs, &mut out, &mut rng).unwrap();
+    for (j, &x) in xs.iter().enumerate() {
+        let (reach, width) = (40, 1);
+        let (k0, probs) = laplace_cells(&m, x, reach, width);
+        let mut counts = vec![0u64; probs.len()];
+        for p in out.iter().skip(j).step_by(xs.len()) {
+            counts[laplace_cell(p.index - k0, reach, width, probs.len())] += 1;
+        }
+        assert_fits(&format!("Laplace mixed batch x={x}"), &counts, &probs);
+    }
+}
+
+#[test]
+fn binary_mean_batches_match_their_bit_probabilities() {
+    let mut rng = NoiseRng::seed_from_u64(0xba7c_0009);
+    let xs = [-1.0, -0.3, 0.0, 0.61, 1.0, 5.0];
+    let inputs: Vec<f64> = (0..N).map(|i| xs[i % xs.len()]).collect();
+    let z = bonferroni_z(4 * xs.len());
+    for eps in [0.5, 4.0] {
+        let duchi = Duchi::new(eps, Range::SYMMETRIC_UNIT).unwrap();
+        let one_bit = OneBitMean::new(eps, Range::UNIT).unwrap();
+        let mut out = vec![
+            GridPoint {
+                branch: 0,
+                index: 0
+            };
+            N
+        ];
+        duchi.perturb_batch(&inputs, &mut out, &mut rng).unwrap();
+        for (j, &x) in xs.iter().enumerate() {
+            let ones = out
+                .iter()
+                .skip(j)
+                .step_by(xs.len())
+                .filter(|p| p.index == 1)
+                .count() as u64;
+            let n = out.iter().skip(j).step_by(xs.len()).count() as u64;
+            let p = duchi.probability_of_high(x).unwrap();
+            assert_binomial(&format!("Duchi eps={eps} x={x}"), ones, n, p, z);
+        }
+        for &x in &xs[..2] {
+            let mut out = vec![
+                GridPoint {
+                    branch: 0,
+                    index: 0
+                };
+                N / 4
+            ];
+            one_bit.perturb_repeated(x, &mut out, &mut rng).unwrap();
+            let ones = out.iter().filter(|p| p.index == 1).count() as u64;
+            assert!(out.iter().all(|p| one_bit.is_valid_output(*p)));
+            let p = one_bit.probability_of_one(x).unwrap();
+            assert_binomial(
+                &format!("1BitMean eps={eps} x={x}"),
+                ones,
+                out.len() as u64,
+                p,
+                z,
+            );
+        }
+    }
+}
+
+/// The exact cell law of the Piecewise Mechanism at `x`: a rounding mixture of two windows.
+fn piecewise_probs(m: &Piecewise, x: f64) -> Vec<f64> {
+    let (floor, frac) = m.window_start(x).unwrap();
+    let up = Threshold::floor(frac).prob();
+    let (p_hi, p_lo) = m.cell_probabilities();
+    let h = m.window();
+    (0..m.cells())
+        .map(|j| {
+            let at = |s: u32| if (s..s + h).contains(&j) { p_hi } else { p_lo };
+            (1.0 - up) * at(floor) + up * at(floor + 1)
+        })
+        .collect()
+}
+
+#[test]
+fn piecewise_batch_matches_window_probabilities() {
+    let mut rng = NoiseRng::seed_from_u64(0xba7c_000a);
+    for (eps, cells, x) in [(1.0, 64u32, -1.0), (2.0, 64, 0.37), (4.0, 1024, 0.9)] {
+        let m = Piecewise::with_cells(eps, Range::SYMMETRIC_UNIT, cells).unwrap();
+        let probs = piecewise_probs(&m, x);
+        let mut out = vec![
+            GridPoint {
+                branch: 0,
+                index: 0
+            };
+            N
+        ];
+        m.perturb_repeated(x, &mut out, &mut rng).unwrap();
+        let mut counts = vec![0u64; cells as usize];
+        for p in &out {
+            assert!(m.is_valid_output(*p));
+            counts[p.index as usize] += 1;
+        }
+        assert_fits(
+            &format!("Piecewise eps={eps} cells={cells} x={x}"),
+            &counts,
+            &probs,
+        );
+    }
+}
+
+#[test]
+fn hybrid_batch_matches_branch_cell_and_bit_probabilities() {
+    let mut rng = NoiseRng::seed_from_u64(0xba7c_000b);
+    for (eps, x) in [(2.0, 0.25), (0.5, -0.6), (1.0, 1.0)] {
+        let m = Hybrid::new(eps, Range::SYMMETRIC_UNIT).unwrap();
+        let pm = m.piecewise();
+        let a = m.piecewise_probability();
+        let high = m.duchi().probability_of_high(x).unwrap();
+        // Cells: every Piecewise cell (branch 0), then the Duchi bits 0 and 1 (branch 1).
+        let mut probs: Vec<f64> = piecewise_probs(pm, x).iter().map(|p| a * p).collect();
+        probs.extend([(1.0 - a) * (1.0 - high), (1.0 - a) * high]);
+        let inputs = vec![x; N];
+        let mut out = vec![
+            GridPoint {
+                branch: 0,
+                index: 0
+            };
+            N
+        ];
+        m.perturb_batch(&inputs, &mut out, &mut rng).unwrap();
+        let mut counts = vec![0u64; probs.len()];
+        for p in &out {
+            assert!(m.is_valid_output(*p), "{p:?}");
+            let cell = match p.branch {
+                0 => p.index as usize,
+                _ => pm.cells() as usize + p.index as usize,
+            };
+            counts[cell] += 1;
+        }
+        assert_fits(&format!("Hybrid eps={eps} x={x}"), &counts, &probs);
+    }
+}
+
+#[test]
+fn any_numeric_dispatches_to_the_concrete_kernel() {
+    let mut rng = NoiseRng::seed_from_u64(0xba7c_000c);
+    for kind in NumericKind::ALL {
+        let m = AnyNumericMechanism::new(kind, 1.0, Range::UNIT).unwrap();
+        let mut out = vec![
+            GridPoint {
+                branch: 7,
+                index: -1
+            };
+            1000
+        ];
+        m.perturb_repeated(0.5, &mut out, &mut rng).unwrap();
+        assert!(out.iter().all(|p| m.is_valid_output(*p)), "{kind}");
+        // The decoded mean is unbiased; 1000 reports keep it within a few units of
+        // the worst-case standard deviation.
+        let mean = out.iter().map(|p| m.decode(*p)).sum::<f64>() / 1000.0;
+        let sd = (m.worst_case_variance() / 1000.0).sqrt();
+        assert!(
+            (mean - 0.5).abs() < 5.0 * sd,
+            "{kind}: mean {mean}, sd {sd}"
+        );
+    }
+}
+
+// ----- edges and errors -----
+
+#[test]
+fn empty_and_single_batches_work() {
+    let mut rng = NoiseRng::seed_from_u64(0xba7c_000d);
+    let oue = UnaryEncoding::optimized(1.0, 16).unwrap();
+    oue.perturb_batch(&[], &mut [], &mut rng).unwrap();
+    let mut one = [0u64; 1];
+    oue.perturb_batch(&[5], &mut one, &mut rng).unwrap();
+    assert_eq!(one[0] >> 16, 0, "bits past the domain stay zero");
+    let laplace = DiscreteLaplace::new(1.0, Range::UNIT).unwrap();
+    laplace.perturb_batch(&[], &mut [], &mut rng).unwrap();
+    let mut point = [GridPoint {
+        branch: 0,
+        index: 0,
+    }];
+    laplace.perturb_batch(&[0.5], &mut point, &mut rng).unwrap();
+    assert!(laplace.is_valid_output(point[0]));
+}
+
+#[test]
+fn bad_batches_are_typed_errors() {
+    let mut rng = NoiseRng::seed_from_u64(0xba7c_000e);
+    let oue = UnaryEncoding::optimized(1.0, 100).unwrap();
+    assert!(matches!(
+        oue.perturb_batch(&[1, 2], &mut [0u64; 3], &mut rng),
+        Err(LdpError::BufferLength {
+            expected: 4,
+            actual: 3,
+            ..
+        })
+    ));
+    assert!(matches!(
+        oue.perturb_repeated(1, &mut [0u64; 3], &mut rng),
+        Err(LdpError::BufferLength { .. })
+    ));
+    assert!(matches!(
+        oue.perturb_batch(&[1, 100], &mut [0u64; 4], &mut rng),
+        Err(LdpError::ValueOutOfDomain {
+            value: 100,
+            domain: 100
+        })
+    ));
+    let grr = Grr::new(1.0, 3).unwrap();
+    assert!(matches!(
+        grr.perturb_batch(&[0, 3], &mut [0u32; 2], &mut rng),
+        Err(LdpError::ValueOutOfDomain { value: 3, .. })
+    ));
+    let bits = PackedBits::zeros(10);
+    assert_eq!(
+        grr.perturb_packed(&bits, &mut PackedBits::zeros(10), &mut rng),
+        Err(LdpError::NotBinary(3))
+    );
+    let rr = Grr::new(1.0, 2).unwrap();
+    assert!(matches!(
+        rr.perturb_packed(&bits, &mut PackedBits::zeros(11), &mut rng),
+        Err(LdpError::BufferLength { .. })
+    ));
+    let piecewise = Piecewise::new(1.0, Range::SYMMETRIC_UNIT).unwrap();
+    let mut out = [GridPoint {
+        branch: 0,
+        index: 0,
+    }; 2];
+    assert!(matches!(
+        piecewise.perturb_batch(&[0.0, f64::NAN], &mut out, &mut rng),
+        Err(LdpError::NonFiniteInput(_))
+    ));
+    assert!(matches!(
+        piecewise.perturb_batch(&[0.0], &mut out, &mut rng),
+        Err(LdpError::BufferLength { .. })
+    ));
+}
