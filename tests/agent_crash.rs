@@ -7,14 +7,13 @@
 mod support;
 
 use std::collections::HashSet;
-use std::process::Stdio;
 use std::time::Duration;
 
 use hush_agent::AgentPaths;
 use hush_agent::outbox::{SentStatus, read_sent};
 use hush_ldp::NoiseRng;
 use rand::{Rng, SeedableRng};
-use support::{Collector, agent_home, hush, terminate};
+use support::{Collector, agent_home, run_replay, terminate};
 
 const REPLAY: &str =
     "0 key letter\n150 key letter\n300 key edit\n450 click left\n600 move 40\n750 chord paste\n";
@@ -26,17 +25,7 @@ fn every_produced_report_arrives_exactly_once_across_kill_9() {
     let home = agent_home(&collector, "");
     let replay = home.path().join("replay.txt");
     std::fs::write(&replay, REPLAY).unwrap();
-    let run = || {
-        hush()
-            .args(["agent", "run", "--repeat", "--replay"])
-            .arg(&replay)
-            .arg("--home")
-            .arg(home.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    };
+    let run = || run_replay(home.path(), &replay);
     let mut rng = NoiseRng::seed_from_u64(2026);
     for _ in 0..15 {
         let mut agent = run();

@@ -6,10 +6,10 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use support::{Collector, hush, terminate};
+use support::{Collector, agent_config, enroll, run_replay, terminate};
 
 /// A private CA and a server certificate for 127.0.0.1, made with the openssl CLI.
 fn make_certificates(dir: &Path) {
@@ -94,46 +94,13 @@ fn agents_upload_over_verified_tls() {
 
     // Without the private CA, certificate verification refuses the collector.
     let untrusting = tempfile::tempdir().unwrap();
-    let out = hush()
-        .args([
-            "agent",
-            "enroll",
-            "--yes",
-            "--collector",
-            &collector.url,
-            "--token",
-            &token,
-            "--home",
-        ])
-        .arg(untrusting.path())
-        .output()
-        .unwrap();
+    let out = enroll(untrusting.path(), &collector.url, &token);
     assert!(!out.status.success(), "enrolled without trusting the CA");
 
     // With it, enrollment and uploads work.
-    let home = tempfile::tempdir().unwrap();
-    std::fs::write(
-        home.path().join("agent.toml"),
-        format!(
-            "window_seconds = 1\nupload_interval_seconds = 1\nca_cert = \"{}\"\n",
-            certs.path().join("ca.pem").display()
-        ),
-    )
-    .unwrap();
-    let out = hush()
-        .args([
-            "agent",
-            "enroll",
-            "--yes",
-            "--collector",
-            &collector.url,
-            "--token",
-            &token,
-            "--home",
-        ])
-        .arg(home.path())
-        .output()
-        .unwrap();
+    let ca = certs.path().join("ca.pem");
+    let home = agent_config(&format!("ca_cert = \"{}\"\n", ca.display()));
+    let out = enroll(home.path(), &collector.url, &token);
     assert!(
         out.status.success(),
         "{}",
@@ -141,15 +108,7 @@ fn agents_upload_over_verified_tls() {
     );
     let replay = home.path().join("replay.txt");
     std::fs::write(&replay, "0 key letter\n100 click left\n").unwrap();
-    let mut agent = hush()
-        .args(["agent", "run", "--repeat", "--replay"])
-        .arg(&replay)
-        .arg("--home")
-        .arg(home.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut agent = run_replay(home.path(), &replay);
     std::thread::sleep(Duration::from_secs(4));
     assert!(terminate(&mut agent).success());
     let stored = support::query_u64(&collector.database(), "SELECT COUNT(*) FROM reports");

@@ -272,35 +272,58 @@ impl Drop for Xvfb {
     }
 }
 
-/// An enrolled agent home on a collector: `DIR/agent.toml` with short windows and uploads.
-pub fn agent_home(collector: &Collector, extra_config: &str) -> tempfile::TempDir {
+/// Runs `hush agent enroll --yes` for an agent home; returns the process output.
+pub fn enroll(home: &Path, url: &str, token: &str) -> std::process::Output {
+    hush()
+        .args([
+            "agent",
+            "enroll",
+            "--yes",
+            "--collector",
+            url,
+            "--token",
+            token,
+            "--home",
+        ])
+        .arg(home)
+        .output()
+        .unwrap()
+}
+
+/// An agent home (`DIR/agent.toml` with short windows and uploads plus `extra_config`).
+pub fn agent_config(extra_config: &str) -> tempfile::TempDir {
     let home = tempfile::tempdir().unwrap();
     std::fs::write(
         home.path().join("agent.toml"),
         format!("window_seconds = 1\nupload_interval_seconds = 1\n{extra_config}"),
     )
     .unwrap();
-    let token = collector.token(&[]);
-    let out = hush()
-        .args([
-            "agent",
-            "enroll",
-            "--yes",
-            "--collector",
-            &collector.url,
-            "--token",
-            &token,
-            "--home",
-        ])
-        .arg(home.path())
-        .output()
-        .unwrap();
+    home
+}
+
+/// An enrolled agent home on a collector.
+pub fn agent_home(collector: &Collector, extra_config: &str) -> tempfile::TempDir {
+    let home = agent_config(extra_config);
+    let out = enroll(home.path(), &collector.url, &collector.token(&[]));
     assert!(
         out.status.success(),
         "enroll: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     home
+}
+
+/// Starts `hush agent run` replaying `replay` forever, output discarded.
+pub fn run_replay(home: &Path, replay: &Path) -> Child {
+    hush()
+        .args(["agent", "run", "--repeat", "--replay"])
+        .arg(replay)
+        .arg("--home")
+        .arg(home)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
 }
 
 /// Every regular file under `dir`, recursively.

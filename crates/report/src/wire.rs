@@ -292,47 +292,25 @@ impl Report {
 
     /// Encodes one report: version byte, then bincode.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = vec![WIRE_VERSION];
-        match bincode::serde::encode_into_std_write(self, &mut out, bincode::config::standard()) {
-            Ok(_) => out,
-            // Writing plain data into a Vec cannot fail.
-            Err(e) => panic!("encoding a report into memory failed: {e}"),
-        }
+        encode_envelope(self)
     }
 
     /// Decodes and validates one report.
     pub fn decode(bytes: &[u8]) -> Result<Report, CodecError> {
-        let body = envelope(bytes, MAX_REPORT_BYTES)?;
-        let config = bincode::config::standard().with_limit::<MAX_REPORT_BYTES>();
-        let (report, used): (Report, usize) = bincode::serde::decode_from_slice(body, config)
-            .map_err(|e| CodecError::Malformed(e.to_string()))?;
-        if used != body.len() {
-            return Err(CodecError::Trailing(body.len() - used));
-        }
+        let report: Report = decode_envelope::<_, MAX_REPORT_BYTES>(bytes)?;
         report.validate()?;
         Ok(report)
     }
 
     /// Encodes a batch of reports for one upload.
     pub fn encode_batch(reports: &[Report]) -> Vec<u8> {
-        let mut out = vec![WIRE_VERSION];
-        match bincode::serde::encode_into_std_write(reports, &mut out, bincode::config::standard())
-        {
-            Ok(_) => out,
-            Err(e) => panic!("encoding a batch into memory failed: {e}"),
-        }
+        encode_envelope(reports)
     }
 
     /// Decodes and validates a batch; at most [`MAX_BATCH_REPORTS`] reports in
     /// at most [`MAX_BATCH_BYTES`] bytes.
     pub fn decode_batch(bytes: &[u8]) -> Result<Vec<Report>, CodecError> {
-        let body = envelope(bytes, MAX_BATCH_BYTES)?;
-        let config = bincode::config::standard().with_limit::<MAX_BATCH_BYTES>();
-        let (reports, used): (Vec<Report>, usize) = bincode::serde::decode_from_slice(body, config)
-            .map_err(|e| CodecError::Malformed(e.to_string()))?;
-        if used != body.len() {
-            return Err(CodecError::Trailing(body.len() - used));
-        }
+        let reports: Vec<Report> = decode_envelope::<_, MAX_BATCH_BYTES>(bytes)?;
         if reports.is_empty() || reports.len() > MAX_BATCH_REPORTS {
             return Err(CodecError::Invalid("a batch holds 1 to 1000 reports"));
         }
@@ -381,6 +359,31 @@ impl Report {
         }
         Ok(())
     }
+}
+
+/// The version byte, then the value in bincode's standard configuration.
+fn encode_envelope<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    let mut out = vec![WIRE_VERSION];
+    match bincode::serde::encode_into_std_write(value, &mut out, bincode::config::standard()) {
+        Ok(_) => out,
+        // Writing plain data into a Vec cannot fail.
+        Err(e) => panic!("encoding into memory failed: {e}"),
+    }
+}
+
+/// Checks the envelope, decodes at most `LIMIT` bytes (a length prefix past the
+/// limit is refused before anything is allocated), and refuses trailing bytes.
+fn decode_envelope<T: serde::de::DeserializeOwned, const LIMIT: usize>(
+    bytes: &[u8],
+) -> Result<T, CodecError> {
+    let body = envelope(bytes, LIMIT)?;
+    let config = bincode::config::standard().with_limit::<LIMIT>();
+    let (value, used): (T, usize) = bincode::serde::decode_from_slice(body, config)
+        .map_err(|e| CodecError::Malformed(e.to_string()))?;
+    if used != body.len() {
+        return Err(CodecError::Trailing(body.len() - used));
+    }
+    Ok(value)
 }
 
 fn envelope(bytes: &[u8], limit: usize) -> Result<&[u8], CodecError> {
