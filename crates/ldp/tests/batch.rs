@@ -20,6 +20,10 @@
 //! the packed randomized-response test the joint law of neighbouring lanes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::chi_square;
+
 use hush_ldp::batch::{FrequencyBatch, NumericBatch};
 use hush_ldp::sampling::Threshold;
 use hush_ldp::{
@@ -28,55 +32,13 @@ use hush_ldp::{
     PackedBits, Piecewise, Range, UnaryEncoding,
 };
 use rand::SeedableRng;
-use statrs::distribution::{Binomial, ChiSquared, ContinuousCDF, Discrete, Normal};
+use statrs::distribution::{Binomial, ContinuousCDF, Discrete, Normal};
 
 /// Per-test significance level.
 const ALPHA: f64 = 1e-4;
 
-/// Smallest expected count per chi-square cell.
-const MIN_EXPECTED: f64 = 5.0;
-
 /// Reports per histogram.
 const N: usize = 200_000;
-
-/// Pearson's chi-square p-value of `observed` against exact cell probabilities,
-/// pooling neighbouring cells until each expects [`MIN_EXPECTED`] reports.
-fn chi_square(label: &str, observed: &[u64], probs: &[f64]) -> (f64, usize, f64) {
-    assert_eq!(observed.len(), probs.len(), "{label}: cell count mismatch");
-    let total: f64 = probs.iter().sum();
-    assert!(
-        (total - 1.0).abs() < 1e-9,
-        "{label}: cell probabilities sum to {total}"
-    );
-    let n = observed.iter().sum::<u64>() as f64;
-    let mut pools: Vec<(f64, f64)> = Vec::new();
-    let mut current = (0.0, 0.0);
-    for (&o, &p) in observed.iter().zip(probs) {
-        if p == 0.0 {
-            assert_eq!(o, 0, "{label}: {o} reports in a cell of probability zero");
-            continue;
-        }
-        current = (current.0 + o as f64, current.1 + n * p);
-        if current.1 >= MIN_EXPECTED {
-            pools.push(current);
-            current = (0.0, 0.0);
-        }
-    }
-    if current.1 > 0.0 {
-        match pools.last_mut() {
-            Some(last) => *last = (last.0 + current.0, last.1 + current.1),
-            None => pools.push(current),
-        }
-    }
-    assert!(pools.len() >= 2, "{label}: fewer than two cells to test");
-    let statistic: f64 = pools.iter().map(|&(o, e)| (o - e) * (o - e) / e).sum();
-    let df = pools.len() - 1;
-    (
-        statistic,
-        df,
-        ChiSquared::new(df as f64).unwrap().sf(statistic),
-    )
-}
 
 fn assert_fits(label: &str, observed: &[u64], probs: &[f64]) {
     let (statistic, df, p_value) = chi_square(label, observed, probs);
