@@ -17,7 +17,7 @@
 use rand::{CryptoRng, Rng};
 
 use super::buffer::RandomBuffer;
-use super::{Inputs, NumericBatch, Repeat, check_len, finite_chunk};
+use super::{Inputs, NumericKernel, finite_chunk};
 use crate::sampling::Threshold;
 use crate::{DiscreteLaplace, GridPoint, LdpError};
 
@@ -223,25 +223,14 @@ fn finish<R: Rng + ?Sized>(
     floor + i64::from(up) + noise
 }
 
-impl NumericBatch for DiscreteLaplace {
-    fn perturb_batch<R: CryptoRng + ?Sized>(
+impl NumericKernel for DiscreteLaplace {
+    fn kernel<R: CryptoRng + ?Sized>(
         &self,
-        xs: &[f64],
+        xs: impl Inputs<f64>,
         out: &mut [GridPoint],
         rng: &mut R,
     ) -> Result<(), LdpError> {
-        check_len("output buffer (grid points)", xs.len(), out.len())?;
         laplace_kernel(self, xs, out, rng)
-    }
-
-    fn perturb_repeated<R: CryptoRng + ?Sized>(
-        &self,
-        x: f64,
-        out: &mut [GridPoint],
-        rng: &mut R,
-    ) -> Result<(), LdpError> {
-        let count = out.len();
-        laplace_kernel(self, Repeat { value: x, count }, out, rng)
     }
 }
 

@@ -106,6 +106,41 @@ pub trait NumericBatch: NumericMechanism {
     ) -> Result<(), LdpError>;
 }
 
+/// A numeric mechanism whose batch work is one kernel, generic over its
+/// inputs; both [`NumericBatch`] entry points follow from it, so each mechanism
+/// states its kernel once.
+pub(crate) trait NumericKernel: NumericMechanism {
+    /// Perturbs every input into the matching slot of `out` (same length).
+    fn kernel<R: CryptoRng + ?Sized>(
+        &self,
+        xs: impl Inputs<f64>,
+        out: &mut [GridPoint],
+        rng: &mut R,
+    ) -> Result<(), LdpError>;
+}
+
+impl<T: NumericKernel> NumericBatch for T {
+    fn perturb_batch<R: CryptoRng + ?Sized>(
+        &self,
+        xs: &[f64],
+        out: &mut [GridPoint],
+        rng: &mut R,
+    ) -> Result<(), LdpError> {
+        check_len("output buffer (grid points)", xs.len(), out.len())?;
+        self.kernel(xs, out, rng)
+    }
+
+    fn perturb_repeated<R: CryptoRng + ?Sized>(
+        &self,
+        x: f64,
+        out: &mut [GridPoint],
+        rng: &mut R,
+    ) -> Result<(), LdpError> {
+        let count = out.len();
+        self.kernel(Repeat { value: x, count }, out, rng)
+    }
+}
+
 /// A batch's inputs: a slice, or one value repeated. Kernels are generic over
 /// it, so both entry points share one monomorphized loop each.
 pub(crate) trait Inputs<T: Copy> {

@@ -13,7 +13,7 @@
 use rand::{CryptoRng, Rng};
 
 use super::buffer::RandomBuffer;
-use super::{Inputs, NumericBatch, Repeat, check_len, finite_chunk};
+use super::{Inputs, NumericBatch, NumericKernel, finite_chunk};
 use crate::numeric::BinaryCore;
 use crate::sampling::{NarrowUniform, Threshold};
 use crate::{AnyNumericMechanism, Duchi, GridPoint, Hybrid, LdpError, OneBitMean, Piecewise};
@@ -91,25 +91,14 @@ fn binary_kernel<R: Rng + ?Sized>(
 
 macro_rules! binary_batch {
     ($name:ident) => {
-        impl NumericBatch for $name {
-            fn perturb_batch<R: CryptoRng + ?Sized>(
+        impl NumericKernel for $name {
+            fn kernel<R: CryptoRng + ?Sized>(
                 &self,
-                xs: &[f64],
+                xs: impl Inputs<f64>,
                 out: &mut [GridPoint],
                 rng: &mut R,
             ) -> Result<(), LdpError> {
-                check_len("output buffer (grid points)", xs.len(), out.len())?;
                 binary_kernel(self.core(), xs, out, rng)
-            }
-
-            fn perturb_repeated<R: CryptoRng + ?Sized>(
-                &self,
-                x: f64,
-                out: &mut [GridPoint],
-                rng: &mut R,
-            ) -> Result<(), LdpError> {
-                let count = out.len();
-                binary_kernel(self.core(), Repeat { value: x, count }, out, rng)
             }
         }
     };
@@ -267,25 +256,14 @@ fn piecewise_kernel<R: Rng + ?Sized>(
     Ok(())
 }
 
-impl NumericBatch for Piecewise {
-    fn perturb_batch<R: CryptoRng + ?Sized>(
+impl NumericKernel for Piecewise {
+    fn kernel<R: CryptoRng + ?Sized>(
         &self,
-        xs: &[f64],
+        xs: impl Inputs<f64>,
         out: &mut [GridPoint],
         rng: &mut R,
     ) -> Result<(), LdpError> {
-        check_len("output buffer (grid points)", xs.len(), out.len())?;
         piecewise_kernel(self, xs, out, rng)
-    }
-
-    fn perturb_repeated<R: CryptoRng + ?Sized>(
-        &self,
-        x: f64,
-        out: &mut [GridPoint],
-        rng: &mut R,
-    ) -> Result<(), LdpError> {
-        let count = out.len();
-        piecewise_kernel(self, Repeat { value: x, count }, out, rng)
     }
 }
 
@@ -372,25 +350,14 @@ fn hybrid_kernel<R: Rng + ?Sized>(
     Ok(())
 }
 
-impl NumericBatch for Hybrid {
-    fn perturb_batch<R: CryptoRng + ?Sized>(
+impl NumericKernel for Hybrid {
+    fn kernel<R: CryptoRng + ?Sized>(
         &self,
-        xs: &[f64],
+        xs: impl Inputs<f64>,
         out: &mut [GridPoint],
         rng: &mut R,
     ) -> Result<(), LdpError> {
-        check_len("output buffer (grid points)", xs.len(), out.len())?;
         hybrid_kernel(self, xs, out, rng)
-    }
-
-    fn perturb_repeated<R: CryptoRng + ?Sized>(
-        &self,
-        x: f64,
-        out: &mut [GridPoint],
-        rng: &mut R,
-    ) -> Result<(), LdpError> {
-        let count = out.len();
-        hybrid_kernel(self, Repeat { value: x, count }, out, rng)
     }
 }
 
