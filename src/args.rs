@@ -29,7 +29,7 @@ pub enum Command {
     Audit(AuditArgs),
     /// Time the batch noising kernels against naive Rust and the RNG bound (under a minute).
     Bench(BenchArgs),
-    /// The laptop agent: see what it measures, and (soon) run it.
+    /// The laptop agent: enroll, see what it measures, run it, pause or forget.
     #[command(subcommand)]
     Agent(AgentCommand),
     /// The collector: receive reports, keep aggregates, release estimates and datasets.
@@ -380,6 +380,10 @@ pub struct BenchArgs {
     /// (the timings are not meaningful).
     #[arg(long)]
     pub quick: bool,
+    /// Time only these kernels (comma-separated names from the table, e.g.
+    /// `laplace,duchi`); all of them when absent.
+    #[arg(long, value_delimiter = ',', value_name = "KERNEL")]
+    pub only: Vec<String>,
 }
 
 /// `hush audit`.

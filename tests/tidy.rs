@@ -118,3 +118,39 @@ fn every_source_file_opens_with_a_module_doc() {
         );
     }
 }
+
+/// The only files allowed to lift the workspace's `unsafe_code = "deny"`, each
+/// for one audited reason: X11 error handlers (capture) and the AVX2 dispatch
+/// of the batch kernels (ldp).
+const UNSAFE_ALLOWED: &[&str] = &[
+    "crates/capture/src/listen.rs",
+    "crates/ldp/src/batch/dispatch.rs",
+];
+
+#[test]
+fn unsafe_code_lives_only_in_the_audited_files() {
+    let mut files = Vec::new();
+    rust_files(&root().join("crates"), &mut files);
+    rust_files(&root().join("src"), &mut files);
+    let mut seen = Vec::new();
+    for file in files {
+        let text = fs::read_to_string(&file).unwrap();
+        let relative = file
+            .strip_prefix(root())
+            .unwrap()
+            .to_string_lossy()
+            .replace('\\', "/");
+        if text.contains("allow(unsafe_code)") {
+            assert!(
+                UNSAFE_ALLOWED.contains(&relative.as_str()),
+                "{relative} allows unsafe code; only {UNSAFE_ALLOWED:?} may"
+            );
+            seen.push(relative);
+        }
+    }
+    seen.sort();
+    assert_eq!(
+        seen, UNSAFE_ALLOWED,
+        "an audited file no longer needs its allowance"
+    );
+}

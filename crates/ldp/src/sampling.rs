@@ -11,6 +11,35 @@ use rand::Rng;
 /// 2^64 as a float, the denominator of every threshold probability.
 pub const TWO_POW_64: f64 = 18_446_744_073_709_551_616.0;
 
+/// `(floor(s), s - floor(s))`, exactly, for `s` in `[0, 2^32)`; other `s`
+/// (negative, too large, NaN) give an unspecified integer, and NaN a NaN
+/// fraction.
+///
+/// Every step is float arithmetic or a bit cast, so a loop over many inputs
+/// vectorizes: Rust's saturating `as u32` handles NaN and out-of-range values
+/// with a per-lane branch, and SSE2 has no packed unsigned conversion at all.
+///
+/// **Why it is exact.** `MAGIC = 1.5 * 2^52`; every `y` in `[2^52, 2^53)` is a
+/// float with ulp 1, so adding `MAGIC` to `x = s - 0.5` (exact for `s >= 0.5`,
+/// and for smaller `s` any rounding leaves it in `[-0.5, 0)`) rounds `x` to
+/// the nearest integer `r`, ties to even, and the low 32 bits of the sum are
+/// `r mod 2^32`. For a non-integer `s`, `x` is within 1/2 of `floor(s)`
+/// without being a tie, so `r = floor(s)`; for an integer `s`, `x` is a tie
+/// and `r` is `s - 1` or `s`, and a fraction of exactly 1 is carried. `s - r`
+/// is exact by Sterbenz's lemma (`r <= s <= r + 1`, so `r / 2 <= s <= 2 r`
+/// when `r >= 1`; for `r = 0` it is `s` itself).
+#[inline(always)]
+pub(crate) fn floor_fraction(s: f64) -> (u32, f64) {
+    const MAGIC: f64 = 6_755_399_441_055_744.0;
+    let m = (s - 0.5) + MAGIC;
+    let frac = s - (m - MAGIC);
+    let carry = frac >= 1.0;
+    (
+        (m.to_bits() as u32).wrapping_add(u32::from(carry)),
+        if carry { frac - 1.0 } else { frac },
+    )
+}
+
 /// A Bernoulli trial whose success probability is exactly `threshold / 2^64`.
 ///
 /// A uniform `u64` below the threshold is a success. Probability 1 is not
@@ -35,27 +64,6 @@ impl Threshold {
         // floor, without a call to libm's `floor` (SSE2 has no rounding
         // instruction), which keeps batch loops over many inputs vectorizable.
         Threshold((p * TWO_POW_64) as u64)
-    }
-
-    /// The `bits`-bit prefix of [`Threshold::floor`]`(p)` and whether the rest of
-    /// it is nonzero, `bits` in `1..=31`: what a batch kernel needs for the
-    /// randomized rounding of each input, computed with 32-bit conversions only.
-    ///
-    /// For `p` in `[0, 1)`, `p 2^bits` is exact (a power-of-two scaling), its
-    /// integer part is the prefix and its fraction, scaled by `2^(64 - bits)`,
-    /// is the rest of `floor(p 2^64)` before flooring, nonzero exactly when it
-    /// is at least 1. Other `p` go through [`Threshold::floor`] itself.
-    #[inline]
-    pub fn floor_prefix(p: f64, bits: u32) -> (u64, bool) {
-        if (0.0..1.0).contains(&p) {
-            let scaled = p * f64::from(1u32 << bits);
-            let prefix = scaled as u32;
-            let rest = (scaled - f64::from(prefix)) * (TWO_POW_64 / f64::from(1u32 << bits));
-            (u64::from(prefix), rest >= 1.0)
-        } else {
-            let t = Self::floor(p);
-            (t.prefix(bits), t.after_prefix(bits).0 != 0)
-        }
     }
 
     /// The smallest threshold whose probability is at least `p` (clamped like [`Threshold::floor`]).
@@ -158,6 +166,86 @@ impl Threshold {
     }
 }
 
+/// A threshold seen through a `bits`-bit prefix (`bits` in `1..=31`): its
+/// prefix `p` and whether its rest is nonzero, packed as `2 p + rest` in one
+/// `u32`.
+///
+/// A uniform `bits`-bit prefix `r` decides the trial against the full
+/// threshold unless it ties: `2 r + 1 < key` exactly when `r < p` (a success
+/// whatever the remaining bits), and `2 r + 1 == key` exactly when `r == p`
+/// with a nonzero rest (open: fresh bits decide against
+/// [`Threshold::after_prefix`]); a tie against a zero rest is a certain
+/// failure. That is [`Threshold::prefix_trial`] on 32-bit keys, which batch
+/// kernels keep in plain arrays and compare in vector registers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PrefixKey(u32);
+
+impl PrefixKey {
+    /// The key of threshold `t` for `bits`-bit prefixes.
+    pub const fn of(t: Threshold, bits: u32) -> Self {
+        PrefixKey(2 * t.prefix(bits) as u32 + (t.after_prefix(bits).0 != 0) as u32)
+    }
+
+    /// The key of [`Threshold::floor`]`(p)`, computed with float arithmetic
+    /// only: what a batch kernel needs for the randomized rounding of each
+    /// input, without a float-to-64-bit conversion (SSE2 has no packed one).
+    ///
+    /// For `p` in `[0, 1)`, `p 2^bits` is exact (a power-of-two scaling), its
+    /// integer part is the prefix and its fraction, scaled by `2^(64 - bits)`,
+    /// is the rest of `floor(p 2^64)` before flooring, nonzero exactly when it
+    /// is at least 1. Other `p` are clamped first, without a branch: NaN and
+    /// negatives to 0, where `floor` gives 0 too, and 1 or more to `1 - 2^-53`,
+    /// whose prefix is all ones with a nonzero rest, like `floor`'s `u64::MAX`.
+    #[inline(always)]
+    pub fn floor(p: f64, bits: u32) -> Self {
+        const BELOW_ONE: f64 = 1.0 - f64::EPSILON / 2.0;
+        // Not `clamp`, which keeps NaN: `max` turns it into 0.
+        #[allow(clippy::manual_clamp)]
+        let p = p.max(0.0).min(BELOW_ONE);
+        let (prefix, frac) = floor_fraction(p * f64::from(1u32 << bits));
+        let rest = frac * (TWO_POW_64 / f64::from(1u32 << bits));
+        PrefixKey(2 * prefix + u32::from(rest >= 1.0))
+    }
+
+    /// Randomized rounding of a position `s` in `[0, 2^(32 - bits))`: its floor,
+    /// and the key of the probability of rounding up, [`Threshold::floor`]`(s -
+    /// floor(s))`, from a single [`floor_fraction`] of `s 2^bits`.
+    ///
+    /// `s 2^bits` is exact; its floor `q` holds `floor(s)` above the low `bits`
+    /// bits and the prefix `floor(frac 2^bits)` in them, and its fraction is
+    /// `frac 2^bits - prefix`, so the rest of `floor(frac 2^64)` is nonzero
+    /// exactly when that fraction is at least `2^(bits - 64)`. The same values
+    /// as [`PrefixKey::floor`] on the fraction of [`floor_fraction`]`(s)`,
+    /// with one floor instead of two.
+    #[inline(always)]
+    pub fn rounding(s: f64, bits: u32) -> (u32, Self) {
+        let (q, frac) = floor_fraction(s * f64::from(1u32 << bits));
+        let rest = frac * (TWO_POW_64 / f64::from(1u32 << bits));
+        (
+            q >> bits,
+            PrefixKey(2 * (q & ((1 << bits) - 1)) + u32::from(rest >= 1.0)),
+        )
+    }
+
+    /// The threshold's prefix.
+    pub const fn prefix(self) -> u32 {
+        self.0 >> 1
+    }
+
+    /// Whether the threshold's bits after the prefix are not all zero.
+    pub const fn rest_nonzero(self) -> bool {
+        self.0 & 1 == 1
+    }
+
+    /// `(success, open)` for a uniform prefix `r < 2^bits`, as
+    /// [`Threshold::prefix_trial`] gives them. Branch-free.
+    #[inline(always)]
+    pub const fn trial(self, r: u32) -> (bool, bool) {
+        let r = 2 * r + 1;
+        (r < self.0, r == self.0)
+    }
+}
+
 /// Uniform integers in `0..n`, exact, by Lemire's multiply-and-reject method
 /// (Lemire 2019, "Fast random integer generation in an interval").
 ///
@@ -208,6 +296,7 @@ impl UniformBelow {
         }
         Some(NarrowUniform {
             n: self.n,
+            n_minus_one: (self.n - 1) as u32,
             bits,
             // 2^bits mod n, computed here so that the sampling loop has no division.
             reject_below: ((1u64 << bits) % self.n) as u32,
@@ -224,6 +313,9 @@ impl UniformBelow {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NarrowUniform {
     n: u64,
+    /// `n - 1`, which fits 32 bits even when `n = 2^32`, so `map` multiplies
+    /// 32-bit operands (one packed instruction on every x86-64).
+    n_minus_one: u32,
     bits: u32,
     reject_below: u32,
 }
@@ -246,8 +338,9 @@ impl NarrowUniform {
     /// rejections (probability below `n / 2^bits`) afterwards.
     #[inline]
     pub fn map(self, word: u32) -> (u32, bool) {
-        // word < 2^bits <= 2^32 and n <= 2^bits, so the product fits in 64 bits.
-        let wide = u64::from(word) * self.n;
+        // word < 2^bits <= 2^32 and n <= 2^bits, so `word * n`, computed as
+        // `word * (n - 1) + word`, fits in 64 bits.
+        let wide = u64::from(word) * u64::from(self.n_minus_one) + u64::from(word);
         let low = (wide & ((1u64 << self.bits) - 1)) as u32;
         ((wide >> self.bits) as u32, low >= self.reject_below)
     }
@@ -321,7 +414,7 @@ mod tests {
     }
 
     #[test]
-    fn floor_prefix_matches_the_floor() {
+    fn prefix_key_floor_matches_the_floor() {
         let mut rng = ChaCha12Rng::seed_from_u64(5);
         let specials = [
             0.0,
@@ -335,17 +428,94 @@ mod tests {
             1.0,
             1.5,
             -0.1,
+            1.0 - f64::EPSILON / 2.0,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
         ];
         let random = (0..20_000).map(|_| (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64);
         let grid = (0..1024).map(|k| f64::from(k) / 1024.0);
         for p in specials.into_iter().chain(random).chain(grid) {
             for bits in [1, 7, 8, 16, 31] {
                 let t = Threshold::floor(p);
-                let expected = (t.prefix(bits), t.after_prefix(bits).raw() != 0);
+                let key = PrefixKey::floor(p, bits);
+                assert_eq!(key, PrefixKey::of(t, bits), "p = {p:e}, bits = {bits}");
+                assert_eq!(u64::from(key.prefix()), t.prefix(bits));
+                assert_eq!(key.rest_nonzero(), t.after_prefix(bits).raw() != 0);
+                for r in [
+                    0,
+                    1,
+                    key.prefix().saturating_sub(1),
+                    key.prefix(),
+                    key.prefix() + 1,
+                ] {
+                    let r = r.min((1 << bits) - 1);
+                    assert_eq!(key.trial(r), t.prefix_trial(u64::from(r), bits), "r = {r}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn floor_fraction_is_the_exact_floor() {
+        let mut rng = ChaCha12Rng::seed_from_u64(8);
+        let below_integers = (1..2000u32).flat_map(|k| {
+            let k = f64::from(k);
+            [k, k.next_down(), k.next_up(), k - 0.5, k + 0.5]
+        });
+        let big = [
+            4_294_967_295.0,
+            4_294_967_294.5,
+            2_147_483_648.0,
+            65_536.0 - 1e-11,
+        ];
+        let tiny = [
+            0.0,
+            -0.0,
+            1e-300,
+            f64::MIN_POSITIVE,
+            0.5,
+            0.5f64.next_down(),
+            0.25,
+        ];
+        let random = (0..20_000).map(|_| {
+            let scale = f64::from(1u32 << (rng.next_u32() % 32));
+            (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * scale
+        });
+        for s in below_integers.chain(big).chain(tiny).chain(random) {
+            let (floor, frac) = floor_fraction(s);
+            assert_eq!(f64::from(floor), s.floor(), "s = {s:e}");
+            assert_eq!(frac, s - s.floor(), "s = {s:e}");
+        }
+        assert!(floor_fraction(f64::NAN).1.is_nan());
+    }
+
+    #[test]
+    fn rounding_matches_the_floor_and_the_fraction_key() {
+        let mut rng = ChaCha12Rng::seed_from_u64(6);
+        let edges = (0..3000u32).flat_map(|k| {
+            let s = f64::from(k) / 256.0;
+            [
+                s,
+                s.next_up(),
+                s.next_down().max(0.0),
+                s + 2f64.powi(-56),
+                s + 2f64.powi(-57),
+            ]
+        });
+        let random =
+            (0..20_000).map(|_| (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * 65_536.0);
+        for s in edges.chain(random).chain([0.0, 65_536.0, 1e-300]) {
+            // The documented range: s below 2^(32 - bits).
+            for bits in [1, 7, 8, 16]
+                .into_iter()
+                .filter(|&b| s < f64::from(1u32 << (32 - b)))
+            {
+                let (floor, frac) = floor_fraction(s);
                 assert_eq!(
-                    Threshold::floor_prefix(p, bits),
-                    expected,
-                    "p = {p:e}, bits = {bits}"
+                    PrefixKey::rounding(s, bits),
+                    (floor, PrefixKey::floor(frac, bits)),
+                    "s = {s:e}, bits = {bits}"
                 );
             }
         }

@@ -150,6 +150,17 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         (Scale::Full, BUDGET, 1 << 23)
     };
     let mut work = workloads::workloads(scale)?;
+    if !args.only.is_empty() {
+        let known: Vec<&str> = work.iter().map(|w| w.name).collect();
+        if let Some(unknown) = args.only.iter().find(|n| !known.contains(&n.as_str())) {
+            return Err(super::Usage(format!(
+                "--only: no kernel named {unknown:?}; the kernels are {}",
+                known.join(", ")
+            ))
+            .into());
+        }
+        work.retain(|w| args.only.iter().any(|n| n == w.name));
+    }
     let bar = if args.json {
         ProgressBar::hidden()
     } else {

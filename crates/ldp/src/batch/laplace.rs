@@ -17,8 +17,8 @@
 use rand::{CryptoRng, Rng};
 
 use super::buffer::RandomBuffer;
-use super::{Inputs, NumericKernel, finite_chunk};
-use crate::sampling::Threshold;
+use super::{Inputs, NumericKernel, for_flagged, map_finite};
+use crate::sampling::{PrefixKey, Threshold};
 use crate::{DiscreteLaplace, GridPoint, LdpError};
 
 /// Bits of the uniform number known in the fast path.
@@ -27,11 +27,11 @@ const PREFIX_BITS: u32 = 24;
 const GUIDE_BITS: u32 = 13;
 /// Thresholds compared after the guide's jump: on the default grid all but
 /// about 0.4% of lookups find their count within four (the rest scan on).
-const WINDOW: usize = 4;
+const WINDOW: usize = 7;
 /// Bits of the randomized-rounding trial's prefix.
 const ROUND_BITS: u32 = 7;
 /// Samples per pass.
-const CHUNK: usize = 512;
+const CHUNK: usize = 128;
 
 /// The CDF table of a [`DiscreteLaplace`] arranged for branch-free lookups:
 /// the thresholds' 24-bit prefixes, and for each bucket of prefixes how many
@@ -67,14 +67,19 @@ impl LaplaceTable {
     #[inline(always)]
     fn lookup(&self, p: u32, len: usize) -> (usize, bool) {
         let g = usize::from(self.guide[(p >> (PREFIX_BITS - GUIDE_BITS)) as usize]);
-        let window = &self.prefix[g..g + WINDOW + 1];
-        // Prefixes are sorted, so the ones below p come first in the window.
-        let below = usize::from(window[0] < p)
-            + usize::from(window[1] < p)
-            + usize::from(window[2] < p)
-            + usize::from(window[3] < p);
+        let Some(window) = self.prefix[g..].first_chunk::<{ WINDOW + 1 }>() else {
+            unreachable!("the prefix table is padded by WINDOW + 1 entries past every guide value")
+        };
+        // Prefixes are sorted, so the ones below p are the window's first
+        // `below`; the count is certain when none equals p and one lies above.
+        let (mut lt, mut eq) = (0u32, 0u32);
+        for (i, &w) in window.iter().enumerate() {
+            lt |= u32::from(w < p) << i;
+            eq |= u32::from(w == p) << i;
+        }
+        let below = (!lt).trailing_zeros() as usize;
         let k = g + below;
-        let certain = below < WINDOW && window[below] != p && k < len;
+        let certain = below < WINDOW && eq == 0 && k < len;
         (k, certain)
     }
 }
@@ -115,6 +120,7 @@ const ROUND_TIE: u8 = 1;
 const MAGNITUDE_OPEN: u8 = 2;
 const NEGATIVE_ZERO: u8 = 4;
 
+#[inline(always)]
 fn laplace_kernel<R: Rng + ?Sized>(
     m: &DiscreteLaplace,
     xs: impl Inputs<f64>,
@@ -124,61 +130,59 @@ fn laplace_kernel<R: Rng + ?Sized>(
     let table = m.batch_table();
     let len = m.cdf_len();
     let mut src = RandomBuffer::new(rng, 4 * out.len());
-    let mut inputs = [0f64; CHUNK];
     let mut words = [0u32; CHUNK];
-    let mut floors = [0i64; CHUNK];
-    let mut rounds = [(0u64, false); CHUNK];
+    let mut floors = [0u32; CHUNK];
+    let mut rounds = [PrefixKey::default(); CHUNK];
+    let mut magnitudes = [0u32; CHUNK];
+    let mut certain = [false; CHUNK];
+    let mut values = [0i32; CHUNK];
     let mut flags = [0u8; CHUNK];
     for (c, chunk) in out.chunks_mut(CHUNK).enumerate() {
         let n = chunk.len();
-        let (inputs, words, floors, rounds, flags) = (
-            &mut inputs[..n],
-            &mut words[..n],
-            &mut floors[..n],
-            &mut rounds[..n],
+        let first = c * CHUNK;
+        let (words, floors, rounds) = (&mut words[..n], &mut floors[..n], &mut rounds[..n]);
+        let (magnitudes, certain, values, flags) = (
+            &mut magnitudes[..n],
+            &mut certain[..n],
+            &mut values[..n],
             &mut flags[..n],
         );
-        finite_chunk(&xs, c * CHUNK, inputs)?;
-        for ((f, r), &x) in floors.iter_mut().zip(rounds.iter_mut()).zip(inputs.iter()) {
-            let (floor, frac) = m.grid_position_finite(x);
-            *f = floor;
-            // The rounding trial's prefix, from Threshold::floor(frac).
-            *r = Threshold::floor_prefix(frac, ROUND_BITS);
-        }
+        map_finite(&xs, first, floors, rounds, |x| {
+            PrefixKey::rounding(m.grid_offset_finite(x), ROUND_BITS)
+        })?;
         src.take_u32s(words);
-        let mut any = 0u8;
+        // The table lookups alone, so that everything else is plain vector arithmetic.
+        for ((mag, ok), &w) in magnitudes
+            .iter_mut()
+            .zip(certain.iter_mut())
+            .zip(words.iter())
+        {
+            let (k, c) = table.lookup(w >> (32 - PREFIX_BITS), len);
+            // The table holds at most 65535 thresholds.
+            (*mag, *ok) = (k as u32, c);
+        }
         for k in 0..n {
-            let (w, floor, (round_prefix, round_rest)) = (words[k], floors[k], rounds[k]);
-            let p = w >> (32 - PREFIX_BITS);
+            let w = words[k];
             let negative = (w >> ROUND_BITS) & 1 == 1;
-            let r = u64::from(w & ((1 << ROUND_BITS) - 1));
-            let up = r < round_prefix;
-            let round_open = r == round_prefix && round_rest;
-            let (magnitude, certain) = table.lookup(p, len);
-            let noise = if negative {
-                -(magnitude as i64)
-            } else {
-                magnitude as i64
-            };
-            chunk[k] = GridPoint {
-                branch: 0,
-                index: floor + i64::from(up) + noise,
-            };
-            let flag = u8::from(round_open) * ROUND_TIE
-                + u8::from(!certain) * MAGNITUDE_OPEN
+            let (up, round_open) = rounds[k].trial(w & ((1 << ROUND_BITS) - 1));
+            // Floors and magnitudes are at most 2^16, so the sum fits an i32.
+            let magnitude = magnitudes[k] as i32;
+            let noise = if negative { -magnitude } else { magnitude };
+            values[k] = floors[k] as i32 + i32::from(up) + noise;
+            flags[k] = u8::from(round_open) * ROUND_TIE
+                + u8::from(!certain[k]) * MAGNITUDE_OPEN
                 + u8::from(negative && magnitude == 0) * NEGATIVE_ZERO;
-            flags[k] = flag;
-            any |= flag;
         }
-        if any != 0 {
-            for (k, o) in chunk.iter_mut().enumerate() {
-                if flags[k] != 0 {
-                    let (floor, frac) = m.grid_position_finite(inputs[k]);
-                    let round = Threshold::floor(frac);
-                    o.index = finish(m, words[k], floor, round, &mut src);
-                }
-            }
+        for (o, &v) in chunk.iter_mut().zip(values.iter()) {
+            *o = GridPoint {
+                branch: 0,
+                index: i64::from(v),
+            };
         }
+        for_flagged(flags, |k| {
+            let (floor, frac) = m.grid_position_finite(xs.at(first + k));
+            chunk[k].index = finish(m, words[k], floor, Threshold::floor(frac), &mut src);
+        });
     }
     Ok(())
 }
@@ -224,6 +228,7 @@ fn finish<R: Rng + ?Sized>(
 }
 
 impl NumericKernel for DiscreteLaplace {
+    #[inline(always)]
     fn kernel<R: CryptoRng + ?Sized>(
         &self,
         xs: impl Inputs<f64>,

@@ -38,6 +38,7 @@
 mod bits;
 mod buffer;
 mod choice;
+mod dispatch;
 mod laplace;
 mod numeric;
 mod unary;
@@ -127,7 +128,10 @@ impl<T: NumericKernel> NumericBatch for T {
         rng: &mut R,
     ) -> Result<(), LdpError> {
         check_len("output buffer (grid points)", xs.len(), out.len())?;
-        self.kernel(xs, out, rng)
+        dispatch::vectorized(
+            #[inline(always)]
+            || self.kernel(xs, out, rng),
+        )
     }
 
     fn perturb_repeated<R: CryptoRng + ?Sized>(
@@ -137,7 +141,10 @@ impl<T: NumericKernel> NumericBatch for T {
         rng: &mut R,
     ) -> Result<(), LdpError> {
         let count = out.len();
-        self.kernel(Repeat { value: x, count }, out, rng)
+        dispatch::vectorized(
+            #[inline(always)]
+            || self.kernel(Repeat { value: x, count }, out, rng),
+        )
     }
 }
 
@@ -212,14 +219,37 @@ pub(crate) fn check_values(values: &impl Inputs<u32>, domain: u32) -> Result<(),
     Ok(())
 }
 
-/// Copies inputs `first..first + out.len()` into `out`, failing on the first
-/// non-finite one: numeric kernels check a chunk at once so that their
-/// arithmetic loops have no early exit.
-pub(crate) fn finite_chunk(
+/// The most inputs a numeric kernel handles per pass.
+pub(crate) const MAX_CHUNK: usize = 512;
+
+/// Sets `(a[k], b[k]) = f(x)` for every input `x = xs[first + k]` of a chunk
+/// of at most [`MAX_CHUNK`] (`a` and `b` have the chunk's length), failing
+/// first if the chunk holds a non-finite input.
+///
+/// The inputs are copied to the stack and checked in one pass, then mapped in
+/// another: both loops are plain array code without early exits, which
+/// vectorizes where one loop reading through [`Inputs`] did not.
+#[inline(always)]
+pub(crate) fn map_finite<A, B>(
     xs: &impl Inputs<f64>,
     first: usize,
-    out: &mut [f64],
+    a: &mut [A],
+    b: &mut [B],
+    f: impl Fn(f64) -> (A, B),
 ) -> Result<(), LdpError> {
+    let mut inputs = [0f64; MAX_CHUNK];
+    let inputs = &mut inputs[..a.len().min(b.len())];
+    finite_chunk(xs, first, inputs)?;
+    for ((a, b), &x) in a.iter_mut().zip(b.iter_mut()).zip(inputs.iter()) {
+        (*a, *b) = f(x);
+    }
+    Ok(())
+}
+
+/// Copies inputs `first..first + out.len()` into `out`, failing on the first
+/// non-finite one.
+#[inline(always)]
+fn finite_chunk(xs: &impl Inputs<f64>, first: usize, out: &mut [f64]) -> Result<(), LdpError> {
     let mut all_finite = true;
     for (k, x) in out.iter_mut().enumerate() {
         *x = xs.at(first + k);
@@ -231,6 +261,29 @@ pub(crate) fn finite_chunk(
     match out.iter().find(|x| !x.is_finite()) {
         Some(&x) => Err(LdpError::NonFiniteInput(x)),
         None => Ok(()),
+    }
+}
+
+/// Calls `f` with the index of every nonzero flag, in order, reading the flags
+/// eight at a time: flagged samples are rare, so most words are zero and
+/// skipped with one comparison.
+#[inline(always)]
+pub(crate) fn for_flagged(flags: &[u8], mut f: impl FnMut(usize)) {
+    let words = flags.chunks_exact(8);
+    let tail = words.remainder();
+    for (w, word) in words.enumerate() {
+        let mut set = buffer::le_u64(word);
+        while set != 0 {
+            let k = set.trailing_zeros() as usize / 8;
+            f(8 * w + k);
+            set &= !(0xff << (8 * k));
+        }
+    }
+    let start = flags.len() - tail.len();
+    for (k, &flag) in tail.iter().enumerate() {
+        if flag != 0 {
+            f(start + k);
+        }
     }
 }
 

@@ -13,13 +13,13 @@
 use rand::{CryptoRng, Rng};
 
 use super::buffer::RandomBuffer;
-use super::{Inputs, NumericBatch, NumericKernel, finite_chunk};
+use super::{Inputs, NumericBatch, NumericKernel, for_flagged, map_finite};
 use crate::numeric::BinaryCore;
-use crate::sampling::{NarrowUniform, Threshold};
+use crate::sampling::{NarrowUniform, PrefixKey, Threshold};
 use crate::{AnyNumericMechanism, Duchi, GridPoint, Hybrid, LdpError, OneBitMean, Piecewise};
 
 /// Samples per pass.
-const CHUNK: usize = 512;
+const CHUNK: usize = super::MAX_CHUNK;
 
 /// Bits of each Bernoulli prefix.
 const BYTE: u32 = 8;
@@ -42,9 +42,12 @@ fn finish_trial<R: Rng + ?Sized>(r: u64, t: Threshold, src: &mut RandomBuffer<'_
 
 /// Duchi and 1BitMean: one bit whose threshold depends on the input, from one random byte.
 ///
-/// One loop turns each input into its threshold (the same float steps as the
-/// scalar path) and compares it with a random byte; a second pass finishes the
-/// rare open trials.
+/// One loop estimates each input's threshold prefix in `f64`
+/// ([`BinaryCore::prefix_at`], the same float steps as the scalar path's
+/// threshold) and compares it with a random byte; a second pass recomputes the
+/// exact threshold for the rare inputs whose estimate was uncertain or whose
+/// byte tied, and finishes them from the same byte and fresh bits.
+#[inline(always)]
 fn binary_kernel<R: Rng + ?Sized>(
     core: &BinaryCore,
     xs: impl Inputs<f64>,
@@ -53,38 +56,42 @@ fn binary_kernel<R: Rng + ?Sized>(
 ) -> Result<(), LdpError> {
     let mut src = RandomBuffer::new(rng, out.len() + 64);
     let range = core.range();
-    let mut inputs = [0f64; CHUNK];
-    let mut ties = [false; CHUNK];
+    let mut prefixes = [0u32; CHUNK];
+    let mut certain = [false; CHUNK];
+    let mut rs = [0u8; CHUNK];
+    let mut open = [0u8; CHUNK];
     for (c, chunk) in out.chunks_mut(CHUNK).enumerate() {
-        let n = chunk.len();
-        let (inputs, ties) = (&mut inputs[..n], &mut ties[..n]);
-        finite_chunk(&xs, c * CHUNK, inputs)?;
+        let (n, first) = (chunk.len(), c * CHUNK);
+        let (prefixes, certain, rs, open) = (
+            &mut prefixes[..n],
+            &mut certain[..n],
+            &mut rs[..n],
+            &mut open[..n],
+        );
+        map_finite(&xs, first, prefixes, certain, |x| {
+            core.prefix_at(range.to_unit_finite(x), BYTE)
+        })?;
         src.ensure(n);
-        let mut any = false;
-        for (((o, &x), tie), &r) in chunk
+        rs.copy_from_slice(&src.bytes()[..n]);
+        src.consume(n);
+        for (((flag, &p), &c), &r) in open
             .iter_mut()
-            .zip(inputs.iter())
-            .zip(ties.iter_mut())
-            .zip(src.bytes())
+            .zip(prefixes.iter())
+            .zip(certain.iter())
+            .zip(rs.iter())
         {
-            let (bit, open) = trial(u64::from(r), core.threshold_at(range.to_unit_finite(x)));
+            *flag = u8::from(u32::from(r) == p || !c);
+        }
+        for ((o, &p), &r) in chunk.iter_mut().zip(prefixes.iter()).zip(rs.iter()) {
             *o = GridPoint {
                 branch: 0,
-                index: i64::from(bit),
+                index: i64::from(u32::from(r) < p),
             };
-            *tie = open;
-            any |= open;
         }
-        src.consume(n);
-        if any {
-            for ((o, &x), &tie) in chunk.iter_mut().zip(inputs.iter()).zip(ties.iter()) {
-                // An open trial was reported as 0 (its prefix was not below the threshold's).
-                if tie {
-                    let t = core.threshold_at(range.to_unit_finite(x));
-                    o.index = i64::from(t.after_prefix(BYTE).sample(&mut src));
-                }
-            }
-        }
+        for_flagged(open, |k| {
+            let t = core.threshold_at(range.to_unit_finite(xs.at(first + k)));
+            chunk[k].index = i64::from(finish_trial(u64::from(rs[k]), t, &mut src));
+        });
     }
     Ok(())
 }
@@ -92,6 +99,7 @@ fn binary_kernel<R: Rng + ?Sized>(
 macro_rules! binary_batch {
     ($name:ident) => {
         impl NumericKernel for $name {
+            #[inline(always)]
             fn kernel<R: CryptoRng + ?Sized>(
                 &self,
                 xs: impl Inputs<f64>,
@@ -118,31 +126,18 @@ const REJECTED: u8 = 4;
 #[derive(Debug, Clone, Copy)]
 struct PiecewiseParts {
     in_window: Threshold,
+    in_window_key: PrefixKey,
     window: u32,
     inside: NarrowUniform,
     outside: NarrowUniform,
 }
 
-/// Where an input puts the window: the lower start, and the 8-bit prefix of
-/// the rounding threshold with whether its rest is nonzero.
-#[derive(Debug, Clone, Copy, Default)]
-struct Start {
-    floor: u32,
-    prefix: u64,
-    rest: bool,
-}
-
-impl Start {
-    #[inline(always)]
-    fn of(pm: &Piecewise, x: f64) -> Self {
-        let (floor, frac) = pm.window_start_finite(x);
-        let (prefix, rest) = Threshold::floor_prefix(frac, BYTE);
-        Start {
-            floor,
-            prefix,
-            rest,
-        }
-    }
+/// Where an input puts the window: the lower start, and the 8-bit prefix key
+/// of its randomized rounding: two plain `u32`s per input, so the loop that
+/// computes them vectorizes.
+#[inline(always)]
+fn start_of(pm: &Piecewise, x: f64) -> (u32, PrefixKey) {
+    PrefixKey::rounding(pm.window_position_finite(x), BYTE)
 }
 
 impl PiecewiseParts {
@@ -155,19 +150,20 @@ impl PiecewiseParts {
         };
         Ok(PiecewiseParts {
             in_window: pm.in_window_threshold(),
+            in_window_key: PrefixKey::of(pm.in_window_threshold(), BYTE),
             window: pm.window(),
             inside: narrow(pm.inside_sampler())?,
             outside: narrow(pm.outside_sampler())?,
         })
     }
 
-    /// The cell from one random word, and what is left open.
+    /// The cell from one random word and the input's window start and
+    /// rounding key ([`start_of`]), and what is left open.
     #[inline(always)]
-    fn fast(self, w: u32, start: Start) -> (u32, u8) {
-        let r = u64::from(w >> 24);
-        let (up, round_open) = (r < start.prefix, r == start.prefix && start.rest);
-        let (inside, window_open) = trial(u64::from((w >> 16) & 0xff), self.in_window);
-        let start = start.floor + u32::from(up);
+    fn fast(self, w: u32, floor: u32, round: PrefixKey) -> (u32, u8) {
+        let (up, round_open) = round.trial(w >> 24);
+        let (inside, window_open) = self.in_window_key.trial((w >> 16) & 0xff);
+        let start = floor + u32::from(up);
         let (i, i_ok) = self.inside.map(w & 0xffff);
         let (o, o_ok) = self.outside.map(w & 0xffff);
         // Outside cells skip over the window.
@@ -205,6 +201,7 @@ impl PiecewiseParts {
     }
 }
 
+#[inline(always)]
 fn piecewise_kernel<R: Rng + ?Sized>(
     pm: &Piecewise,
     xs: impl Inputs<f64>,
@@ -213,50 +210,46 @@ fn piecewise_kernel<R: Rng + ?Sized>(
 ) -> Result<(), LdpError> {
     let parts = PiecewiseParts::new(pm)?;
     let mut src = RandomBuffer::new(rng, 4 * out.len());
-    let mut inputs = [0f64; CHUNK];
     let mut words = [0u32; CHUNK];
-    let mut starts = [Start::default(); CHUNK];
+    let mut floors = [0u32; CHUNK];
+    let mut keys = [PrefixKey::default(); CHUNK];
+    let mut cells = [0u32; CHUNK];
     let mut flags = [0u8; CHUNK];
     for (c, chunk) in out.chunks_mut(CHUNK).enumerate() {
-        let n = chunk.len();
-        let (inputs, words, starts, flags) = (
-            &mut inputs[..n],
+        let (n, first) = (chunk.len(), c * CHUNK);
+        let (words, floors, keys, cells, flags) = (
             &mut words[..n],
-            &mut starts[..n],
+            &mut floors[..n],
+            &mut keys[..n],
+            &mut cells[..n],
             &mut flags[..n],
         );
-        finite_chunk(&xs, c * CHUNK, inputs)?;
-        for (s, &x) in starts.iter_mut().zip(inputs.iter()) {
-            *s = Start::of(pm, x);
-        }
+        map_finite(&xs, first, floors, keys, |x| start_of(pm, x))?;
         src.take_u32s(words);
-        let mut any = 0u8;
-        for (((o, &w), &start), flag) in chunk
+        for ((((cell, flag), &w), &floor), &key) in cells
             .iter_mut()
-            .zip(words.iter())
-            .zip(starts.iter())
             .zip(flags.iter_mut())
+            .zip(words.iter())
+            .zip(floors.iter())
+            .zip(keys.iter())
         {
-            let (cell, f) = parts.fast(w, start);
+            (*cell, *flag) = parts.fast(w, floor, key);
+        }
+        for (o, &cell) in chunk.iter_mut().zip(cells.iter()) {
             *o = GridPoint {
                 branch: 0,
                 index: i64::from(cell),
             };
-            *flag = f;
-            any |= f;
         }
-        if any != 0 {
-            for (k, o) in chunk.iter_mut().enumerate() {
-                if flags[k] != 0 {
-                    o.index = i64::from(parts.finish(pm, words[k], inputs[k], &mut src));
-                }
-            }
-        }
+        for_flagged(flags, |k| {
+            chunk[k].index = i64::from(parts.finish(pm, words[k], xs.at(first + k), &mut src));
+        });
     }
     Ok(())
 }
 
 impl NumericKernel for Piecewise {
+    #[inline(always)]
     fn kernel<R: CryptoRng + ?Sized>(
         &self,
         xs: impl Inputs<f64>,
@@ -267,10 +260,12 @@ impl NumericKernel for Piecewise {
     }
 }
 
-/// Hybrid: one `u64` per sample, 8 bits for the branch coin, 8 for the Duchi
-/// bit and 32 for the Piecewise cell. Both branches are computed and the coin
-/// selects one, so the loop does not branch on it; the unused branch's bits
-/// are discarded, never reused.
+/// Hybrid: per sample, one `u32` for the Piecewise branch (as in the
+/// Piecewise kernel) and one for the branch coin (its top byte) and the Duchi
+/// bit (the next byte). Both branches are computed and the coin selects one,
+/// so the loop does not branch on it; the unused branch's bits are discarded,
+/// never reused.
+#[inline(always)]
 fn hybrid_kernel<R: Rng + ?Sized>(
     hm: &Hybrid,
     xs: impl Inputs<f64>,
@@ -282,75 +277,71 @@ fn hybrid_kernel<R: Rng + ?Sized>(
     let duchi = hm.duchi().core();
     let range = duchi.range();
     let coin = hm.use_piecewise_threshold();
+    let coin_key = PrefixKey::of(coin, BYTE);
     let mut src = RandomBuffer::new(rng, 8 * out.len());
-    let mut inputs = [0f64; CHUNK];
-    let mut words = [0u64; CHUNK];
-    let mut starts = [Start::default(); CHUNK];
-    let mut bits = [Threshold::from_raw(0); CHUNK];
-    let mut flags = [false; CHUNK];
+    let mut words = [0u32; CHUNK];
+    let mut coins = [0u32; CHUNK];
+    let mut floors = [0u32; CHUNK];
+    let mut keys = [PrefixKey::default(); CHUNK];
+    let mut prefixes = [0u32; CHUNK];
+    let mut certain = [false; CHUNK];
+    let mut cells = [0u32; CHUNK];
+    let mut branches = [0u8; CHUNK];
+    let mut flags = [0u8; CHUNK];
     for (c, chunk) in out.chunks_mut(CHUNK).enumerate() {
-        let n = chunk.len();
-        let (inputs, words, starts, bits, flags) = (
-            &mut inputs[..n],
+        let (n, first) = (chunk.len(), c * CHUNK);
+        let (words, coins, floors, keys, prefixes, certain) = (
             &mut words[..n],
-            &mut starts[..n],
-            &mut bits[..n],
-            &mut flags[..n],
+            &mut coins[..n],
+            &mut floors[..n],
+            &mut keys[..n],
+            &mut prefixes[..n],
+            &mut certain[..n],
         );
-        finite_chunk(&xs, c * CHUNK, inputs)?;
-        for ((s, b), &x) in starts.iter_mut().zip(bits.iter_mut()).zip(inputs.iter()) {
-            *s = Start::of(pm, x);
-            *b = duchi.threshold_at(range.to_unit_finite(x));
+        let (cells, branches, flags) = (&mut cells[..n], &mut branches[..n], &mut flags[..n]);
+        map_finite(&xs, first, floors, keys, |x| start_of(pm, x))?;
+        map_finite(&xs, first, prefixes, certain, |x| {
+            duchi.prefix_at(range.to_unit_finite(x), BYTE)
+        })?;
+        src.take_u32s(words);
+        src.take_u32s(coins);
+        for k in 0..n {
+            let (w, v) = (words[k], coins[k]);
+            let (use_pm, coin_open) = coin_key.trial(v >> 24);
+            let r = (v >> 16) & 0xff;
+            let (one, bit_open) = (r < prefixes[k], r == prefixes[k] || !certain[k]);
+            let (pm_cell, pm_flags) = parts.fast(w, floors[k], keys[k]);
+            cells[k] = if use_pm { pm_cell } else { u32::from(one) };
+            branches[k] = u8::from(!use_pm);
+            flags[k] = u8::from(coin_open || if use_pm { pm_flags != 0 } else { bit_open });
         }
-        src.take_u64s(words);
-        let mut any = false;
-        for ((((o, &w), &start), &bit), flag) in chunk
-            .iter_mut()
-            .zip(words.iter())
-            .zip(starts.iter())
-            .zip(bits.iter())
-            .zip(flags.iter_mut())
-        {
-            let (use_pm, coin_open) = trial(w >> 56, coin);
-            let (one, bit_open) = trial((w >> 48) & 0xff, bit);
-            let (cell, pm_flags) = parts.fast(w as u32, start);
-            *o = if use_pm {
+        for ((o, &cell), &branch) in chunk.iter_mut().zip(cells.iter()).zip(branches.iter()) {
+            *o = GridPoint {
+                branch,
+                index: i64::from(cell),
+            };
+        }
+        for_flagged(flags, |k| {
+            let v = u64::from(coins[k]);
+            chunk[k] = if finish_trial(v >> 24, coin, &mut src) {
                 GridPoint {
                     branch: 0,
-                    index: i64::from(cell),
+                    index: i64::from(parts.finish(pm, words[k], xs.at(first + k), &mut src)),
                 }
             } else {
+                let t = duchi.threshold_at(range.to_unit_finite(xs.at(first + k)));
                 GridPoint {
                     branch: 1,
-                    index: i64::from(one),
+                    index: i64::from(finish_trial((v >> 16) & 0xff, t, &mut src)),
                 }
             };
-            *flag = coin_open || if use_pm { pm_flags != 0 } else { bit_open };
-            any |= *flag;
-        }
-        if any {
-            for (k, o) in chunk.iter_mut().enumerate() {
-                if flags[k] {
-                    let w = words[k];
-                    *o = if finish_trial(w >> 56, coin, &mut src) {
-                        GridPoint {
-                            branch: 0,
-                            index: i64::from(parts.finish(pm, w as u32, inputs[k], &mut src)),
-                        }
-                    } else {
-                        GridPoint {
-                            branch: 1,
-                            index: i64::from(finish_trial((w >> 48) & 0xff, bits[k], &mut src)),
-                        }
-                    };
-                }
-            }
-        }
+        });
     }
     Ok(())
 }
 
 impl NumericKernel for Hybrid {
+    #[inline(always)]
     fn kernel<R: CryptoRng + ?Sized>(
         &self,
         xs: impl Inputs<f64>,

@@ -4,7 +4,7 @@
 use rand::CryptoRng;
 
 use crate::epsilon::{check_epsilon, round_up_loss};
-use crate::sampling::Threshold;
+use crate::sampling::{Threshold, floor_fraction};
 use crate::{Affine, GridPoint, LdpError, NumericMechanism, Range};
 
 const TWO_POW_32: f64 = 4_294_967_296.0;
@@ -71,6 +71,35 @@ impl BinaryCore {
             .saturating_mul(1 << 32)
             .saturating_add(low_whole as u64 + half_up);
         Threshold::from_raw(self.low.raw() + step.min(span))
+    }
+
+    /// The `bits`-bit prefix of [`BinaryCore::threshold_at`]`(u)`, computed in
+    /// `f64` with 32-bit conversions only, and whether it is certain; `bits` in
+    /// `1..=31`. Batch kernels compare a random prefix with it and recompute the
+    /// exact threshold only for the rare uncertain inputs, so they never convert
+    /// a float to a 64-bit integer (SSE2 has no packed instruction for that).
+    ///
+    /// **Why "certain" is never wrong.** Write `T = low + min(round(v), span)`
+    /// for the exact threshold, `v` the clamped product of `threshold_at`, and
+    /// `s = fl(fl(low) 2^-(64-bits) + v 2^-(64-bits))` for the estimate of
+    /// `T / 2^(64-bits)` (power-of-two scalings are exact). Measured in units of
+    /// `2^(64-bits)`: `fl(low)` is off by at most half an ulp of a number below
+    /// `2^64`, `2^10`, so `2^(bits-54)`; rounding `v` moves it by at most 1/2, and
+    /// the cap at `span` (when `fl(span)` rounded up) by at most `2^10`, together
+    /// under `2^(bits-53)`; the final addition of numbers below `2^bits + 1`
+    /// errs by at most `2^(bits-53)`. So `|s - T / 2^(64-bits)| < 2^(bits-51)`,
+    /// below `2^-20` for every allowed `bits`. When the fraction of `s` is at
+    /// least `2^-20` away from an integer, `floor(s)` is therefore
+    /// `floor(T / 2^(64-bits))`, the exact prefix, and the estimate is certain.
+    #[inline(always)]
+    pub(crate) fn prefix_at(&self, u: f64, bits: u32) -> (u32, bool) {
+        const MARGIN: f64 = 1.0 / (1u64 << 20) as f64;
+        let unit = 1.0 / (1u64 << (64 - bits)) as f64;
+        let span_f = (self.high.raw() - self.low.raw()) as f64;
+        let v = (u * span_f).clamp(0.0, span_f);
+        let s = self.low.raw() as f64 * unit + v * unit;
+        let (prefix, frac) = floor_fraction(s);
+        (prefix, (MARGIN..=1.0 - MARGIN).contains(&frac))
     }
 
     fn perturb<R: CryptoRng + ?Sized>(&self, x: f64, rng: &mut R) -> Result<GridPoint, LdpError> {
@@ -221,3 +250,49 @@ impl OneBitMean {
 }
 
 binary_mechanism!(OneBitMean);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    /// Whenever `prefix_at` says it is certain, its prefix is the exact threshold's.
+    /// Inputs are drawn at random and also aimed at thresholds just around each
+    /// prefix boundary, where a float estimate is most likely to be off by one.
+    #[test]
+    fn a_certain_prefix_is_the_exact_prefix() {
+        let mut rng = rand::rngs::ChaCha8Rng::seed_from_u64(12);
+        for eps in [0.01, 0.5, 1.0, 5.0, 20.0] {
+            let core = Duchi::new(eps, Range::SYMMETRIC_UNIT).unwrap().0;
+            let (low, span) = (core.low.raw(), core.high.raw() - core.low.raw());
+            for bits in [1, 7, 8, 16, 31] {
+                let step = 1u64 << (64 - bits);
+                let boundaries = (low / step + 1..=(low + span) / step).take(300);
+                let aimed = boundaries.flat_map(|j| {
+                    [-4096i64, -3, -1, 0, 1, 3, 4096].map(|d| {
+                        let t = (j * step).wrapping_add_signed(d);
+                        (t.saturating_sub(low)) as f64 / span as f64
+                    })
+                });
+                let random =
+                    (0..20_000).map(|_| (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64);
+                let mut certain = 0;
+                let mut total = 0;
+                for u in aimed.chain(random).chain([0.0, 1.0, 0.5]) {
+                    let (prefix, sure) = core.prefix_at(u, bits);
+                    total += 1;
+                    if sure {
+                        certain += 1;
+                        let exact = core.threshold_at(u).prefix(bits);
+                        assert_eq!(u64::from(prefix), exact, "eps {eps}, bits {bits}, u {u:e}");
+                    }
+                }
+                // Uncertainty is confined to a 2^-20 band around each boundary.
+                assert!(
+                    certain * 10 > total * 9,
+                    "eps {eps}, bits {bits}: {certain}/{total}"
+                );
+            }
+        }
+    }
+}

@@ -4,7 +4,7 @@ use rand::{CryptoRng, Rng};
 
 use crate::batch::LaplaceTable;
 use crate::epsilon::{check_epsilon, round_up_loss};
-use crate::sampling::{TWO_POW_64, Threshold};
+use crate::sampling::{TWO_POW_64, Threshold, floor_fraction};
 use crate::{Affine, GridPoint, LdpError, NumericMechanism, Range};
 
 /// Smallest and largest grid resolution (steps across the range).
@@ -194,10 +194,16 @@ impl DiscreteLaplace {
     /// [`DiscreteLaplace::grid_position`] of an input known to be finite.
     #[inline]
     pub(crate) fn grid_position_finite(&self, x: f64) -> (i64, f64) {
-        let scaled = self.range.to_unit_finite(x) * f64::from(self.steps);
-        // Non-negative, so truncation is the floor (without a libm call).
-        let floor = scaled as u32;
-        (i64::from(floor), scaled - f64::from(floor))
+        // In `[0, steps]`, so the floor is exact and vectorizes.
+        let (floor, frac) = floor_fraction(self.grid_offset_finite(x));
+        (i64::from(floor), frac)
+    }
+
+    /// The clipped finite input as a real position on the grid, in `[0, steps]`:
+    /// its floor and fraction are [`DiscreteLaplace::grid_position`].
+    #[inline(always)]
+    pub(crate) fn grid_offset_finite(&self, x: f64) -> f64 {
+        self.range.to_unit_finite(x) * f64::from(self.steps)
     }
 }
 

@@ -3,7 +3,7 @@
 use rand::CryptoRng;
 
 use crate::epsilon::{check_epsilon, round_up_loss};
-use crate::sampling::{Threshold, UniformBelow};
+use crate::sampling::{Threshold, UniformBelow, floor_fraction};
 use crate::{Affine, GridPoint, LdpError, NumericMechanism, Range};
 
 /// Smallest and largest number of output cells.
@@ -137,10 +137,15 @@ impl Piecewise {
     /// [`Piecewise::window_start`] of an input known to be finite.
     #[inline]
     pub(crate) fn window_start_finite(&self, x: f64) -> (u32, f64) {
-        let scaled = self.range.to_unit_finite(x) * f64::from(self.cells - self.window);
-        // Non-negative, so truncation is the floor (without a libm call).
-        let floor = scaled as u32;
-        (floor, scaled - f64::from(floor))
+        // In `[0, cells - window]`, so the floor is exact and vectorizes.
+        floor_fraction(self.window_position_finite(x))
+    }
+
+    /// Where the window starts for a finite `x`, as a real position in
+    /// `[0, cells - window]`: its floor and fraction are [`Piecewise::window_start`].
+    #[inline(always)]
+    pub(crate) fn window_position_finite(&self, x: f64) -> f64 {
+        self.range.to_unit_finite(x) * f64::from(self.cells - self.window)
     }
 
     /// `E[j | s]` and `E[j^2 | s]` of the cell index for window start `s`.
