@@ -129,10 +129,13 @@ fn check_unary(label: &str, m: &UnaryEncoding, values: &[u32], out: &[u64]) {
 #[test]
 fn unary_batches_match_p_and_q_lane_by_lane() {
     let mut rng = NoiseRng::seed_from_u64(0xba7c_0001);
-    // 16 packs four reports per word; 100 splits reports across words and
-    // blocks at every offset; 1024 is the aligned case.
+    // 2, 8 and 16 pack 32, 8 and 4 reports per word (odd counts leave a
+    // partial word and block); 100 splits reports across words and blocks at
+    // every offset; 1024 is the aligned case.
     for (d, reports) in [
-        (16u32, 100_000usize),
+        (2u32, 50_003usize),
+        (8, 30_001),
+        (16, 100_000),
         (64, 20_000),
         (100, 20_000),
         (1024, 4_000),

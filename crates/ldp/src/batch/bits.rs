@@ -64,7 +64,7 @@ impl BitSlicer {
     /// Decides the first `n` lane words (`n <= BLOCK`): lane `i` of word `w` is
     /// a success with the selected threshold if bit `i` of `select[w]` is set and
     /// with the other threshold otherwise; lanes outside `live[w]` come out 0.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn block<R: Rng + ?Sized>(
         &self,
         select: &[u64; BLOCK],

@@ -11,7 +11,7 @@
 use rand::{CryptoRng, Rng};
 
 use super::buffer::RandomBuffer;
-use super::{FrequencyBatch, Inputs, Repeat, check_len, check_values, whole_reports};
+use super::{FrequencyBatch, Inputs, Repeat, check_len, check_values, dispatch, whole_reports};
 use crate::sampling::{NarrowUniform, Threshold, UniformBelow};
 use crate::{FrequencyOracle, Grr, HadamardResponse, LdpError, Olh, OlhOutput};
 
@@ -81,6 +81,7 @@ impl KeepOrOther {
     }
 }
 
+#[inline(always)]
 fn grr_kernel<R: Rng + ?Sized>(
     grr: &Grr,
     values: impl Inputs<u32>,
@@ -132,7 +133,10 @@ impl FrequencyBatch for Grr {
         rng: &mut R,
     ) -> Result<(), LdpError> {
         check_len("output buffer (reports)", values.len(), out.len())?;
-        grr_kernel(self, values, out, rng)
+        dispatch::vectorized(
+            #[inline(always)]
+            || grr_kernel(self, values, out, rng),
+        )
     }
 
     fn perturb_repeated<R: CryptoRng + ?Sized>(
@@ -142,12 +146,16 @@ impl FrequencyBatch for Grr {
         rng: &mut R,
     ) -> Result<(), LdpError> {
         let count = whole_reports(out.len(), 1)?;
-        grr_kernel(self, Repeat { value, count }, out, rng)
+        dispatch::vectorized(
+            #[inline(always)]
+            || grr_kernel(self, Repeat { value, count }, out, rng),
+        )
     }
 }
 
 /// OLH: a whole chunk's seeds are drawn and hashed first (one tight loop of
 /// multiplies and shifts), then randomized response runs over the hashes.
+#[inline(always)]
 fn olh_kernel<R: Rng + ?Sized>(
     olh: &Olh,
     values: impl Inputs<u32>,
@@ -213,7 +221,10 @@ impl FrequencyBatch for Olh {
         rng: &mut R,
     ) -> Result<(), LdpError> {
         check_len("output buffer (reports)", values.len(), out.len())?;
-        olh_kernel(self, values, out, rng)
+        dispatch::vectorized(
+            #[inline(always)]
+            || olh_kernel(self, values, out, rng),
+        )
     }
 
     fn perturb_repeated<R: CryptoRng + ?Sized>(
@@ -223,7 +234,10 @@ impl FrequencyBatch for Olh {
         rng: &mut R,
     ) -> Result<(), LdpError> {
         let count = whole_reports(out.len(), 1)?;
-        olh_kernel(self, Repeat { value, count }, out, rng)
+        dispatch::vectorized(
+            #[inline(always)]
+            || olh_kernel(self, Repeat { value, count }, out, rng),
+        )
     }
 }
 
@@ -232,6 +246,7 @@ impl FrequencyBatch for Olh {
 /// changes the parity of `popcount((v + 1) & y)`, so it swaps `C_v` and its
 /// complement one to one; the result is uniform on the half the keep decision
 /// chose, which is the scalar rejection loop's law.
+#[inline(always)]
 fn hr_kernel<R: Rng + ?Sized>(
     hr: &HadamardResponse,
     values: impl Inputs<u32>,
@@ -294,7 +309,10 @@ impl FrequencyBatch for HadamardResponse {
         rng: &mut R,
     ) -> Result<(), LdpError> {
         check_len("output buffer (reports)", values.len(), out.len())?;
-        hr_kernel(self, values, out, rng)
+        dispatch::vectorized(
+            #[inline(always)]
+            || hr_kernel(self, values, out, rng),
+        )
     }
 
     fn perturb_repeated<R: CryptoRng + ?Sized>(
@@ -304,7 +322,10 @@ impl FrequencyBatch for HadamardResponse {
         rng: &mut R,
     ) -> Result<(), LdpError> {
         let count = whole_reports(out.len(), 1)?;
-        hr_kernel(self, Repeat { value, count }, out, rng)
+        dispatch::vectorized(
+            #[inline(always)]
+            || hr_kernel(self, Repeat { value, count }, out, rng),
+        )
     }
 }
 
@@ -312,6 +333,33 @@ impl FrequencyBatch for HadamardResponse {
 mod tests {
     use super::*;
     use crate::batch::replay::Replay;
+    use crate::{NoiseRng, OlhOutput};
+    use rand::SeedableRng;
+
+    /// The dispatched copy (AVX2 where the CPU has it) and the baseline copy of
+    /// each kernel turn the same random bytes into the same reports.
+    #[test]
+    fn every_copy_of_a_kernel_computes_the_same_reports() {
+        let values: Vec<u32> = (0..3000).map(|i| i * 7 % 1000).collect();
+        let seeded = || NoiseRng::seed_from_u64(3);
+        for eps in [0.5, 1.0, 6.0] {
+            let grr = Grr::new(eps, 1000).unwrap();
+            let (mut a, mut b) = (vec![0u32; values.len()], vec![0u32; values.len()]);
+            grr.perturb_batch(&values, &mut a, &mut seeded()).unwrap();
+            grr_kernel(&grr, &values[..], &mut b, &mut seeded()).unwrap();
+            assert_eq!(a, b, "GRR eps {eps}");
+            let hr = HadamardResponse::new(eps, 1000).unwrap();
+            hr.perturb_batch(&values, &mut a, &mut seeded()).unwrap();
+            hr_kernel(&hr, &values[..], &mut b, &mut seeded()).unwrap();
+            assert_eq!(a, b, "HR eps {eps}");
+            let olh = Olh::new(eps, 1000).unwrap();
+            let zero = OlhOutput { seed: 0, value: 0 };
+            let (mut a, mut b) = (vec![zero; values.len()], vec![zero; values.len()]);
+            olh.perturb_batch(&values, &mut a, &mut seeded()).unwrap();
+            olh_kernel(&olh, &values[..], &mut b, &mut seeded()).unwrap();
+            assert_eq!(a, b, "OLH eps {eps}");
+        }
+    }
 
     fn grr_one(m: &Grr, v: u32, words: &[u64]) -> u32 {
         let mut out = [0u32; 1];

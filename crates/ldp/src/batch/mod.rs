@@ -206,17 +206,22 @@ pub(crate) fn check_len(
 }
 
 /// Checks that every value is in `0..domain`.
+///
+/// The scan takes the maximum without an early exit, so it vectorizes; only a
+/// failing batch searches for the value to name.
 pub(crate) fn check_values(values: &impl Inputs<u32>, domain: u32) -> Result<(), LdpError> {
-    for i in 0..values.count() {
-        let value = values.at(i);
-        if value >= domain {
-            return Err(LdpError::ValueOutOfDomain {
-                value: u64::from(value),
-                domain,
-            });
-        }
+    let max = (0..values.count()).map(|i| values.at(i)).fold(0, u32::max);
+    if max < domain {
+        return Ok(());
     }
-    Ok(())
+    let value = (0..values.count())
+        .map(|i| values.at(i))
+        .find(|&v| v >= domain)
+        .unwrap_or(max);
+    Err(LdpError::ValueOutOfDomain {
+        value: u64::from(value),
+        domain,
+    })
 }
 
 /// The most inputs a numeric kernel handles per pass.

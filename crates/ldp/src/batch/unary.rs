@@ -11,7 +11,7 @@ use rand::{CryptoRng, Rng};
 
 use super::bits::{BLOCK, BitSlicer};
 use super::buffer::RandomBuffer;
-use super::{FrequencyBatch, Inputs, Repeat, check_len, check_values, whole_reports};
+use super::{FrequencyBatch, Inputs, Repeat, check_len, check_values, dispatch, whole_reports};
 use crate::{FrequencyOracle, Grr, LdpError, PackedBits, UnaryEncoding};
 
 impl FrequencyBatch for UnaryEncoding {
@@ -32,7 +32,10 @@ impl FrequencyBatch for UnaryEncoding {
             values.len() * self.slots_per_report(),
             out.len(),
         )?;
-        unary_rows(self, values, out, rng)
+        dispatch::vectorized(
+            #[inline(always)]
+            || unary_rows(self, values, out, rng),
+        )
     }
 
     fn perturb_repeated<R: CryptoRng + ?Sized>(
@@ -42,11 +45,15 @@ impl FrequencyBatch for UnaryEncoding {
         rng: &mut R,
     ) -> Result<(), LdpError> {
         let count = whole_reports(out.len(), self.slots_per_report())?;
-        unary_rows(self, Repeat { value, count }, out, rng)
+        dispatch::vectorized(
+            #[inline(always)]
+            || unary_rows(self, Repeat { value, count }, out, rng),
+        )
     }
 }
 
 /// Each report's lane for its value is selected (threshold `p`), every other lane has `q`.
+#[inline(always)]
 fn unary_rows<R: Rng + ?Sized>(
     oracle: &UnaryEncoding,
     values: impl Inputs<u32>,
@@ -59,39 +66,28 @@ fn unary_rows<R: Rng + ?Sized>(
     let slicer = BitSlicer::new(oracle.p_threshold(), oracle.q_threshold());
     let lanes = values.count() * d;
     let mut src = RandomBuffer::new(rng, lanes.div_ceil(64) * slicer.bytes_per_word());
-    // Rows are ORed together from block pieces, so they start from zero (which
-    // also keeps the bits past `d` zero, as `PackedBits` requires).
-    out.fill(0);
 
-    let block_lanes = 64 * BLOCK;
-    let mut dense = [0u64; BLOCK];
     if 64 % d == 0 {
         // Small domains that divide a word (2 to 64 values): each report is one
         // aligned field of a word, so no report straddles words and the copy out
-        // is a shift and a mask.
-        // d divides 64, so it is a power of two: positions are shifts and masks.
-        let (d_bits, per_word) = (d.trailing_zeros(), 64 / d);
-        let per_word_bits = per_word.trailing_zeros();
-        let mask = if d == 64 { u64::MAX } else { (1u64 << d) - 1 };
-        let reports = values.count();
-        for (b, rows) in out.chunks_mut(BLOCK * per_word).enumerate() {
-            let n = rows.len().div_ceil(per_word);
-            let mut select = [0u64; BLOCK];
-            let mut live = [0u64; BLOCK];
-            for r in 0..rows.len() {
-                let row = b * BLOCK * per_word + r;
-                let (k, at) = (r >> per_word_bits, (r & (per_word - 1)) << d_bits);
-                select[k] |= 1 << (at + values.at(row) as usize);
-                live[k] |= mask << at;
-            }
-            debug_assert!(b * BLOCK * per_word + rows.len() <= reports);
-            slicer.block(&select, &live, n, &mut dense, &mut src);
-            for (r, row) in rows.iter_mut().enumerate() {
-                *row = dense[r >> per_word_bits] >> ((r & (per_word - 1)) << d_bits) & mask;
-            }
+        // is a shift and a mask. A compile-time number of reports per word lets
+        // the packing loops unroll and vectorize.
+        match d {
+            2 => small_rows::<32, R>(&slicer, &values, out, &mut src),
+            4 => small_rows::<16, R>(&slicer, &values, out, &mut src),
+            8 => small_rows::<8, R>(&slicer, &values, out, &mut src),
+            16 => small_rows::<4, R>(&slicer, &values, out, &mut src),
+            32 => small_rows::<2, R>(&slicer, &values, out, &mut src),
+            // 64, the only other divisor of 64 that is a domain size.
+            _ => small_rows::<1, R>(&slicer, &values, out, &mut src),
         }
         return Ok(());
     }
+    // Rows are ORed together from block pieces, so they start from zero (which
+    // also keeps the bits past `d` zero, as `PackedBits` requires).
+    out.fill(0);
+    let block_lanes = 64 * BLOCK;
+    let mut dense = [0u64; BLOCK];
     for first in (0..lanes).step_by(block_lanes) {
         let len = block_lanes.min(lanes - first);
         let n = len.div_ceil(64);
@@ -121,6 +117,52 @@ fn unary_rows<R: Rng + ?Sized>(
         }
     }
     Ok(())
+}
+
+/// Unary rows for a domain of `64 / PER` values: `PER` reports per lane word,
+/// report `r` of a block in bits `(r % PER) d ..` of word `r / PER`.
+#[inline(always)]
+fn small_rows<const PER: usize, R: Rng + ?Sized>(
+    slicer: &BitSlicer,
+    values: &impl Inputs<u32>,
+    out: &mut [u64],
+    src: &mut RandomBuffer<'_, R>,
+) {
+    let d = 64 / PER;
+    let mask = if d == 64 { u64::MAX } else { (1u64 << d) - 1 };
+    let mut dense = [0u64; BLOCK];
+    for (b, rows) in out.chunks_mut(BLOCK * PER).enumerate() {
+        let first = b * BLOCK * PER;
+        let n = rows.len().div_ceil(PER);
+        let mut select = [0u64; BLOCK];
+        let mut live = [u64::MAX; BLOCK];
+        for (k, word) in select[..n].iter_mut().enumerate() {
+            let row = first + k * PER;
+            let count = PER.min(rows.len() - k * PER);
+            let lane = |i: usize| 1 << (i * d + values.at(row + i) as usize);
+            if count == PER {
+                // A compile-time trip count: unrolled, without a loop test.
+                *word = (0..PER).fold(0, |acc, i| acc | lane(i));
+            } else {
+                *word = (0..count).fold(0, |acc, i| acc | lane(i));
+                live[k] = (1u64 << (count * d)) - 1;
+            }
+        }
+        slicer.block(&select, &live, n, &mut dense, src);
+        let mut groups = rows.chunks_exact_mut(PER);
+        for (group, &word) in groups.by_ref().zip(dense.iter()) {
+            for (i, row) in group.iter_mut().enumerate() {
+                *row = word >> (i * d) & mask;
+            }
+        }
+        let tail = groups.into_remainder();
+        if !tail.is_empty() {
+            let word = dense[n - 1];
+            for (i, row) in tail.iter_mut().enumerate() {
+                *row = word >> (i * d) & mask;
+            }
+        }
+    }
 }
 
 /// ORs `len` bits of `src` starting at bit `src_at` into `dst` starting at bit `dst_at`.
@@ -170,33 +212,79 @@ impl Grr {
         )?;
         let keep = self.keep_threshold();
         let slicer = BitSlicer::new(keep, keep.complement());
-        let words = input.words();
-        let mut src = RandomBuffer::new(rng, words.len() * slicer.bytes_per_word());
-        let tail = input.len() % 64;
-        let last = words.len();
-        for (b, (inp, outp)) in words
-            .chunks(BLOCK)
-            .zip(out.words_mut().chunks_mut(BLOCK))
-            .enumerate()
-        {
-            let n = inp.len();
-            let mut select = [0u64; BLOCK];
-            select[..n].copy_from_slice(inp);
-            let mut live = [u64::MAX; BLOCK];
-            if tail != 0 && b * BLOCK + n == last {
-                live[n - 1] = (1u64 << tail) - 1;
-            }
-            let mut decided = [0u64; BLOCK];
-            slicer.block(&select, &live, n, &mut decided, &mut src);
-            outp.copy_from_slice(&decided[..n]);
-        }
+        dispatch::vectorized(
+            #[inline(always)]
+            || flip_words(&slicer, input, out, rng),
+        );
         Ok(())
+    }
+}
+
+/// Binary randomized response on the words of `input` into `out` (same length),
+/// through `slicer` (`keep` for lanes holding 1, its complement for lanes holding 0).
+#[inline(always)]
+fn flip_words<R: Rng + ?Sized>(
+    slicer: &BitSlicer,
+    input: &PackedBits,
+    out: &mut PackedBits,
+    rng: &mut R,
+) {
+    let words = input.words();
+    let mut src = RandomBuffer::new(rng, words.len() * slicer.bytes_per_word());
+    let tail = input.len() % 64;
+    let last = words.len();
+    for (b, (inp, outp)) in words
+        .chunks(BLOCK)
+        .zip(out.words_mut().chunks_mut(BLOCK))
+        .enumerate()
+    {
+        let n = inp.len();
+        let mut select = [0u64; BLOCK];
+        select[..n].copy_from_slice(inp);
+        let mut live = [u64::MAX; BLOCK];
+        if tail != 0 && b * BLOCK + n == last {
+            live[n - 1] = (1u64 << tail) - 1;
+        }
+        let mut decided = [0u64; BLOCK];
+        slicer.block(&select, &live, n, &mut decided, &mut src);
+        outp.copy_from_slice(&decided[..n]);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::NoiseRng;
+    use rand::SeedableRng;
+
+    /// The dispatched copy (AVX2 where the CPU has it) and the baseline copy
+    /// turn the same random bytes into the same bits, for every layout.
+    #[test]
+    fn every_copy_of_a_kernel_computes_the_same_bits() {
+        let seeded = || NoiseRng::seed_from_u64(4);
+        for d in [2u32, 16, 64, 100, 1024] {
+            let m = UnaryEncoding::optimized(1.0, u64::from(d)).unwrap();
+            let values: Vec<u32> = (0..777).map(|i| i * 5 % d).collect();
+            let len = values.len() * m.slots_per_report();
+            let (mut a, mut b) = (vec![0u64; len], vec![0u64; len]);
+            m.perturb_batch(&values, &mut a, &mut seeded()).unwrap();
+            unary_rows(&m, &values[..], &mut b, &mut seeded()).unwrap();
+            assert_eq!(a, b, "d = {d}");
+        }
+        let rr = Grr::new(1.0, 2).unwrap();
+        let mut input = PackedBits::zeros(1000);
+        (0..1000).step_by(3).for_each(|i| input.set(i, true));
+        let (mut a, mut b) = (PackedBits::zeros(1000), PackedBits::zeros(1000));
+        rr.perturb_packed(&input, &mut a, &mut seeded()).unwrap();
+        let keep = rr.keep_threshold();
+        flip_words(
+            &BitSlicer::new(keep, keep.complement()),
+            &input,
+            &mut b,
+            &mut seeded(),
+        );
+        assert_eq!(a, b);
+    }
 
     #[test]
     fn or_bits_moves_unaligned_ranges() {
