@@ -35,7 +35,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use hush_ldp::{
     AnyFrequencyOracle, AnyNumericMechanism, FrequencyBatch, FrequencyKind, FrequencyOracle,
-    GridPoint, NoiseRng, NumericBatch, NumericKind, NumericMechanism, OlhOutput, PackedBits,
+    GridPoint, NoiseRng, NumericBatch, NumericKind, NumericMechanism,
 };
 use hush_stats::simulate::simulation_range;
 use hush_stats::{Distribution, FrequencyAggregate, MeanAggregate, frequency_variance};
@@ -247,26 +247,9 @@ fn frequency_row(
         |t, acc| {
             let mut rng = trial_rng(seed, t);
             let mut agg = FrequencyAggregate::new(d);
-            // The batch trait is implemented by each concrete oracle, with its own
-            // buffer slot; a slot (or a unary report's words) becomes the scalar
-            // output type the aggregate checks and counts.
-            match &oracle {
-                AnyFrequencyOracle::Grr(m) => {
-                    batch_reports(m, &values, 0, &mut rng, &mut agg, |s| Some(s[0]))
-                }
-                AnyFrequencyOracle::Hr(m) => {
-                    batch_reports(m, &values, 0, &mut rng, &mut agg, |s| Some(s[0]))
-                }
-                AnyFrequencyOracle::Olh(m) => {
-                    let empty = OlhOutput { seed: 0, value: 0 };
-                    batch_reports(m, &values, empty, &mut rng, &mut agg, |s| Some(s[0]))
-                }
-                AnyFrequencyOracle::Unary(m) => {
-                    batch_reports(m, &values, 0, &mut rng, &mut agg, |s| {
-                        PackedBits::from_words(s.to_vec(), d)
-                    })
-                }
-            }?;
+            batch_reports(&oracle, &values, 0, &mut rng, &mut agg, |s| {
+                oracle.report_from_slots(s)
+            })?;
             for (v, &c) in agg.support_counts().iter().enumerate() {
                 acc.sum[v] += u128::from(c);
                 acc.sum_squares[v] += u128::from(c) * u128::from(c);

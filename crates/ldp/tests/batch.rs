@@ -27,9 +27,10 @@ use common::chi_square;
 use hush_ldp::batch::{FrequencyBatch, NumericBatch};
 use hush_ldp::sampling::Threshold;
 use hush_ldp::{
-    AnyNumericMechanism, DiscreteLaplace, Duchi, FrequencyOracle, GridPoint, Grr, HadamardResponse,
-    Hybrid, LdpError, NoiseRng, NumericKind, NumericMechanism, Olh, OlhOutput, OneBitMean,
-    PackedBits, Piecewise, Range, UnaryEncoding,
+    AnyFrequencyOracle, AnyNumericMechanism, DiscreteLaplace, Duchi, FrequencyKind,
+    FrequencyOracle, FrequencyOutput, GridPoint, Grr, HadamardResponse, Hybrid, LdpError, NoiseRng,
+    NumericKind, NumericMechanism, Olh, OlhOutput, OneBitMean, PackedBits, Piecewise, Range,
+    UnaryEncoding,
 };
 use rand::SeedableRng;
 use statrs::distribution::{Binomial, ContinuousCDF, Discrete, Normal};
@@ -548,6 +549,72 @@ fn any_numeric_dispatches_to_the_concrete_kernel() {
             (mean - 0.5).abs() < 5.0 * sd,
             "{kind}: mean {mean}, sd {sd}"
         );
+    }
+}
+
+#[test]
+fn any_frequency_reports_are_the_concrete_kernels_reports() {
+    let values: Vec<u32> = (0..700).map(|i| i * 11 % 40).collect();
+    for kind in FrequencyKind::ALL {
+        let any = AnyFrequencyOracle::new(kind, 1.0, 40).unwrap();
+        let per = any.slots_per_report();
+        let mut slots = vec![u64::MAX; values.len() * per];
+        any.perturb_batch(&values, &mut slots, &mut NoiseRng::seed_from_u64(5))
+            .unwrap();
+        let reports: Vec<FrequencyOutput> = slots
+            .chunks(per)
+            .map(|s| any.report_from_slots(s).expect("a report's shape"))
+            .collect();
+        assert!(reports.iter().all(|r| any.is_valid_output(r)), "{kind}");
+        // The same seed through the concrete kernel gives the same reports.
+        let mut rng = NoiseRng::seed_from_u64(5);
+        let expected: Vec<FrequencyOutput> = match &any {
+            AnyFrequencyOracle::Grr(m) => {
+                let mut out = vec![0u32; values.len()];
+                m.perturb_batch(&values, &mut out, &mut rng).unwrap();
+                out.into_iter().map(FrequencyOutput::Value).collect()
+            }
+            AnyFrequencyOracle::Hr(m) => {
+                let mut out = vec![0u32; values.len()];
+                m.perturb_batch(&values, &mut out, &mut rng).unwrap();
+                out.into_iter().map(FrequencyOutput::Value).collect()
+            }
+            AnyFrequencyOracle::Olh(m) => {
+                let mut out = vec![OlhOutput { seed: 0, value: 0 }; values.len()];
+                m.perturb_batch(&values, &mut out, &mut rng).unwrap();
+                out.into_iter().map(FrequencyOutput::Hashed).collect()
+            }
+            AnyFrequencyOracle::Unary(m) => {
+                let mut out = vec![0u64; values.len() * per];
+                m.perturb_batch(&values, &mut out, &mut rng).unwrap();
+                out.chunks(per)
+                    .map(|w| FrequencyOutput::Bits(PackedBits::from_words(w.to_vec(), 40).unwrap()))
+                    .collect()
+            }
+        };
+        // GRR, OLH and HR call their kernel a chunk at a time, each chunk with
+        // its own buffered draw, so only the first chunk shares the bytes.
+        let shared = if matches!(any, AnyFrequencyOracle::Unary(_)) {
+            values.len()
+        } else {
+            256
+        };
+        assert_eq!(reports[..shared], expected[..shared], "{kind}");
+        // Wrong shapes are refused, not misread.
+        assert_eq!(any.report_from_slots(&slots[..per - 1]), None, "{kind}");
+        assert_eq!(any.report_from_slots(&[u64::MAX; 3]), None, "{kind}");
+        // Repeated reports of one value have that value's law: the value is
+        // supported more often than any other.
+        let mut repeated = vec![0u64; 4000 * per];
+        any.perturb_repeated(7, &mut repeated, &mut NoiseRng::seed_from_u64(6))
+            .unwrap();
+        let mut support = [0u32; 40];
+        for s in repeated.chunks(per) {
+            let report = any.report_from_slots(s).unwrap();
+            any.for_each_supported(&report, |v| support[v as usize] += 1);
+        }
+        let top = (0..40).max_by_key(|&v| support[v]).unwrap();
+        assert_eq!(top, 7, "{kind}: {support:?}");
     }
 }
 

@@ -13,7 +13,7 @@
 use hush_ldp::batch::{FrequencyBatch, NumericBatch};
 use hush_ldp::{
     AnyFrequencyOracle, AnyNumericMechanism, FrequencyOracle, FrequencyOutput, GridPoint,
-    HadamardResponse, LdpError, NumericMechanism, OlhOutput, PackedBits,
+    HadamardResponse, LdpError, NumericMechanism,
 };
 use rand::CryptoRng;
 
@@ -97,37 +97,18 @@ fn frequency_batch<R: CryptoRng + ?Sized>(
     rng: &mut R,
     into: &mut Vec<FrequencyOutput>,
 ) -> Result<(), StatsError> {
-    match oracle {
-        AnyFrequencyOracle::Grr(m) => {
-            let mut out = vec![0u32; BATCH];
-            m.perturb_repeated(value, &mut out, rng)?;
-            into.extend(out.into_iter().map(FrequencyOutput::Value));
-        }
-        AnyFrequencyOracle::Hr(m) => {
-            let mut out = vec![0u32; BATCH];
-            m.perturb_repeated(value, &mut out, rng)?;
-            into.extend(out.into_iter().map(FrequencyOutput::Value));
-        }
-        AnyFrequencyOracle::Olh(m) => {
-            let mut out = vec![OlhOutput { seed: 0, value: 0 }; BATCH];
-            m.perturb_repeated(value, &mut out, rng)?;
-            into.extend(out.into_iter().map(FrequencyOutput::Hashed));
-        }
-        AnyFrequencyOracle::Unary(m) => {
-            let per = m.slots_per_report();
-            let mut out = vec![0u64; BATCH * per];
-            m.perturb_repeated(value, &mut out, rng)?;
-            for words in out.chunks(per) {
-                let bits = PackedBits::from_words(words.to_vec(), m.domain()).ok_or(
-                    LdpError::BufferLength {
-                        what: "unary report (bits past the domain set)",
-                        expected: per,
-                        actual: words.len(),
-                    },
-                )?;
-                into.push(FrequencyOutput::Bits(bits));
-            }
-        }
+    let per = oracle.slots_per_report();
+    let mut slots = vec![0u64; BATCH * per];
+    oracle.perturb_repeated(value, &mut slots, rng)?;
+    for words in slots.chunks(per) {
+        let report = oracle
+            .report_from_slots(words)
+            .ok_or(LdpError::BufferLength {
+                what: "batch report (words of the wrong shape)",
+                expected: per,
+                actual: words.len(),
+            })?;
+        into.push(report);
     }
     Ok(())
 }

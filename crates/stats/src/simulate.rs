@@ -8,10 +8,11 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use hush_ldp::batch::{FrequencyBatch, NumericBatch};
 use hush_ldp::sampling::UniformBelow;
 use hush_ldp::{
-    AnyFrequencyOracle, AnyNumericMechanism, FrequencyKind, FrequencyOracle, NoiseRng, NumericKind,
-    NumericMechanism, Range,
+    AnyFrequencyOracle, AnyNumericMechanism, FrequencyKind, FrequencyOracle, GridPoint, LdpError,
+    NoiseRng, NumericKind, NumericMechanism, Range,
 };
 use rand::SeedableRng;
 
@@ -19,6 +20,10 @@ use crate::{
     Distribution, FrequencyAggregate, MeanAggregate, Population, StatsError, frequency_variance,
     mean_variance, normal_quantile,
 };
+
+/// Reports per batch-kernel call: large enough that a call's fixed cost
+/// vanishes, small enough that the buffers stay in cache.
+const BATCH: usize = 4096;
 
 /// Called with the number of finished trials, from any worker thread.
 pub type Progress<'a> = &'a (dyn Fn(u64) + Sync);
@@ -140,13 +145,29 @@ pub fn simulate_frequency(
     let d = oracle.domain();
     let counts = distribution.counts(d, trials.users);
     let probs = oracle.support_probabilities();
+    let per = oracle.slots_per_report();
     let per_trial = trials.run(progress, |t| {
         let mut rng = trials.trial_rng(t);
         let mut agg = FrequencyAggregate::new(d);
+        // The batch kernel, a chunk of one value's users at a time.
+        let mut slots = vec![0u64; BATCH * per];
         for (v, &c) in counts.iter().enumerate() {
-            for _ in 0..c {
-                let out = oracle.perturb(v as u32, &mut rng)?;
-                agg.add(&oracle, &out)?;
+            let mut left = c;
+            while left > 0 {
+                let n = left.min(BATCH as u64) as usize;
+                let out = &mut slots[..n * per];
+                oracle.perturb_repeated(v as u32, out, &mut rng)?;
+                for words in out.chunks_exact(per) {
+                    let report = oracle
+                        .report_from_slots(words)
+                        .ok_or(LdpError::BufferLength {
+                            what: "batch report (words of the wrong shape)",
+                            expected: per,
+                            actual: words.len(),
+                        })?;
+                    agg.add(&oracle, &report)?;
+                }
+                left -= n as u64;
             }
         }
         let est = agg.estimate(probs, trials.level)?;
@@ -262,9 +283,28 @@ pub fn simulate_mean(
     let per_trial = trials.run(progress, |t| {
         let mut rng = trials.trial_rng(t);
         let mut agg = MeanAggregate::new();
-        for _ in 0..trials.users {
-            let x = values[pick.sample(&mut rng) as usize];
-            agg.add(&mechanism, mechanism.perturb(x, &mut rng)?)?;
+        // Users drawn a chunk at a time, then noised by the batch kernel.
+        let (mut xs, mut out) = (
+            vec![0.0; BATCH],
+            vec![
+                GridPoint {
+                    branch: 0,
+                    index: 0
+                };
+                BATCH
+            ],
+        );
+        let mut left = trials.users;
+        while left > 0 {
+            let n = left.min(BATCH as u64) as usize;
+            for x in &mut xs[..n] {
+                *x = values[pick.sample(&mut rng) as usize];
+            }
+            mechanism.perturb_batch(&xs[..n], &mut out[..n], &mut rng)?;
+            for &point in &out[..n] {
+                agg.add(&mechanism, point)?;
+            }
+            left -= n as u64;
         }
         let est = agg.estimate(&mechanism, trials.level)?;
         Ok((est.mean, est.interval.contains(truth)))

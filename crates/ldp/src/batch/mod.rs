@@ -35,6 +35,7 @@
 //! found chunk by chunk while perturbing, so after that error the output
 //! buffer's contents are unspecified.
 
+mod any;
 mod bits;
 mod buffer;
 mod choice;

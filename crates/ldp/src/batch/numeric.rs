@@ -13,10 +13,10 @@
 use rand::{CryptoRng, Rng};
 
 use super::buffer::RandomBuffer;
-use super::{Inputs, NumericBatch, NumericKernel, for_flagged, map_finite};
+use super::{Inputs, NumericKernel, for_flagged, map_finite};
 use crate::numeric::BinaryCore;
 use crate::sampling::{NarrowUniform, PrefixKey, Threshold};
-use crate::{AnyNumericMechanism, Duchi, GridPoint, Hybrid, LdpError, OneBitMean, Piecewise};
+use crate::{Duchi, GridPoint, Hybrid, LdpError, OneBitMean, Piecewise};
 
 /// Samples per pass.
 const CHUNK: usize = super::MAX_CHUNK;
@@ -349,38 +349,6 @@ impl NumericKernel for Hybrid {
         rng: &mut R,
     ) -> Result<(), LdpError> {
         hybrid_kernel(self, xs, out, rng)
-    }
-}
-
-impl NumericBatch for AnyNumericMechanism {
-    fn perturb_batch<R: CryptoRng + ?Sized>(
-        &self,
-        xs: &[f64],
-        out: &mut [GridPoint],
-        rng: &mut R,
-    ) -> Result<(), LdpError> {
-        match self {
-            Self::Laplace(m) => m.perturb_batch(xs, out, rng),
-            Self::Duchi(m) => m.perturb_batch(xs, out, rng),
-            Self::Piecewise(m) => m.perturb_batch(xs, out, rng),
-            Self::Hybrid(m) => m.perturb_batch(xs, out, rng),
-            Self::OneBit(m) => m.perturb_batch(xs, out, rng),
-        }
-    }
-
-    fn perturb_repeated<R: CryptoRng + ?Sized>(
-        &self,
-        x: f64,
-        out: &mut [GridPoint],
-        rng: &mut R,
-    ) -> Result<(), LdpError> {
-        match self {
-            Self::Laplace(m) => m.perturb_repeated(x, out, rng),
-            Self::Duchi(m) => m.perturb_repeated(x, out, rng),
-            Self::Piecewise(m) => m.perturb_repeated(x, out, rng),
-            Self::Hybrid(m) => m.perturb_repeated(x, out, rng),
-            Self::OneBit(m) => m.perturb_repeated(x, out, rng),
-        }
     }
 }
 
