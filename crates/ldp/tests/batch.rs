@@ -689,4 +689,41 @@ fn bad_batches_are_typed_errors() {
         piecewise.perturb_batch(&[0.0], &mut out, &mut rng),
         Err(LdpError::BufferLength { .. })
     ));
+    // Every numeric kernel names the first non-finite input, wherever it sits
+    // in a long batch (in a later chunk too), and refuses to repeat one.
+    let zero = GridPoint {
+        branch: 0,
+        index: 0,
+    };
+    for kind in NumericKind::ALL {
+        let m = AnyNumericMechanism::new(kind, 1.0, Range::SYMMETRIC_UNIT).unwrap();
+        for (at, bad) in [
+            (0, f64::NAN),
+            (700, f64::INFINITY),
+            (1999, f64::NEG_INFINITY),
+        ] {
+            let mut xs = vec![0.25; 2000];
+            if at + 1 < xs.len() {
+                xs[at + 1] = f64::NAN;
+            }
+            xs[at] = bad;
+            let mut out = vec![zero; 2000];
+            match m.perturb_batch(&xs, &mut out, &mut rng) {
+                Err(LdpError::NonFiniteInput(x)) => {
+                    assert!(
+                        x.is_nan() == bad.is_nan() && (bad.is_nan() || x == bad),
+                        "{kind}"
+                    )
+                }
+                other => panic!("{kind}: {other:?}"),
+            }
+        }
+        assert!(
+            matches!(
+                m.perturb_repeated(f64::NAN, &mut [zero; 3], &mut rng),
+                Err(LdpError::NonFiniteInput(_))
+            ),
+            "{kind}"
+        );
+    }
 }

@@ -1,5 +1,6 @@
-//! Discrete Laplace in batches: the mechanism's own integer CDF table, searched
-//! through a guide table, with 32 random bits per sample in all but rare cases.
+//! Discrete Laplace in batches: the mechanism's own integer CDF table, looked
+//! up through a bucket table, with 32 random bits per sample in all but rare
+//! cases.
 //!
 //! Each sample takes one uniform `u32`: 24 bits are the prefix of the uniform
 //! number compared with the CDF thresholds, one bit is the sign, and 7 bits are
@@ -7,12 +8,15 @@
 //! thresholds at or below the uniform number, exactly as
 //! `DiscreteLaplace::sample_magnitude` counts them. With only the prefix known,
 //! a threshold whose own 24-bit prefix is below it is certainly below the
-//! number and one whose prefix is above it certainly above; only a threshold
-//! with the same prefix (probability at most `L / 2^24`) leaves the count
-//! open, and then 40 fresh bits complete the number. A number past the table,
-//! a `-0` (rejected, as in the scalar sampler) and a tie of the rounding
-//! prefix are finished by the scalar samplers on fresh bits, which keeps every
-//! sample's law exactly the scalar one.
+//! number and one whose prefix is above it certainly above. The bucket table
+//! answers for the top 16 bits of the prefix at once when no threshold's
+//! prefix falls inside that bucket of 256 prefixes, which holds for all but at
+//! most `L / 2^16` of the probability; the rest compare the prefixes near the
+//! bucket, and a threshold with the very same prefix (probability at most
+//! `L / 2^24`) is settled with 40 fresh bits. A number past the table, a `-0`
+//! (rejected, as in the scalar sampler) and a tie of the rounding prefix are
+//! finished by the scalar samplers on fresh bits, which keeps every sample's
+//! law exactly the scalar one.
 
 use rand::{CryptoRng, Rng};
 
@@ -23,68 +27,99 @@ use crate::{DiscreteLaplace, GridPoint, LdpError};
 
 /// Bits of the uniform number known in the fast path.
 const PREFIX_BITS: u32 = 24;
-/// The guide table splits the prefixes into `2^GUIDE_BITS` buckets (16 KiB of `u16`).
-const GUIDE_BITS: u32 = 13;
-/// Thresholds compared after the guide's jump: on the default grid all but
-/// about 0.4% of lookups find their count within four (the rest scan on).
+/// The bucket table splits the prefixes into `2^BUCKET_BITS` buckets of 256
+/// (256 KiB of `u32` entries).
+const BUCKET_BITS: u32 = 16;
+/// Bucket entry fields: the count below the bucket in the low 16 bits, the
+/// low 8 bits of a threshold's prefix inside the bucket in the next 8, and
+/// whether the bucket holds one such threshold, or several.
+const OFFSET_SHIFT: u32 = 16;
+const ONE: u32 = 1 << 24;
+const SEVERAL: u32 = 1 << 25;
+/// Prefixes compared from a mixed bucket's first threshold on.
 const WINDOW: usize = 7;
 /// Bits of the randomized-rounding trial's prefix.
 const ROUND_BITS: u32 = 7;
 /// Samples per pass.
-const CHUNK: usize = 128;
+const CHUNK: usize = 64;
 
 /// The CDF table of a [`DiscreteLaplace`] arranged for branch-free lookups:
-/// the thresholds' 24-bit prefixes, and for each bucket of prefixes how many
-/// thresholds lie below the bucket (Chen and Asau's guide table, 1974).
+/// the thresholds' 24-bit prefixes, and for each bucket of 256 prefixes how
+/// many thresholds lie below it (a guide table after Chen and Asau, 1974,
+/// fine enough that most buckets hold no threshold and answer alone).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct LaplaceTable {
     /// `prefix[k]` is `cdf[k] >> 40`, then `WINDOW + 1` entries of `u32::MAX`
-    /// so that the window never reads past the end.
+    /// so that a window never reads past the end.
     prefix: Vec<u32>,
-    /// `guide[b]` is how many prefixes are below `b << (PREFIX_BITS - GUIDE_BITS)`.
-    guide: Vec<u16>,
+    /// `bucket[b]` describes prefixes `b << 8 .. (b + 1) << 8`: how many
+    /// thresholds' prefixes are below it, and the one threshold prefix inside
+    /// it ([`ONE`] and its low bits) or that there are [`SEVERAL`].
+    bucket: Vec<u32>,
 }
 
 impl LaplaceTable {
-    /// Builds the lookup for `cdf` (at most 65535 entries, strictly increasing).
+    /// Builds the lookup for `cdf` (strictly increasing, fewer than 2^16 entries).
     pub(crate) fn new(cdf: &[u64]) -> Self {
+        assert!(
+            cdf.len() < 1 << 16,
+            "discrete Laplace tables are capped well below 2^16 entries"
+        );
         let prefix: Vec<u32> = cdf
             .iter()
             .map(|&c| (c >> (64 - PREFIX_BITS)) as u32)
             .chain(std::iter::repeat_n(u32::MAX, WINDOW + 1))
             .collect();
-        let shift = PREFIX_BITS - GUIDE_BITS;
+        let shift = PREFIX_BITS - BUCKET_BITS;
         let real = &prefix[..cdf.len()];
-        let guide = (0..1u32 << GUIDE_BITS)
-            .map(|b| real.partition_point(|&p| p < b << shift) as u16)
+        let bucket = (0..1u32 << BUCKET_BITS)
+            .map(|b| {
+                let below = real.partition_point(|&p| p < b << shift);
+                let inside = real[below..].iter().take_while(|&&p| p >> shift == b);
+                let (count, low) = inside.fold((0, 0), |(n, _), &p| (n + 1, p & 0xff));
+                below as u32
+                    | match count {
+                        0 => 0,
+                        1 => ONE | low << OFFSET_SHIFT,
+                        _ => SEVERAL,
+                    }
+            })
             .collect();
-        LaplaceTable { prefix, guide }
+        LaplaceTable { prefix, bucket }
     }
 
     /// How many thresholds lie below a number with 24-bit prefix `p`, and
-    /// whether that count is certain and inside the table (a branch-free guess
-    /// for the main loop; [`LaplaceTable::magnitude`] settles the rest).
+    /// whether that count is certain and inside the table: one load and a
+    /// comparison, right unless `p` ties with a threshold's prefix or shares
+    /// its bucket with several (a branch-free guess for the main loop;
+    /// [`LaplaceTable::window`] and [`LaplaceTable::magnitude`] settle the rest).
     #[inline(always)]
     fn lookup(&self, p: u32, len: usize) -> (usize, bool) {
-        let g = usize::from(self.guide[(p >> (PREFIX_BITS - GUIDE_BITS)) as usize]);
-        let Some(window) = self.prefix[g..].first_chunk::<{ WINDOW + 1 }>() else {
-            unreachable!("the prefix table is padded by WINDOW + 1 entries past every guide value")
+        let entry = self.bucket[(p >> (PREFIX_BITS - BUCKET_BITS)) as usize];
+        let (low, offset) = (p & 0xff, (entry >> OFFSET_SHIFT) & 0xff);
+        let one = entry & ONE != 0;
+        let k = (entry & 0xffff) as usize + usize::from(one && low > offset);
+        let certain = entry & SEVERAL == 0 && !(one && low == offset) && k < len;
+        (k, certain)
+    }
+
+    /// The count for a prefix in a mixed bucket, from the prefixes at and after
+    /// the bucket's first threshold, and whether it is certain and inside the table.
+    #[inline(always)]
+    fn window(&self, p: u32, len: usize) -> (usize, bool) {
+        let entry = self.bucket[(p >> (PREFIX_BITS - BUCKET_BITS)) as usize];
+        let first = (entry & 0xffff) as usize;
+        let Some(window) = self.prefix[first..].first_chunk::<{ WINDOW + 1 }>() else {
+            unreachable!("the prefix table is padded by WINDOW + 1 entries past every count")
         };
         // Prefixes are sorted, so the ones below p are the window's first
         // `below`; the count is certain when none equals p and one lies above.
-        let (mut lt, mut eq) = (0u32, 0u32);
-        for (i, &w) in window.iter().enumerate() {
-            lt |= u32::from(w < p) << i;
-            eq |= u32::from(w == p) << i;
-        }
-        let below = (!lt).trailing_zeros() as usize;
-        let k = g + below;
-        let certain = below < WINDOW && eq == 0 && k < len;
+        let below = window.iter().take_while(|&&w| w < p).count();
+        let k = first + below;
+        let certain = below < WINDOW && window[below] != p && k < len;
         (k, certain)
     }
-}
 
-impl LaplaceTable {
     /// `|Z|` for a uniform 64-bit number `u`: the number of thresholds at or
     /// below it, as `DiscreteLaplace::sample_magnitude` counts them, and past the
     /// table `L` plus a fresh magnitude from new words (memorylessness).
@@ -99,7 +134,8 @@ impl LaplaceTable {
             let p = (u >> (64 - PREFIX_BITS)) as u32;
             // Thresholds with a smaller prefix are below u, with a larger one above;
             // among those with the same prefix the full values decide.
-            let mut k = usize::from(self.guide[(p >> (PREFIX_BITS - GUIDE_BITS)) as usize]);
+            let entry = self.bucket[(p >> (PREFIX_BITS - BUCKET_BITS)) as usize];
+            let mut k = (entry & 0xffff) as usize;
             while self.prefix[k] < p {
                 k += 1;
             }
@@ -134,6 +170,7 @@ fn laplace_kernel<R: Rng + ?Sized>(
     let mut floors = [0u32; CHUNK];
     let mut rounds = [PrefixKey::default(); CHUNK];
     let mut magnitudes = [0u32; CHUNK];
+    let mut mixed = [0u8; CHUNK];
     let mut certain = [false; CHUNK];
     let mut values = [0i32; CHUNK];
     let mut flags = [0u8; CHUNK];
@@ -141,8 +178,9 @@ fn laplace_kernel<R: Rng + ?Sized>(
         let n = chunk.len();
         let first = c * CHUNK;
         let (words, floors, rounds) = (&mut words[..n], &mut floors[..n], &mut rounds[..n]);
-        let (magnitudes, certain, values, flags) = (
+        let (magnitudes, mixed, certain, values, flags) = (
             &mut magnitudes[..n],
+            &mut mixed[..n],
             &mut certain[..n],
             &mut values[..n],
             &mut flags[..n],
@@ -151,16 +189,23 @@ fn laplace_kernel<R: Rng + ?Sized>(
             PrefixKey::rounding(m.grid_offset_finite(x), ROUND_BITS)
         })?;
         src.take_u32s(words);
-        // The table lookups alone, so that everything else is plain vector arithmetic.
-        for ((mag, ok), &w) in magnitudes
+        // The table lookups alone, so that everything else is plain vector
+        // arithmetic; then the few prefixes in mixed buckets compare the
+        // prefixes near them.
+        for (((mag, mix), ok), &w) in magnitudes
             .iter_mut()
+            .zip(mixed.iter_mut())
             .zip(certain.iter_mut())
             .zip(words.iter())
         {
             let (k, c) = table.lookup(w >> (32 - PREFIX_BITS), len);
-            // The table holds at most 65535 thresholds.
-            (*mag, *ok) = (k as u32, c);
+            // The table holds fewer than 2^15 thresholds.
+            (*mag, *mix, *ok) = (k as u32, u8::from(!c), c);
         }
+        for_flagged(mixed, |k| {
+            let (count, c) = table.window(words[k] >> (32 - PREFIX_BITS), len);
+            (magnitudes[k], certain[k]) = (count as u32, c);
+        });
         for k in 0..n {
             let w = words[k];
             let negative = (w >> ROUND_BITS) & 1 == 1;
@@ -207,9 +252,13 @@ fn finish<R: Rng + ?Sized>(
     };
     let p = w >> (32 - PREFIX_BITS);
     let table = m.batch_table();
-    let magnitude = match table.lookup(p, m.cdf_len()) {
-        (k, true) => k as u64,
-        _ => {
+    let (k, certain) = match table.lookup(p, m.cdf_len()) {
+        (k, true) => (k, true),
+        _ => table.window(p, m.cdf_len()),
+    };
+    let magnitude = match certain {
+        true => k as u64,
+        false => {
             // Fresh low bits complete the uniform number whose prefix is p.
             let u = u64::from(p) << (64 - PREFIX_BITS) | src.word() >> PREFIX_BITS;
             table.magnitude(m.cdf(), u, src)
@@ -285,11 +334,17 @@ mod tests {
         for (eps, steps) in [(1.0, 4), (1.0, 1024), (0.5, 4096), (20.0, 1)] {
             let m = DiscreteLaplace::with_steps(eps, Range::SYMMETRIC_UNIT, steps).unwrap();
             let prefixes: Vec<u32> = m.cdf().iter().map(|&c| (c >> 40) as u32).collect();
-            let mut open = 0u32;
-            let mut checked = 0u32;
+            let (table, len) = (m.batch_table(), m.cdf_len());
+            let (mut open, mut mixed, mut checked) = (0u32, 0u32, 0u32);
             for p in (0..1u32 << 24).step_by(5) {
-                let (k, certain) = m.batch_table().lookup(p, m.cdf_len());
                 checked += 1;
+                let (k, certain) = match table.lookup(p, len) {
+                    (k, true) => (k, true),
+                    _ => {
+                        mixed += 1;
+                        table.window(p, len)
+                    }
+                };
                 if certain {
                     assert_eq!(k, prefixes.partition_point(|&t| t < p), "prefix {p:#x}");
                     assert!(prefixes.binary_search(&p).is_err());
@@ -297,8 +352,16 @@ mod tests {
                     open += 1;
                 }
             }
-            // Only past-the-table numbers and the guide's few overflowing buckets are
-            // left to the slow path.
+            // At most one bucket of 2^-16 per threshold is mixed, besides the
+            // numbers past the table.
+            let past_share = 1.0 - (m.cdf()[len - 1] as f64 / 2f64.powi(64));
+            let mixed_share = f64::from(mixed) / f64::from(checked) - past_share;
+            assert!(
+                mixed_share <= len as f64 / 65_536.0 + 1e-3,
+                "eps={eps} steps={steps}: {mixed_share} of lookups in mixed buckets"
+            );
+            // Only past-the-table numbers and the few mixed buckets are left to
+            // the windowed and slow paths.
             let past = 1.0 - (m.cdf()[m.cdf_len() - 1] as f64 / 2f64.powi(64));
             let slow = f64::from(open) / f64::from(checked) - past;
             assert!(

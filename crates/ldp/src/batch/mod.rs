@@ -156,6 +156,21 @@ pub(crate) trait Inputs<T: Copy> {
     fn count(&self) -> usize;
     /// Input `i` (`i < count()`).
     fn at(&self, i: usize) -> T;
+
+    /// Sets `(a[k], b[k]) = f(x)` for the inputs `x` of the chunk starting at
+    /// `first` (as long as `a` and `b`; within `count()`), and returns whether
+    /// `ok` held for all of them.
+    ///
+    /// One pass without an early exit, over a subslice checked once, so it
+    /// vectorizes; a repeated input is mapped once.
+    fn map_chunk<A: Copy, B: Copy>(
+        &self,
+        first: usize,
+        a: &mut [A],
+        b: &mut [B],
+        ok: impl Fn(T) -> bool,
+        f: impl Fn(T) -> (A, B),
+    ) -> bool;
 }
 
 impl<T: Copy> Inputs<T> for &[T] {
@@ -167,6 +182,24 @@ impl<T: Copy> Inputs<T> for &[T] {
     #[inline(always)]
     fn at(&self, i: usize) -> T {
         self[i]
+    }
+
+    #[inline(always)]
+    fn map_chunk<A: Copy, B: Copy>(
+        &self,
+        first: usize,
+        a: &mut [A],
+        b: &mut [B],
+        ok: impl Fn(T) -> bool,
+        f: impl Fn(T) -> (A, B),
+    ) -> bool {
+        let n = a.len().min(b.len());
+        let mut all = true;
+        for ((a, b), &x) in a.iter_mut().zip(b.iter_mut()).zip(&self[first..first + n]) {
+            all &= ok(x);
+            (*a, *b) = f(x);
+        }
+        all
     }
 }
 
@@ -186,6 +219,21 @@ impl<T: Copy> Inputs<T> for Repeat<T> {
     #[inline(always)]
     fn at(&self, _: usize) -> T {
         self.value
+    }
+
+    #[inline(always)]
+    fn map_chunk<A: Copy, B: Copy>(
+        &self,
+        _: usize,
+        a: &mut [A],
+        b: &mut [B],
+        ok: impl Fn(T) -> bool,
+        f: impl Fn(T) -> (A, B),
+    ) -> bool {
+        let (x, y) = f(self.value);
+        a.fill(x);
+        b.fill(y);
+        ok(self.value)
     }
 }
 
@@ -225,47 +273,30 @@ pub(crate) fn check_values(values: &impl Inputs<u32>, domain: u32) -> Result<(),
     })
 }
 
-/// The most inputs a numeric kernel handles per pass.
-pub(crate) const MAX_CHUNK: usize = 512;
-
 /// Sets `(a[k], b[k]) = f(x)` for every input `x = xs[first + k]` of a chunk
-/// of at most [`MAX_CHUNK`] (`a` and `b` have the chunk's length), failing
-/// first if the chunk holds a non-finite input.
+/// (`a` and `b` have the chunk's length), then fails on the chunk's first
+/// non-finite input, if any.
 ///
-/// The inputs are copied to the stack and checked in one pass, then mapped in
-/// another: both loops are plain array code without early exits, which
-/// vectorizes where one loop reading through [`Inputs`] did not.
+/// Numeric kernels compute each input's thresholds in this one pass. A
+/// non-finite input only makes `f` produce unspecified numbers (float
+/// arithmetic, conversions and shifts that cannot panic), which the error
+/// keeps from being used.
 #[inline(always)]
-pub(crate) fn map_finite<A, B>(
+pub(crate) fn map_finite<A: Copy, B: Copy>(
     xs: &impl Inputs<f64>,
     first: usize,
     a: &mut [A],
     b: &mut [B],
     f: impl Fn(f64) -> (A, B),
 ) -> Result<(), LdpError> {
-    let mut inputs = [0f64; MAX_CHUNK];
-    let inputs = &mut inputs[..a.len().min(b.len())];
-    finite_chunk(xs, first, inputs)?;
-    for ((a, b), &x) in a.iter_mut().zip(b.iter_mut()).zip(inputs.iter()) {
-        (*a, *b) = f(x);
-    }
-    Ok(())
-}
-
-/// Copies inputs `first..first + out.len()` into `out`, failing on the first
-/// non-finite one.
-#[inline(always)]
-fn finite_chunk(xs: &impl Inputs<f64>, first: usize, out: &mut [f64]) -> Result<(), LdpError> {
-    let mut all_finite = true;
-    for (k, x) in out.iter_mut().enumerate() {
-        *x = xs.at(first + k);
-        all_finite &= x.is_finite();
-    }
-    if all_finite {
+    if xs.map_chunk(first, a, b, f64::is_finite, f) {
         return Ok(());
     }
-    match out.iter().find(|x| !x.is_finite()) {
-        Some(&x) => Err(LdpError::NonFiniteInput(x)),
+    match (first..first + a.len())
+        .map(|i| xs.at(i))
+        .find(|x| !x.is_finite())
+    {
+        Some(x) => Err(LdpError::NonFiniteInput(x)),
         None => Ok(()),
     }
 }

@@ -19,7 +19,7 @@ use crate::sampling::{NarrowUniform, PrefixKey, Threshold};
 use crate::{Duchi, GridPoint, Hybrid, LdpError, OneBitMean, Piecewise};
 
 /// Samples per pass.
-const CHUNK: usize = super::MAX_CHUNK;
+const CHUNK: usize = 512;
 
 /// Bits of each Bernoulli prefix.
 const BYTE: u32 = 8;

@@ -11,7 +11,7 @@ use crate::{Affine, GridPoint, LdpError, NumericMechanism, Range};
 pub const LAPLACE_STEPS: std::ops::RangeInclusive<u32> = 1..=1 << 16;
 
 /// Longest CDF table kept; the geometric tail past it is handled by memorylessness.
-const MAX_TABLE: usize = 4096;
+const MAX_TABLE: usize = 8192;
 
 /// The discrete Laplace mechanism on a grid of `m` steps across the range.
 ///
