@@ -18,6 +18,8 @@
 //! finished by the scalar samplers on fresh bits, which keeps every sample's
 //! law exactly the scalar one.
 
+use std::sync::OnceLock;
+
 use rand::{CryptoRng, Rng};
 
 use super::buffer::RandomBuffer;
@@ -56,6 +58,27 @@ pub(crate) struct LaplaceTable {
     /// thresholds' prefixes are below it, and the one threshold prefix inside
     /// it ([`ONE`] and its low bits) or that there are [`SEVERAL`].
     bucket: Vec<u32>,
+}
+
+/// A mechanism's [`LaplaceTable`], built on first use: it takes 256 KiB and a
+/// few hundred microseconds, which only batch callers should pay (the agent
+/// never batches).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LazyTable(OnceLock<LaplaceTable>);
+
+impl LazyTable {
+    /// The table for `cdf`, which must be the same table on every call.
+    pub(crate) fn get_or_build(&self, cdf: &[u64]) -> &LaplaceTable {
+        self.0.get_or_init(|| LaplaceTable::new(cdf))
+    }
+}
+
+/// Built or not, the table is a function of the CDF, which the mechanism
+/// compares itself; two mechanisms are equal whether or not either has batched.
+impl PartialEq for LazyTable {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 impl LaplaceTable {

@@ -44,7 +44,7 @@ mod laplace;
 mod numeric;
 mod unary;
 
-pub(crate) use laplace::LaplaceTable;
+pub(crate) use laplace::{LaplaceTable, LazyTable};
 
 use rand::CryptoRng;
 

@@ -2,7 +2,7 @@
 
 use rand::{CryptoRng, Rng};
 
-use crate::batch::LaplaceTable;
+use crate::batch::{LaplaceTable, LazyTable};
 use crate::epsilon::{check_epsilon, round_up_loss};
 use crate::sampling::{TWO_POW_64, Threshold, floor_fraction};
 use crate::{Affine, GridPoint, LdpError, NumericMechanism, Range};
@@ -57,8 +57,8 @@ pub struct DiscreteLaplace {
     weights: Weights,
     epsilon: f64,
     noise_second_moment: f64,
-    /// The same table arranged for the batch kernel's lookups.
-    batch: LaplaceTable,
+    /// The same table arranged for the batch kernel's lookups, built on first use.
+    batch: LazyTable,
 }
 
 impl DiscreteLaplace {
@@ -96,7 +96,7 @@ impl DiscreteLaplace {
                     range,
                     steps,
                     noise_second_moment: weights.noise_second_moment(),
-                    batch: LaplaceTable::new(&cdf),
+                    batch: LazyTable::default(),
                     cdf,
                     weights,
                     epsilon: round_up_loss(loss),
@@ -155,9 +155,9 @@ impl DiscreteLaplace {
         self.cdf.len()
     }
 
-    /// The table arranged for the batch kernel.
+    /// The table arranged for the batch kernel (built on the first call).
     pub(crate) fn batch_table(&self) -> &LaplaceTable {
-        &self.batch
+        self.batch.get_or_build(&self.cdf)
     }
 
     /// Draws `|Z|` from the table, restarting past its end (memorylessness).
