@@ -26,7 +26,7 @@ use workloads::{BenchRng, Counting, Scale, Workload};
 const BUDGET: Duration = Duration::from_millis(350);
 const MIN_RUNS: u32 = 2;
 /// Times each measurement sequence is repeated, spread over the run.
-const PASSES: u32 = 2;
+const PASSES: u32 = 4;
 const MAX_RUNS: u32 = 1000;
 
 /// Bytes per generator fill when measuring its rate: the kernels' buffer size.
