@@ -67,6 +67,15 @@ pub enum LdpError {
         /// The length given.
         actual: usize,
     },
+    /// Words handed to `AnyFrequencyOracle::report_from_slots` that no batch
+    /// call of that oracle writes (wrong count, or a value wider than 32 bits).
+    #[error("{actual} words are not a batch report of this oracle, which takes {expected}")]
+    MalformedReport {
+        /// Words one report takes.
+        expected: usize,
+        /// Words given.
+        actual: usize,
+    },
     /// Randomized response on packed bits was asked of an oracle whose domain is not binary.
     #[error("packed randomized response needs a domain of 2, got {0}")]
     NotBinary(u32),

@@ -601,8 +601,16 @@ fn any_frequency_reports_are_the_concrete_kernels_reports() {
         };
         assert_eq!(reports[..shared], expected[..shared], "{kind}");
         // Wrong shapes are refused, not misread.
-        assert_eq!(any.report_from_slots(&slots[..per - 1]), None, "{kind}");
-        assert_eq!(any.report_from_slots(&[u64::MAX; 3]), None, "{kind}");
+        for bad in [&slots[..per - 1], &[u64::MAX; 3]] {
+            assert_eq!(
+                any.report_from_slots(bad),
+                Err(LdpError::MalformedReport {
+                    expected: per,
+                    actual: bad.len()
+                }),
+                "{kind}"
+            );
+        }
         // Repeated reports of one value have that value's law: the value is
         // supported more often than any other.
         let mut repeated = vec![0u64; 4000 * per];

@@ -101,14 +101,7 @@ fn frequency_batch<R: CryptoRng + ?Sized>(
     let mut slots = vec![0u64; BATCH * per];
     oracle.perturb_repeated(value, &mut slots, rng)?;
     for words in slots.chunks(per) {
-        let report = oracle
-            .report_from_slots(words)
-            .ok_or(LdpError::BufferLength {
-                what: "batch report (words of the wrong shape)",
-                expected: per,
-                actual: words.len(),
-            })?;
-        into.push(report);
+        into.push(oracle.report_from_slots(words)?);
     }
     Ok(())
 }

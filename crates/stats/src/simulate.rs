@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use hush_ldp::batch::{FrequencyBatch, NumericBatch};
 use hush_ldp::sampling::UniformBelow;
 use hush_ldp::{
-    AnyFrequencyOracle, AnyNumericMechanism, FrequencyKind, FrequencyOracle, GridPoint, LdpError,
-    NoiseRng, NumericKind, NumericMechanism, Range,
+    AnyFrequencyOracle, AnyNumericMechanism, FrequencyKind, FrequencyOracle, GridPoint, NoiseRng,
+    NumericKind, NumericMechanism, Range,
 };
 use rand::SeedableRng;
 
@@ -158,14 +158,7 @@ pub fn simulate_frequency(
                 let out = &mut slots[..n * per];
                 oracle.perturb_repeated(v as u32, out, &mut rng)?;
                 for words in out.chunks_exact(per) {
-                    let report = oracle
-                        .report_from_slots(words)
-                        .ok_or(LdpError::BufferLength {
-                            what: "batch report (words of the wrong shape)",
-                            expected: per,
-                            actual: words.len(),
-                        })?;
-                    agg.add(&oracle, &report)?;
+                    agg.add(&oracle, &oracle.report_from_slots(words)?)?;
                 }
                 left -= n as u64;
             }

@@ -48,23 +48,26 @@ fn olh_words(report: OlhOutput, words: &mut [u64]) {
 
 impl AnyFrequencyOracle {
     /// The report that a batch call wrote into `slots` (one report's
-    /// [`FrequencyBatch::slots_per_report`] words), or `None` if the words do
-    /// not have the oracle's report shape. Whether the values are in range is
-    /// [`FrequencyOracle::is_valid_output`]'s to say.
-    pub fn report_from_slots(&self, slots: &[u64]) -> Option<FrequencyOutput> {
-        match (self, slots) {
+    /// [`FrequencyBatch::slots_per_report`] words); words that no batch call of
+    /// this oracle writes are an [`LdpError::MalformedReport`]. Whether the
+    /// values are in range is [`FrequencyOracle::is_valid_output`]'s to say.
+    pub fn report_from_slots(&self, slots: &[u64]) -> Result<FrequencyOutput, LdpError> {
+        let report = match (self, slots) {
             (Self::Grr(_) | Self::Hr(_), &[value]) => {
                 u32::try_from(value).ok().map(FrequencyOutput::Value)
             }
-            (Self::Olh(_), &[seed, value]) => Some(FrequencyOutput::Hashed(OlhOutput {
-                seed,
-                value: u32::try_from(value).ok()?,
-            })),
+            (Self::Olh(_), &[seed, value]) => u32::try_from(value)
+                .ok()
+                .map(|value| FrequencyOutput::Hashed(OlhOutput { seed, value })),
             (Self::Unary(m), words) if words.len() == m.slots_per_report() => {
                 PackedBits::from_words(words.to_vec(), m.domain()).map(FrequencyOutput::Bits)
             }
             _ => None,
-        }
+        };
+        report.ok_or(LdpError::MalformedReport {
+            expected: self.slots_per_report(),
+            actual: slots.len(),
+        })
     }
 }
 
