@@ -16,6 +16,11 @@
 //! Randomness is passed in and must implement [`rand::CryptoRng`]: this crate
 //! does no IO and never seeds a generator itself.
 //!
+//! [`batch`] gives every mechanism entry points that perturb many inputs
+//! into caller-provided buffers with the same output law, for simulations,
+//! audits and bulk noising; they are plain array code, run as an AVX2 copy on
+//! x86-64 CPUs that have it.
+//!
 //! The paired estimators, variances and confidence intervals are in `hush-stats`.
 
 pub mod batch;
