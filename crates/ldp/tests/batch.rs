@@ -348,13 +348,14 @@ fn laplace_cell(t: i64, reach: i64, width: i64, cells: usize) -> usize {
 fn discrete_laplace_batch_matches_noise_probability() {
     let mut rng = NoiseRng::seed_from_u64(0xba7c_0007);
     // (eps, steps, x, reach, width): the default grid; a short table that restarts
-    // about e^-7 of the time; a capped table that restarts 1.7% of the time; and
-    // eps = 20 on one step, where half the draws are the rejected -0.
+    // about e^-7 of the time; a table capped at 8192 entries that restarts 1.7%
+    // of the time; and eps = 20 on one step, where half the draws are the
+    // rejected -0.
     for (eps, steps, x, reach, width) in [
         (1.0, 1024u32, 0.3, 8192i64, 64i64),
         (1.0, 4, -1.0, 80, 1),
         (1.0, 4, 0.3, 80, 1),
-        (0.004, 4, -1.0, 12_288, 128),
+        (0.002, 4, -1.0, 24_576, 256),
         (20.0, 1, 0.5, 2, 1),
     ] {
         let m = DiscreteLaplace::with_steps(eps, Range::SYMMETRIC_UNIT, steps).unwrap();

@@ -355,25 +355,25 @@ fn discrete_laplace_noise_matches_noise_probability() {
 
 #[test]
 fn discrete_laplace_restarts_past_the_table_exactly() {
-    // The table holds min(ceil(7 / per_step), 4096) entries, per_step = eps / steps. Here
-    // per_step = 0.001 asks for 7000, so the table is capped at 4096 and a magnitude
+    // The table holds min(ceil(7 / per_step), 8192) entries, per_step = eps / steps. Here
+    // per_step = 0.0005 asks for 14000, so the table is capped at 8192 and a magnitude
     // draw restarts past it with probability about e^-4.096 = 1.7%: the memoryless
     // tail is exercised thousands of times, and twice in a row about 50 times.
-    let m = DiscreteLaplace::with_steps(0.004, Range::SYMMETRIC_UNIT, 4).unwrap();
-    let within: f64 = (-4095..=4095).map(|z| m.noise_probability(z)).sum();
+    let m = DiscreteLaplace::with_steps(0.002, Range::SYMMETRIC_UNIT, 4).unwrap();
+    let within: f64 = (-8191..=8191).map(|z| m.noise_probability(z)).sum();
     assert!(
         1.0 - within > 0.01,
         "restart probability {} should exceed 1%",
         1.0 - within
     );
-    // Cells of 128 offsets over 12288 steps each way (3 table periods); the tails beyond
+    // Cells of 256 offsets over 24576 steps each way (3 table periods); the tails beyond
     // hold about e^-12.3 of the mass and are pooled with their neighbours.
     check_laplace(
-        "Laplace eps=0.004 steps=4 x=-1",
+        "Laplace eps=0.002 steps=4 x=-1",
         &m,
         -1.0,
-        12_288,
-        128,
+        24_576,
+        256,
         0x4c41_5003,
     );
 }

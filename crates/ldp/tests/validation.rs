@@ -140,13 +140,13 @@ fn binary_loss(range: Range, high: impl Fn(f64) -> f64) -> f64 {
 /// between centers `m` steps apart.
 ///
 /// The weights repeat, scaled, with the period of the CDF table, whose length is
-/// `min(ceil(7 / per_step), 4096)` (`per_step = eps / m`), so outputs covering one period
+/// `min(ceil(7 / per_step), 8192)` (`per_step = eps / m`), so outputs covering one period
 /// plus a few steps on either side of both centers reach the maximum; going further would
 /// only underflow the probabilities at coarse grids.
 fn laplace_loss(m: &DiscreteLaplace, eps: f64) -> f64 {
     let steps = i64::from(m.steps());
     let per_step = eps / f64::from(m.steps());
-    let period = ((7.0 / per_step).ceil() as i64).min(4096);
+    let period = ((7.0 / per_step).ceil() as i64).min(8192);
     let reach = period + 8;
     (-reach..=steps + reach)
         .map(|y| (m.noise_probability(y) / m.noise_probability(y - steps)).ln())
