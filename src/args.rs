@@ -27,7 +27,7 @@ pub enum Command {
     Sample(SampleArgs),
     /// Empirically lower-bound a mechanism's privacy loss (it must not exceed the claim).
     Audit(AuditArgs),
-    /// Time the batch noising kernels against naive Rust and the RNG bound (under a minute).
+    /// Time the batch noising kernels against naive Rust and the RNG bound (about 20 s).
     Bench(BenchArgs),
     /// The laptop agent: enroll, see what it measures, run it, pause or forget.
     #[command(subcommand)]
