@@ -69,7 +69,9 @@ pub enum LdpError {
     },
     /// Words handed to `AnyFrequencyOracle::report_from_slots` that no batch
     /// call of that oracle writes (wrong count, or a value wider than 32 bits).
-    #[error("{actual} words are not a batch report of this oracle, which takes {expected}")]
+    #[error(
+        "not a batch report of this oracle: {actual} words given, {expected} expected, each value in range"
+    )]
     MalformedReport {
         /// Words one report takes.
         expected: usize,

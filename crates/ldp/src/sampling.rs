@@ -187,8 +187,9 @@ impl PrefixKey {
     }
 
     /// The key of [`Threshold::floor`]`(p)`, computed with float arithmetic
-    /// only: what a batch kernel needs for the randomized rounding of each
-    /// input, without a float-to-64-bit conversion (SSE2 has no packed one).
+    /// only, without a float-to-64-bit conversion (SSE2 has no packed one).
+    /// Kernels that start from a grid position use [`PrefixKey::rounding`],
+    /// which gives the same key for its fraction with one floor fewer.
     ///
     /// For `p` in `[0, 1)`, `p 2^bits` is exact (a power-of-two scaling), its
     /// integer part is the prefix and its fraction, scaled by `2^(64 - bits)`,
@@ -209,14 +210,14 @@ impl PrefixKey {
 
     /// Randomized rounding of a position `s` in `[0, 2^(32 - bits))`: its floor,
     /// and the key of the probability of rounding up, [`Threshold::floor`]`(s -
-    /// floor(s))`, from a single [`floor_fraction`] of `s 2^bits`.
+    /// floor(s))`, from a single exact floor of `s 2^bits`.
     ///
     /// `s 2^bits` is exact; its floor `q` holds `floor(s)` above the low `bits`
     /// bits and the prefix `floor(frac 2^bits)` in them, and its fraction is
     /// `frac 2^bits - prefix`, so the rest of `floor(frac 2^64)` is nonzero
     /// exactly when that fraction is at least `2^(bits - 64)`. The same values
-    /// as [`PrefixKey::floor`] on the fraction of [`floor_fraction`]`(s)`,
-    /// with one floor instead of two.
+    /// as [`PrefixKey::floor`] on the fraction of `s`, with one floor instead
+    /// of two.
     #[inline(always)]
     pub fn rounding(s: f64, bits: u32) -> (u32, Self) {
         let (q, frac) = floor_fraction(s * f64::from(1u32 << bits));

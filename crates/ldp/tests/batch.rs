@@ -3,7 +3,7 @@
 //! (`perturb_batch` over many inputs, `perturb_repeated` over one).
 //!
 //! The batch kernels draw different bits than the scalar `perturb` (bit-sliced
-//! comparisons, short prefixes, guide-table lookups), so nothing here compares
+//! comparisons, short prefixes, bucket-table lookups), so nothing here compares
 //! outputs seed for seed; each test compares a histogram or a per-lane count with
 //! probabilities computed from the mechanisms' public accessors.
 //!
@@ -555,7 +555,7 @@ fn any_numeric_dispatches_to_the_concrete_kernel() {
 
 #[test]
 fn any_frequency_reports_are_the_concrete_kernels_reports() {
-    let values: Vec<u32> = (0..700).map(|i| i * 11 % 40).collect();
+    let values: Vec<u32> = (0..2500).map(|i| i * 11 % 40).collect();
     for kind in FrequencyKind::ALL {
         let any = AnyFrequencyOracle::new(kind, 1.0, 40).unwrap();
         let per = any.slots_per_report();
@@ -593,14 +593,28 @@ fn any_frequency_reports_are_the_concrete_kernels_reports() {
                     .collect()
             }
         };
-        // GRR, OLH and HR call their kernel a chunk at a time, each chunk with
-        // its own buffered draw, so only the first chunk shares the bytes.
+        // GRR, OLH and HR call their kernel 1024 reports at a time, each call
+        // with its own buffered draw, so only the first chunk shares the bytes.
         let shared = if matches!(any, AnyFrequencyOracle::Unary(_)) {
             values.len()
         } else {
-            256
+            1024
         };
         assert_eq!(reports[..shared], expected[..shared], "{kind}");
+        // A value outside the domain, even in the last chunk, is refused before
+        // anything is drawn or written.
+        let mut bad_values = values.clone();
+        *bad_values.last_mut().unwrap() = 40;
+        let mut untouched = vec![7u64; values.len() * per];
+        assert_eq!(
+            any.perturb_batch(&bad_values, &mut untouched, &mut NoiseRng::seed_from_u64(5)),
+            Err(LdpError::ValueOutOfDomain {
+                value: 40,
+                domain: 40
+            }),
+            "{kind}"
+        );
+        assert!(untouched.iter().all(|&w| w == 7), "{kind}");
         // Wrong shapes are refused, not misread.
         for bad in [&slots[..per - 1], &[u64::MAX; 3]] {
             assert_eq!(

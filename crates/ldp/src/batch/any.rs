@@ -9,14 +9,15 @@
 
 use rand::CryptoRng;
 
-use super::{FrequencyBatch, NumericBatch, check_len, whole_reports};
+use super::{FrequencyBatch, NumericBatch, check_len, check_values, whole_reports};
 use crate::{
     AnyFrequencyOracle, AnyNumericMechanism, FrequencyOracle, FrequencyOutput, GridPoint, LdpError,
     OlhOutput, PackedBits,
 };
 
-/// Reports per call into a concrete kernel whose reports are widened into words.
-const CHUNK: usize = 256;
+/// Reports per call into a concrete kernel whose reports are widened into
+/// words: large enough that each call's fresh random buffer is mostly used.
+const CHUNK: usize = 1024;
 
 /// Runs `kernel` over `out.len() / per` reports, `CHUNK` at a time, into a
 /// buffer of the concrete kernel's reports, and widens each into its `per`
@@ -92,6 +93,9 @@ impl FrequencyBatch for AnyFrequencyOracle {
     ) -> Result<(), LdpError> {
         let per = self.slots_per_report();
         check_len("output buffer (words)", values.len() * per, out.len())?;
+        // Before anything is drawn, as for the concrete kernels: the chunks
+        // below would each check only their own values.
+        check_values(&values, self.domain())?;
         match self {
             Self::Unary(m) => m.perturb_batch(values, out, rng),
             Self::Grr(m) => widened(

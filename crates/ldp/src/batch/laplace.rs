@@ -352,8 +352,8 @@ mod tests {
 
     #[test]
     fn certain_lookups_are_exact_counts() {
-        // Tables of 28 entries, 4096 entries on the default grid (the window overflows
-        // near its end), and 1 entry.
+        // Tables of 28 entries, 7168 on the default grid, 8192 (the cap, with buckets
+        // holding several thresholds near its end), and 1 entry.
         for (eps, steps) in [(1.0, 4), (1.0, 1024), (0.5, 4096), (20.0, 1)] {
             let m = DiscreteLaplace::with_steps(eps, Range::SYMMETRIC_UNIT, steps).unwrap();
             let prefixes: Vec<u32> = m.cdf().iter().map(|&c| (c >> 40) as u32).collect();

@@ -10,8 +10,15 @@
 //!
 //! - **Randomness in chunks.** Generator output is fetched a few kilobytes at
 //!   a time into a stack buffer (`buffer.rs`) and transformed as plain arrays,
-//!   so the loops auto-vectorize (AVX2 on x86-64, NEON on aarch64) without
-//!   intrinsics or `unsafe`.
+//!   so the loops auto-vectorize without intrinsics: NEON is in aarch64's
+//!   baseline, and on x86-64 `dispatch.rs` runs a second copy compiled with
+//!   AVX2 when the CPU has it (the crate's one `unsafe` block).
+//! - **Thresholds from floats, with proven bounds.** Each input's threshold
+//!   prefix is computed with float arithmetic and bit casts only
+//!   ([`PrefixKey`](crate::sampling::PrefixKey), `floor_fraction`,
+//!   `BinaryCore::prefix_at`), because SSE2 has no packed conversion to
+//!   64-bit integers; an estimate that might be off by one is flagged and
+//!   recomputed exactly.
 //! - **Bit-sliced Bernoulli trials** (`bits.rs`) for unary encodings and
 //!   binary randomized response: 64 lanes per word, about 7.3 random bits per
 //!   lane instead of 64.
@@ -23,7 +30,8 @@
 //!   records the rare ties and rejections and a second pass resolves them, so
 //!   the loop itself has no data-dependent branch.
 //! - **Discrete Laplace** looks its magnitude up in the mechanism's own CDF
-//!   table through a guide table (`laplace.rs`): integer comparisons only.
+//!   table through a bucket table of its 24-bit prefixes (`laplace.rs`):
+//!   integer comparisons only.
 //!
 //! Why each kernel is exact is stated where it is implemented; the tests in
 //! `tests/batch.rs` check every kernel's output law against the realized

@@ -1,9 +1,11 @@
 //! Duchi, 1BitMean, Piecewise and Hybrid in batches, on the same fixed output
 //! grids as their scalar `perturb`.
 //!
-//! Per sample the float work is only turning the input into thresholds (the
-//! same functions the scalar path calls); every random decision is an integer
-//! comparison. Bernoulli trials compare an 8-bit uniform prefix with the
+//! Per sample the float work is only turning the input into threshold
+//! prefixes: the same float expressions as the scalar path, read through
+//! `PrefixKey::rounding` and `BinaryCore::prefix_at`, which either give the
+//! exact prefix or say they cannot (then the second pass recomputes the
+//! scalar threshold). Every random decision is an integer comparison. Bernoulli trials compare an 8-bit uniform prefix with the
 //! threshold's prefix and, on a tie (probability 1/256), continue with fresh
 //! bits against [`Threshold::after_prefix`]; the Piecewise cell is Lemire's
 //! method on 16 bits, retried with fresh bits on rejection. The main loops
