@@ -1,13 +1,15 @@
 //! The `hush` command line: a thin layer that parses arguments, calls the crates and prints.
 
+mod agent_cli;
 mod args;
 mod commands;
+mod exit;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::args::{AgentCommand, Cli, CollectorCommand, Command, SimulateCommand};
+use crate::args::{Cli, CollectorCommand, Command, SimulateCommand};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -17,8 +19,7 @@ fn main() -> ExitCode {
         Command::Sample(a) => commands::sample::run(&a),
         Command::Audit(a) => commands::audit::run(&a),
         Command::Bench(a) => commands::bench::run(&a),
-        Command::Agent(AgentCommand::Preview(a)) => commands::preview::run(&a),
-        Command::Agent(other) => commands::agent::run(other),
+        Command::Agent(cmd) => agent_cli::run(cmd),
         Command::Demo(a) => commands::demo::run(&a),
         Command::Collector(CollectorCommand::Serve(a)) => commands::collector::serve(&a),
         Command::Collector(CollectorCommand::Token(t)) => commands::collector::token(&t),
@@ -28,6 +29,6 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
-        Err(err) => commands::report_error(&err),
+        Err(err) => exit::report_error(&err),
     }
 }

@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
-# Measures `hush agent run` the way a laptop would feel it: CPU and memory while
+# Measures `hush-agent run` (the agent-only binary the service files start) the
+# way a laptop would feel it: CPU and memory while
 # someone types, and at rest. Starts a loopback collector and an Xvfb display in a
 # scratch directory, enrolls an agent with default settings, types with xdotool at
 # about 25 characters a second (about 50 X events a second: presses and releases)
 # for SECS seconds, then idles for 20 s, sampling /proc throughout.
 #
 # Not part of CI. Needs Xvfb, xdotool and bc (the packages .ci/run installs).
-# Usage: benches/footprint/run.sh [SECS]   (default 30; HUSH_BIN=path measures
-# another build, for before-and-after comparisons)
+# Usage: benches/footprint/run.sh [SECS]   (default 30; AGENT="path/to/hush agent"
+# measures another build or the full binary, for before-and-after comparisons)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs=${1:-30}
-if [ -z "${HUSH_BIN:-}" ]; then
-    cargo build --release --quiet
-fi
-bin=$(realpath "${HUSH_BIN:-target/release/hush}")
+cargo build --release --quiet
+bin=$PWD/target/release/hush
+# The agent command: the agent-only binary unless AGENT names another.
+read -r -a agent_cmd <<< "${AGENT:-$PWD/target/release/hush-agent}"
+agent_bin=$(realpath "${agent_cmd[0]}")
 work=$(mktemp -d)
 pids=()
 cleanup() {
@@ -37,7 +39,7 @@ Xvfb -displayfd 3 -noreset -nolisten tcp 3> display.txt > /dev/null 2>&1 &
 pids+=($!)
 for _ in $(seq 50); do [ -s display.txt ] && break; sleep 0.1; done
 export DISPLAY=":$(cat display.txt)"
-"$bin" agent run --home home > agent.log 2>&1 &
+"$agent_bin" "${agent_cmd[@]:1}" run --home home > agent.log 2>&1 &
 agent=$!
 pids+=($agent)
 sleep 3
@@ -56,15 +58,15 @@ typing=$(percent "$t0" "$t1" "$(echo "$s1 - $s0" | bc)")
 rollup() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$agent/smaps_rollup"; }
 rss=$(rollup Rss); pss=$(rollup Pss)
 private=$(($(rollup Private_Clean) + $(rollup Private_Dirty)))
-binary=$(awk -v b="$bin" '/^[0-9a-f]+-[0-9a-f]+ / {name = $6} /^Rss:/ && name == b {s += $2} END {print s + 0}' "/proc/$agent/smaps")
+binary=$(awk -v b="$agent_bin" '/^[0-9a-f]+-[0-9a-f]+ / {name = $6} /^Rss:/ && name == b {s += $2} END {print s + 0}' "/proc/$agent/smaps")
 sleep 5
 t2=$(ticks); sleep 20; t3=$(ticks)
 idle=$(percent "$t2" "$t3" 20)
 
-echo "hush agent run, default settings, ${secs} s of typing at about 50 X events/s, then 20 s idle"
+echo "${agent_cmd[*]##*/} run, default settings, ${secs} s of typing at about 50 X events/s, then 20 s idle"
 echo "  CPU while typing   ${typing}% of one core"
 echo "  CPU idle           ${idle}% of one core"
 mib() { printf "%.1f MiB" "$(echo "scale=2; $1 / 1024" | bc)"; }
-echo "  RSS                $(mib "$rss") (of which pages of the hush binary: $(mib "$binary"))"
+echo "  RSS                $(mib "$rss") (of which pages of the binary: $(mib "$binary"))"
 echo "  private            $(mib "$private")"
 echo "  PSS                $(mib "$pss")"

@@ -1,47 +1,15 @@
 //! The subcommands' bodies: each builds mechanisms from arguments, calls a crate, prints.
 
-pub mod agent;
 pub mod audit;
 pub mod bench;
 pub mod collector;
 pub mod demo;
-pub mod preview;
 pub mod sample;
 pub mod simulate;
 
-use std::process::ExitCode;
+use hush_ldp::{AnyFrequencyOracle, AnyNumericMechanism, FrequencyKind, NumericKind};
 
-use hush_ldp::{AnyFrequencyOracle, AnyNumericMechanism, FrequencyKind, LdpError, NumericKind};
-use hush_stats::StatsError;
-
-/// An argument combination that is wrong in a way clap cannot see; exits with code 2.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Usage(pub String);
-
-/// Prints an error and picks the exit code: 2 for bad arguments, 1 for failures.
-pub fn report_error(err: &anyhow::Error) -> ExitCode {
-    eprintln!("error: {err:#}");
-    let usage = err.chain().any(|e| {
-        e.is::<Usage>()
-            || e.is::<LdpError>()
-            || matches!(
-                e.downcast_ref::<StatsError>(),
-                Some(
-                    StatsError::Argument { .. }
-                        | StatsError::Level(_)
-                        | StatsError::Population(_)
-                        | StatsError::Distribution(_)
-                        | StatsError::Ldp(_)
-                )
-            )
-    });
-    if usage {
-        ExitCode::from(2)
-    } else {
-        ExitCode::FAILURE
-    }
-}
+pub use crate::exit::Usage;
 
 /// A mechanism of either family, built from a name given on the command line.
 pub enum Mechanism {

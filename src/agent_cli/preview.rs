@@ -7,7 +7,7 @@ use std::time::Duration;
 use hush_capture::{Epoch, RdevSource, record_for};
 use hush_report::{Catalog, KeyClass, MetricValue, MouseButton, RawMeasurements, Shortcut};
 
-use crate::args::PreviewArgs;
+use super::PreviewArgs;
 
 /// Runs the preview.
 pub fn run(args: &PreviewArgs) -> anyhow::Result<ExitCode> {

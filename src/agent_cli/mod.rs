@@ -1,4 +1,12 @@
-//! `hush agent ...`: enroll, run, status, sent, pause, resume, forget, config.
+//! The agent's command line: preview, enroll, run, status, sent, pause, resume,
+//! forget, config. Compiled into both `hush` (as `hush agent ...`) and the
+//! agent-only `hush-agent` binary, which links none of the collector's,
+//! exporter's or simulator's code and so keeps a laptop's resident memory small.
+
+mod args;
+mod preview;
+
+pub use args::{AgentCommand, PreviewArgs};
 
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
@@ -11,8 +19,8 @@ use hush_agent::{Agent, AgentConfig, AgentPaths, CONSENT_TEXT, Enrollment, contr
 use hush_capture::{Epoch, RdevSource, ScriptedSource};
 use hush_report::Catalog;
 
-use super::Usage;
-use crate::args::{AgentCommand, HomeArg};
+use crate::exit::Usage;
+use args::HomeArg;
 
 fn paths(home: &HomeArg) -> anyhow::Result<AgentPaths> {
     Ok(match &home.home {
@@ -44,10 +52,10 @@ fn civil(days: u64) -> (i64, u32, u32) {
     hush_collector::estimate::civil_from_days(days as i64)
 }
 
-/// Runs every agent subcommand but `preview`.
+/// Runs an agent subcommand.
 pub fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        AgentCommand::Preview(_) => unreachable!("preview is dispatched separately"),
+        AgentCommand::Preview(a) => preview::run(&a),
         AgentCommand::Config => {
             print!("{}", AgentConfig::example());
             Ok(ExitCode::SUCCESS)

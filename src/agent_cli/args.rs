@@ -1,0 +1,101 @@
+//! The agent's command-line arguments, shared by `hush agent ...` and `hush-agent ...`.
+
+use clap::{Args, Subcommand};
+
+/// Agent subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Watch your keyboard and mouse for a while and show what would be measured,
+    /// before any noise, in plain words. Nothing is stored or sent.
+    Preview(PreviewArgs),
+    /// Connect this laptop to a collector, after you agree to what is measured.
+    Enroll(EnrollArgs),
+    /// Run the agent: capture, privatize once per period, upload. Stops on ctrl-c or SIGTERM.
+    Run(RunArgs),
+    /// Enrolled? Paused? Budget left, reports queued, last upload.
+    Status(JsonHomeArgs),
+    /// Every report that left this laptop, in plain words: exactly what the collector received.
+    Sent(JsonHomeArgs),
+    /// Stop measuring until `resume` (takes effect within a second).
+    Pause(HomeArg),
+    /// Measure again after a pause.
+    Resume(HomeArg),
+    /// Delete the memo, queued reports and budget history (asks first).
+    Forget(ForgetArgs),
+    /// Print an example configuration file with every setting explained.
+    Config,
+}
+
+/// Where the agent keeps its files.
+#[derive(Debug, Args)]
+pub struct HomeArg {
+    /// Keep configuration (DIR/agent.toml) and data (DIR/data) under DIR instead of
+    /// the platform's standard directories.
+    #[arg(long, env = "HUSH_AGENT_HOME")]
+    pub home: Option<std::path::PathBuf>,
+}
+
+/// `--home` and `--json`.
+#[derive(Debug, Args)]
+pub struct JsonHomeArgs {
+    /// Where the files are.
+    #[command(flatten)]
+    pub home: HomeArg,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `hush agent enroll`.
+#[derive(Debug, Args)]
+pub struct EnrollArgs {
+    /// Where the files are.
+    #[command(flatten)]
+    pub home: HomeArg,
+    /// The collector's base URL (https://, or http:// on loopback).
+    #[arg(long)]
+    pub collector: String,
+    /// The device token your administrator gave you.
+    #[arg(long)]
+    pub token: String,
+    /// Agree without a prompt (for managed installs whose users consented elsewhere).
+    #[arg(long)]
+    pub yes: bool,
+}
+
+/// `hush agent run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Where the files are.
+    #[command(flatten)]
+    pub home: HomeArg,
+    /// Replay a script of interactions in real time instead of listening to the
+    /// keyboard and mouse (lines `AT_MS KIND [ARG]`; see ScriptedSource::parse).
+    #[arg(long)]
+    pub replay: Option<std::path::PathBuf>,
+    /// Repeat the replay forever.
+    #[arg(long, requires = "replay")]
+    pub repeat: bool,
+}
+
+/// `hush agent forget`.
+#[derive(Debug, Args)]
+pub struct ForgetArgs {
+    /// Where the files are.
+    #[command(flatten)]
+    pub home: HomeArg,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub yes: bool,
+}
+
+/// `hush agent preview`.
+#[derive(Debug, Args)]
+pub struct PreviewArgs {
+    /// How long to watch, in seconds (1 to 3600).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub seconds: u64,
+    /// Print one JSON object (to this terminal only) instead of text.
+    #[arg(long)]
+    pub json: bool,
+}

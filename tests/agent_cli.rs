@@ -1,0 +1,104 @@
+//! The agent-only `hush-agent` binary: the same commands as `hush agent ...`,
+//! run end to end against a real collector on loopback.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
+
+mod support;
+
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use support::{Collector, agent_config, hush, terminate};
+
+fn hush_agent() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_hush-agent"))
+}
+
+fn text(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn hush_agent_config_is_hush_agent_subcommand_config() {
+    let alone = hush_agent().arg("config").output().unwrap();
+    let within = hush().args(["agent", "config"]).output().unwrap();
+    assert!(alone.status.success() && within.status.success());
+    assert_eq!(text(&alone), text(&within));
+    assert!(text(&alone).contains("window_seconds"), "{}", text(&alone));
+}
+
+#[test]
+fn run_before_enrolling_is_refused_with_a_usage_error() {
+    let home = agent_config("");
+    let out = hush_agent()
+        .args(["run", "--home"])
+        .arg(home.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not enrolled"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn enroll_pause_run_and_sent_through_the_agent_binary() {
+    let collector = Collector::start("period_seconds = 1\n");
+    let home = agent_config("");
+    let enroll = hush_agent()
+        .args(["enroll", "--yes", "--collector", &collector.url, "--token"])
+        .arg(collector.token(&[]))
+        .arg("--home")
+        .arg(home.path())
+        .output()
+        .unwrap();
+    assert!(
+        enroll.status.success(),
+        "{}",
+        String::from_utf8_lossy(&enroll.stderr)
+    );
+
+    let status = |args: &[&str]| {
+        let out = hush_agent()
+            .args(args)
+            .arg("--home")
+            .arg(home.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text(&out)
+    };
+    let before: serde_json::Value = serde_json::from_str(&status(&["status", "--json"])).unwrap();
+    assert_eq!(before["enrolled"], collector.url.as_str());
+    assert_eq!(before["paused"], false);
+    status(&["pause"]);
+    let paused: serde_json::Value = serde_json::from_str(&status(&["status", "--json"])).unwrap();
+    assert_eq!(paused["paused"], true);
+    status(&["resume"]);
+
+    // A replayed session for a few one-second periods, then SIGTERM: reports
+    // reach the collector and `sent` lists them.
+    let replay = home.path().join("replay.txt");
+    std::fs::write(&replay, "0 key letter\n200 key letter\n400 click left\n").unwrap();
+    let mut agent = hush_agent()
+        .args(["run", "--repeat", "--replay"])
+        .arg(&replay)
+        .arg("--home")
+        .arg(home.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(terminate(&mut agent).success());
+    let sent: serde_json::Value = serde_json::from_str(&status(&["sent", "--json"])).unwrap();
+    let rows = sent.as_array().unwrap();
+    assert!(!rows.is_empty(), "no report was sent");
+    assert!(rows.iter().all(|r| r["status"] == "sent"), "{sent}");
+}
