@@ -154,3 +154,15 @@ fn unsafe_code_lives_only_in_the_audited_files() {
         "an audited file no longer needs its allowance"
     );
 }
+
+/// The README's first command is `cargo run --release -- demo`; with two
+/// binaries in the root package (`hush` and `hush-agent`), `cargo run` only
+/// knows which to run because the manifest names a default.
+#[test]
+fn cargo_run_means_the_hush_binary() {
+    let manifest = fs::read_to_string(root().join("Cargo.toml")).unwrap();
+    assert!(
+        manifest.lines().any(|l| l.trim() == "default-run = \"hush\""),
+        "the root package must set default-run = \"hush\""
+    );
+}
