@@ -162,7 +162,9 @@ fn unsafe_code_lives_only_in_the_audited_files() {
 fn cargo_run_means_the_hush_binary() {
     let manifest = fs::read_to_string(root().join("Cargo.toml")).unwrap();
     assert!(
-        manifest.lines().any(|l| l.trim() == "default-run = \"hush\""),
+        manifest
+            .lines()
+            .any(|l| l.trim() == "default-run = \"hush\""),
         "the root package must set default-run = \"hush\""
     );
 }
