@@ -81,6 +81,47 @@ impl KeepOrOther {
     }
 }
 
+/// The [`FrequencyBatch`] entry points of an oracle whose report is one slot,
+/// from its one kernel (generic over slices and repeated inputs): the same
+/// length checks and AVX2 dispatch for GRR, OLH and Hadamard response.
+macro_rules! one_slot_batch {
+    ($oracle:ty, $slot:ty, $kernel:ident) => {
+        impl FrequencyBatch for $oracle {
+            type Slot = $slot;
+
+            fn slots_per_report(&self) -> usize {
+                1
+            }
+
+            fn perturb_batch<R: CryptoRng + ?Sized>(
+                &self,
+                values: &[u32],
+                out: &mut [$slot],
+                rng: &mut R,
+            ) -> Result<(), LdpError> {
+                check_len("output buffer (reports)", values.len(), out.len())?;
+                dispatch::vectorized(
+                    #[inline(always)]
+                    || $kernel(self, values, out, rng),
+                )
+            }
+
+            fn perturb_repeated<R: CryptoRng + ?Sized>(
+                &self,
+                value: u32,
+                out: &mut [$slot],
+                rng: &mut R,
+            ) -> Result<(), LdpError> {
+                let count = whole_reports(out.len(), 1)?;
+                dispatch::vectorized(
+                    #[inline(always)]
+                    || $kernel(self, Repeat { value, count }, out, rng),
+                )
+            }
+        }
+    };
+}
+
 #[inline(always)]
 fn grr_kernel<R: Rng + ?Sized>(
     grr: &Grr,
@@ -119,39 +160,7 @@ fn grr_kernel<R: Rng + ?Sized>(
     Ok(())
 }
 
-impl FrequencyBatch for Grr {
-    type Slot = u32;
-
-    fn slots_per_report(&self) -> usize {
-        1
-    }
-
-    fn perturb_batch<R: CryptoRng + ?Sized>(
-        &self,
-        values: &[u32],
-        out: &mut [u32],
-        rng: &mut R,
-    ) -> Result<(), LdpError> {
-        check_len("output buffer (reports)", values.len(), out.len())?;
-        dispatch::vectorized(
-            #[inline(always)]
-            || grr_kernel(self, values, out, rng),
-        )
-    }
-
-    fn perturb_repeated<R: CryptoRng + ?Sized>(
-        &self,
-        value: u32,
-        out: &mut [u32],
-        rng: &mut R,
-    ) -> Result<(), LdpError> {
-        let count = whole_reports(out.len(), 1)?;
-        dispatch::vectorized(
-            #[inline(always)]
-            || grr_kernel(self, Repeat { value, count }, out, rng),
-        )
-    }
-}
+one_slot_batch!(Grr, u32, grr_kernel);
 
 /// OLH: a whole chunk's seeds are drawn and hashed first (one tight loop of
 /// multiplies and shifts), then randomized response runs over the hashes.
@@ -207,39 +216,7 @@ fn olh_kernel<R: Rng + ?Sized>(
     Ok(())
 }
 
-impl FrequencyBatch for Olh {
-    type Slot = OlhOutput;
-
-    fn slots_per_report(&self) -> usize {
-        1
-    }
-
-    fn perturb_batch<R: CryptoRng + ?Sized>(
-        &self,
-        values: &[u32],
-        out: &mut [OlhOutput],
-        rng: &mut R,
-    ) -> Result<(), LdpError> {
-        check_len("output buffer (reports)", values.len(), out.len())?;
-        dispatch::vectorized(
-            #[inline(always)]
-            || olh_kernel(self, values, out, rng),
-        )
-    }
-
-    fn perturb_repeated<R: CryptoRng + ?Sized>(
-        &self,
-        value: u32,
-        out: &mut [OlhOutput],
-        rng: &mut R,
-    ) -> Result<(), LdpError> {
-        let count = whole_reports(out.len(), 1)?;
-        dispatch::vectorized(
-            #[inline(always)]
-            || olh_kernel(self, Repeat { value, count }, out, rng),
-        )
-    }
-}
+one_slot_batch!(Olh, OlhOutput, olh_kernel);
 
 /// Hadamard response without rejection: draw `y` uniform below `K`, and if it
 /// lies in the wrong half, flip the lowest set bit of `v + 1` in it. That flip
@@ -295,39 +272,7 @@ fn hr_kernel<R: Rng + ?Sized>(
     Ok(())
 }
 
-impl FrequencyBatch for HadamardResponse {
-    type Slot = u32;
-
-    fn slots_per_report(&self) -> usize {
-        1
-    }
-
-    fn perturb_batch<R: CryptoRng + ?Sized>(
-        &self,
-        values: &[u32],
-        out: &mut [u32],
-        rng: &mut R,
-    ) -> Result<(), LdpError> {
-        check_len("output buffer (reports)", values.len(), out.len())?;
-        dispatch::vectorized(
-            #[inline(always)]
-            || hr_kernel(self, values, out, rng),
-        )
-    }
-
-    fn perturb_repeated<R: CryptoRng + ?Sized>(
-        &self,
-        value: u32,
-        out: &mut [u32],
-        rng: &mut R,
-    ) -> Result<(), LdpError> {
-        let count = whole_reports(out.len(), 1)?;
-        dispatch::vectorized(
-            #[inline(always)]
-            || hr_kernel(self, Repeat { value, count }, out, rng),
-        )
-    }
-}
+one_slot_batch!(HadamardResponse, u32, hr_kernel);
 
 #[cfg(test)]
 mod tests {
