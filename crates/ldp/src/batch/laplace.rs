@@ -20,10 +20,10 @@
 
 use std::sync::OnceLock;
 
-use rand::{CryptoRng, Rng};
+use rand::Rng;
 
 use super::buffer::RandomBuffer;
-use super::{Inputs, NumericKernel, for_flagged, map_finite};
+use super::{Inputs, for_flagged, map_finite};
 use crate::sampling::{PrefixKey, Threshold};
 use crate::{DiscreteLaplace, GridPoint, LdpError};
 
@@ -299,17 +299,9 @@ fn finish<R: Rng + ?Sized>(
     floor + i64::from(up) + noise
 }
 
-impl NumericKernel for DiscreteLaplace {
-    #[inline(always)]
-    fn kernel<R: CryptoRng + ?Sized>(
-        &self,
-        xs: impl Inputs<f64>,
-        out: &mut [GridPoint],
-        rng: &mut R,
-    ) -> Result<(), LdpError> {
-        laplace_kernel(self, xs, out, rng)
-    }
-}
+numeric_kernel!(DiscreteLaplace, |m, xs, out, rng| laplace_kernel(
+    m, xs, out, rng
+));
 
 #[cfg(test)]
 mod tests {

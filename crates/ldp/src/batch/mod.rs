@@ -43,6 +43,27 @@
 //! found chunk by chunk while perturbing, so after that error the output
 //! buffer's contents are unspecified.
 
+// Declared before the kernel modules, which use it.
+/// Implements [`NumericKernel`] for a mechanism by one call into its kernel
+/// function (`|mechanism, inputs, out, rng| call`), which is inlined into each
+/// dispatched copy.
+macro_rules! numeric_kernel {
+    ($mechanism:ty, |$m:ident, $xs:ident, $out:ident, $rng:ident| $call:expr) => {
+        impl $crate::batch::NumericKernel for $mechanism {
+            #[inline(always)]
+            fn kernel<R: rand::CryptoRng + ?Sized>(
+                &self,
+                $xs: impl $crate::batch::Inputs<f64>,
+                $out: &mut [$crate::GridPoint],
+                $rng: &mut R,
+            ) -> Result<(), $crate::LdpError> {
+                let $m = self;
+                $call
+            }
+        }
+    };
+}
+
 mod any;
 mod bits;
 mod buffer;

@@ -12,10 +12,10 @@
 //! only record those cases, and a second pass finishes them with the scalar
 //! samplers, so each output has exactly the scalar law.
 
-use rand::{CryptoRng, Rng};
+use rand::Rng;
 
 use super::buffer::RandomBuffer;
-use super::{Inputs, NumericKernel, for_flagged, map_finite};
+use super::{Inputs, for_flagged, map_finite};
 use crate::numeric::BinaryCore;
 use crate::sampling::{NarrowUniform, PrefixKey, Threshold};
 use crate::{Duchi, GridPoint, Hybrid, LdpError, OneBitMean, Piecewise};
@@ -98,24 +98,18 @@ fn binary_kernel<R: Rng + ?Sized>(
     Ok(())
 }
 
-macro_rules! binary_batch {
-    ($name:ident) => {
-        impl NumericKernel for $name {
-            #[inline(always)]
-            fn kernel<R: CryptoRng + ?Sized>(
-                &self,
-                xs: impl Inputs<f64>,
-                out: &mut [GridPoint],
-                rng: &mut R,
-            ) -> Result<(), LdpError> {
-                binary_kernel(self.core(), xs, out, rng)
-            }
-        }
-    };
-}
-
-binary_batch!(Duchi);
-binary_batch!(OneBitMean);
+numeric_kernel!(Duchi, |m, xs, out, rng| binary_kernel(
+    m.core(),
+    xs,
+    out,
+    rng
+));
+numeric_kernel!(OneBitMean, |m, xs, out, rng| binary_kernel(
+    m.core(),
+    xs,
+    out,
+    rng
+));
 
 /// Flags of a Piecewise sample the fast pass could not finish.
 const ROUND_TIE: u8 = 1;
@@ -250,17 +244,9 @@ fn piecewise_kernel<R: Rng + ?Sized>(
     Ok(())
 }
 
-impl NumericKernel for Piecewise {
-    #[inline(always)]
-    fn kernel<R: CryptoRng + ?Sized>(
-        &self,
-        xs: impl Inputs<f64>,
-        out: &mut [GridPoint],
-        rng: &mut R,
-    ) -> Result<(), LdpError> {
-        piecewise_kernel(self, xs, out, rng)
-    }
-}
+numeric_kernel!(Piecewise, |m, xs, out, rng| piecewise_kernel(
+    m, xs, out, rng
+));
 
 /// Hybrid: per sample, one `u32` for the Piecewise branch (as in the
 /// Piecewise kernel) and one for the branch coin (its top byte) and the Duchi
@@ -342,17 +328,7 @@ fn hybrid_kernel<R: Rng + ?Sized>(
     Ok(())
 }
 
-impl NumericKernel for Hybrid {
-    #[inline(always)]
-    fn kernel<R: CryptoRng + ?Sized>(
-        &self,
-        xs: impl Inputs<f64>,
-        out: &mut [GridPoint],
-        rng: &mut R,
-    ) -> Result<(), LdpError> {
-        hybrid_kernel(self, xs, out, rng)
-    }
-}
+numeric_kernel!(Hybrid, |m, xs, out, rng| hybrid_kernel(m, xs, out, rng));
 
 #[cfg(test)]
 mod tests {
