@@ -6,7 +6,7 @@
 //! from the paper's formulas, so a test fails when the sampler does not realize the
 //! distribution the privacy proof and the estimators assume, however small the paper gap.
 //!
-//! **Tolerance.** Every test rejects at a p-value below [`ALPHA`] = 1e-4. For a correct
+//! **Tolerance.** Every test rejects at a p-value below `common::ALPHA` = 1e-4. For a correct
 //! mechanism the statistic is (asymptotically, all expected counts at least 5 after pooling)
 //! chi-square distributed, so one test on a fresh seed fails with probability 1e-4, and the
 //! whole file (33 tests, counting each per-lane family once) with probability below 0.4%
@@ -23,7 +23,7 @@
 
 mod common;
 
-use common::chi_square;
+use common::{assert_fits, bonferroni_z};
 
 use hush_ldp::sampling::Threshold;
 use hush_ldp::{
@@ -31,31 +31,9 @@ use hush_ldp::{
     NumericMechanism, Olh, OneBitMean, Piecewise, Range, UnaryEncoding,
 };
 use rand::SeedableRng;
-use statrs::distribution::{ContinuousCDF, Normal};
-
-/// Per-test significance level (false-alarm rate for a correct mechanism and a fresh seed).
-const ALPHA: f64 = 1e-4;
 
 /// Reports per histogram.
-const N: u64 = 200_000;
-
-/// Fails unless the chi-square test of `observed` against `probs` has p-value at least [`ALPHA`].
-fn assert_fits(label: &str, observed: &[u64], probs: &[f64]) {
-    let (statistic, df, p_value) = chi_square(label, observed, probs);
-    assert!(
-        p_value >= ALPHA,
-        "{label}: chi-square {statistic:.2} on {df} df, p = {p_value:.3e} < {ALPHA:e}\n\
-         observed {observed:?}\nexpected probabilities {probs:?}"
-    );
-}
-
-/// The two-sided normal quantile that keeps a family of `tests` z-tests at total level
-/// [`ALPHA`] (Bonferroni: each test at `ALPHA / tests`).
-fn bonferroni_z(tests: usize) -> f64 {
-    Normal::new(0.0, 1.0)
-        .unwrap()
-        .inverse_cdf(1.0 - ALPHA / (2.0 * tests as f64))
-}
+const N: u64 = common::N as u64;
 
 /// The standardized deviation of a Binomial(n, p) count.
 fn binomial_z(count: u64, n: u64, p: f64) -> f64 {

@@ -8,7 +8,7 @@
 //! so one binary serves every x86-64 machine (no `-C target-cpu`). Both copies
 //! compute the same IEEE arithmetic and integer comparisons (Rust never fuses
 //! a multiply and an add on its own), so they produce identical outputs from
-//! the same random bytes; `tests/batch.rs` checks that.
+//! the same random bytes; the `every_copy_of_a_kernel_*` unit tests check that.
 
 /// Runs `kernel`, compiled for AVX2 when this CPU has it.
 ///

@@ -34,7 +34,7 @@
 //!   integer comparisons only.
 //!
 //! Why each kernel is exact is stated where it is implemented; the tests in
-//! `tests/batch.rs` check every kernel's output law against the realized
+//! `tests/batch_{frequency,numeric}.rs` check every kernel's output law against the realized
 //! probabilities.
 //!
 //! On an error (an input out of the domain, a non-finite number, a buffer of

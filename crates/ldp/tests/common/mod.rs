@@ -1,8 +1,9 @@
-//! Helpers shared by the exact-distribution tests of the scalar and batch paths.
+//! Helpers shared by the exact-distribution tests of the scalar and batch paths:
+//! the chi-square test, the significance level and the binomial z-bounds.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
 
-use statrs::distribution::{ChiSquared, ContinuousCDF};
+use statrs::distribution::{ChiSquared, ContinuousCDF, Normal};
 
 /// Smallest expected count per chi-square cell, the usual validity rule for the
 /// chi-square approximation of Pearson's statistic.
@@ -49,4 +50,38 @@ pub fn chi_square(label: &str, observed: &[u64], probs: &[f64]) -> (f64, usize, 
     let df = pools.len() - 1;
     let p_value = ChiSquared::new(df as f64).unwrap().sf(statistic);
     (statistic, df, p_value)
+}
+
+/// Per-test significance level (false-alarm rate for a correct mechanism and a fresh seed).
+pub const ALPHA: f64 = 1e-4;
+
+/// Reports per histogram.
+pub const N: usize = 200_000;
+
+/// Fails unless the chi-square test of `observed` against `probs` has p-value at least [`ALPHA`].
+pub fn assert_fits(label: &str, observed: &[u64], probs: &[f64]) {
+    let (statistic, df, p_value) = chi_square(label, observed, probs);
+    assert!(
+        p_value >= ALPHA,
+        "{label}: chi-square {statistic:.2} on {df} df, p = {p_value:.3e} < {ALPHA:e}\n\
+         observed {observed:?}\nexpected probabilities {probs:?}"
+    );
+}
+
+/// The two-sided z-bound for a family of `tests` binomial counts at total level [`ALPHA`].
+pub fn bonferroni_z(tests: usize) -> f64 {
+    Normal::new(0.0, 1.0)
+        .unwrap()
+        .inverse_cdf(1.0 - ALPHA / (2.0 * tests as f64))
+}
+
+/// Asserts that `count` successes of `n` trials fit probability `p` within `z` standard errors.
+pub fn assert_binomial(label: &str, count: u64, n: u64, p: f64, z: f64) {
+    let sd = (n as f64 * p * (1.0 - p)).sqrt();
+    let dev = (count as f64 - n as f64 * p) / sd;
+    assert!(
+        dev.abs() <= z,
+        "{label}: {count} of {n}, expected {:.1} (p = {p}), z = {dev:.2} beyond {z:.2}",
+        n as f64 * p
+    );
 }
