@@ -130,20 +130,16 @@ fn numbers(n: usize) -> Vec<f64> {
 fn unary(name: &'static str, m: UnaryEncoding, d: u32, users: usize) -> Result<Workload, LdpError> {
     let (p, q) = (m.p_threshold().prob(), m.q_threshold().prob());
     let vals = values(users, d);
-    let per = m.slots_per_report();
-    let (baseline_vals, scalar_vals) = (vals.clone(), vals.clone());
-    let scalar_m = m.clone();
-    let mut out = vec![0u64; users * per];
+    let baseline_vals = vals.clone();
+    let variant = if m.variant() == hush_ldp::UnaryVariant::Optimized {
+        "OUE"
+    } else {
+        "SUE"
+    };
+    let (scalar, kernel) = frequency(m, vals, 0);
     Ok(Workload {
         name,
-        description: format!(
-            "{} eps={EPSILON}, d={d}: {users} reports",
-            if m.variant() == hush_ldp::UnaryVariant::Optimized {
-                "OUE"
-            } else {
-                "SUE"
-            }
-        ),
+        description: format!("{variant} eps={EPSILON}, d={d}: {users} reports"),
         unit: "bit",
         elements: users * d as usize,
         target_speedup: Some(10.0),
@@ -157,17 +153,8 @@ fn unary(name: &'static str, m: UnaryEncoding, d: u32, users: usize) -> Result<W
                 black_box(bits);
             }
         }),
-        scalar: Box::new(move |rng| {
-            for &v in &scalar_vals {
-                black_box(scalar_m.perturb(v, rng)?);
-            }
-            Ok(())
-        }),
-        kernel: Box::new(move |rng| {
-            m.perturb_batch(&vals, &mut out, rng)?;
-            black_box(&out);
-            Ok(())
-        }),
+        scalar,
+        kernel,
     })
 }
 
@@ -219,8 +206,8 @@ fn grr(users: usize, d: u32) -> Result<Workload, LdpError> {
     let m = Grr::new(EPSILON, u64::from(d))?;
     let keep = m.keep_probability();
     let vals = values(users, d);
-    let (baseline_vals, scalar_vals, scalar_m) = (vals.clone(), vals.clone(), m.clone());
-    let mut out = vec![0u32; users];
+    let baseline_vals = vals.clone();
+    let (scalar, kernel) = frequency(m, vals, 0);
     Ok(Workload {
         name: "grr-d1024",
         description: format!("GRR eps={EPSILON}, d={d}: {users} reports"),
@@ -243,17 +230,8 @@ fn grr(users: usize, d: u32) -> Result<Workload, LdpError> {
                 .collect();
             black_box(reports);
         }),
-        scalar: Box::new(move |rng| {
-            for &v in &scalar_vals {
-                black_box(scalar_m.perturb(v, rng)?);
-            }
-            Ok(())
-        }),
-        kernel: Box::new(move |rng| {
-            m.perturb_batch(&vals, &mut out, rng)?;
-            black_box(&out);
-            Ok(())
-        }),
+        scalar,
+        kernel,
     })
 }
 
@@ -262,9 +240,9 @@ fn olh(users: usize, d: u32) -> Result<Workload, LdpError> {
     let m = Olh::new(EPSILON, u64::from(d))?;
     let (keep, g) = (m.keep_probability(), m.hash_range());
     let vals = values(users, d);
-    let (baseline_vals, scalar_vals) = (vals.clone(), vals.clone());
-    let (baseline_m, scalar_m) = (m.clone(), m.clone());
-    let mut out = vec![OlhOutput { seed: 0, value: 0 }; users];
+    let baseline_vals = vals.clone();
+    let baseline_m = m.clone();
+    let (scalar, kernel) = frequency(m, vals, OlhOutput { seed: 0, value: 0 });
     Ok(Workload {
         name: "olh-d1024",
         description: format!("OLH eps={EPSILON}, d={d}, g={g}: {users} reports"),
@@ -290,17 +268,8 @@ fn olh(users: usize, d: u32) -> Result<Workload, LdpError> {
                 .collect();
             black_box(reports);
         }),
-        scalar: Box::new(move |rng| {
-            for &v in &scalar_vals {
-                black_box(scalar_m.perturb(v, rng)?);
-            }
-            Ok(())
-        }),
-        kernel: Box::new(move |rng| {
-            m.perturb_batch(&vals, &mut out, rng)?;
-            black_box(&out);
-            Ok(())
-        }),
+        scalar,
+        kernel,
     })
 }
 
@@ -309,8 +278,8 @@ fn hadamard(users: usize, d: u32) -> Result<Workload, LdpError> {
     let m = HadamardResponse::new(EPSILON, u64::from(d))?;
     let (keep, k) = (m.keep_probability(), m.order());
     let vals = values(users, d);
-    let (baseline_vals, scalar_vals, scalar_m) = (vals.clone(), vals.clone(), m.clone());
-    let mut out = vec![0u32; users];
+    let baseline_vals = vals.clone();
+    let (scalar, kernel) = frequency(m, vals, 0);
     Ok(Workload {
         name: "hr-d1024",
         description: format!("Hadamard response eps={EPSILON}, d={d}, K={k}: {users} reports"),
@@ -334,18 +303,35 @@ fn hadamard(users: usize, d: u32) -> Result<Workload, LdpError> {
                 .collect();
             black_box(reports);
         }),
-        scalar: Box::new(move |rng| {
+        scalar,
+        kernel,
+    })
+}
+
+/// The scalar-reference and kernel runs of a frequency-oracle workload: `m`
+/// on `vals`, one `perturb` per value or one batch call into a buffer that
+/// `empty` fills before the first run.
+fn frequency<M>(m: M, vals: Vec<u32>, empty: M::Slot) -> (Run, Run)
+where
+    M: FrequencyBatch + Clone + 'static,
+    M::Slot: 'static,
+{
+    let scalar_vals = vals.clone();
+    let scalar_m = m.clone();
+    let mut out = vec![empty; vals.len() * m.slots_per_report()];
+    (
+        Box::new(move |rng| {
             for &v in &scalar_vals {
                 black_box(scalar_m.perturb(v, rng)?);
             }
             Ok(())
         }),
-        kernel: Box::new(move |rng| {
+        Box::new(move |rng| {
             m.perturb_batch(&vals, &mut out, rng)?;
             black_box(&out);
             Ok(())
         }),
-    })
+    )
 }
 
 /// A numeric workload: the kernel and scalar reference of `m` on `xs`, against `baseline`.
