@@ -300,23 +300,9 @@ fn in_parallel<T: Send>(
     count: u64,
     f: impl Fn(u64) -> anyhow::Result<T> + Sync,
 ) -> anyhow::Result<Vec<T>> {
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (0..count)
-            .map(|i| {
-                s.spawn({
-                    let f = &f;
-                    move || f(i)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| match h.join() {
-                Ok(r) => r,
-                Err(panic) => std::panic::resume_unwind(panic),
-            })
-            .collect()
-    })
+    hush_stats::simulate::on_threads(count as usize, |i| f(i as u64))
+        .into_iter()
+        .collect()
 }
 
 /// The device side for some devices: measure, privatize, batch for upload.

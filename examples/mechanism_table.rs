@@ -187,26 +187,12 @@ fn run_trials<A: Send>(
     mut merge: impl FnMut(&mut A, A),
 ) -> anyhow::Result<A> {
     let workers = threads.min(trials as usize).max(1);
-    let parts: Vec<anyhow::Result<A>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..workers)
-            .map(|w| {
-                let (new, trial) = (&new, &trial);
-                s.spawn(move || {
-                    let mut acc = new();
-                    for t in (w as u64..trials).step_by(workers) {
-                        trial(t, &mut acc)?;
-                    }
-                    Ok(acc)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| match h.join() {
-                Ok(r) => r,
-                Err(panic) => std::panic::resume_unwind(panic),
-            })
-            .collect()
+    let parts: Vec<anyhow::Result<A>> = hush_stats::simulate::on_threads(workers, |w| {
+        let mut acc = new();
+        for t in (w as u64..trials).step_by(workers) {
+            trial(t, &mut acc)?;
+        }
+        Ok(acc)
     });
     let mut total = new();
     for part in parts {

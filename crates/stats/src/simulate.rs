@@ -73,30 +73,16 @@ impl Trials {
         trial: impl Fn(u64) -> Result<T, StatsError> + Sync,
     ) -> Result<Vec<T>, StatsError> {
         let done = AtomicU64::new(0);
-        let threads = self.threads.min(self.trials as usize).max(1) as u64;
-        let per_thread: Vec<Result<Vec<(u64, T)>, StatsError>> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..threads)
-                .map(|w| {
-                    let (trial, done) = (&trial, &done);
-                    s.spawn(move || {
-                        (w..self.trials)
-                            .step_by(threads as usize)
-                            .map(|t| {
-                                let r = trial(t)?;
-                                progress(done.fetch_add(1, Ordering::Relaxed) + 1);
-                                Ok((t, r))
-                            })
-                            .collect()
-                    })
+        let threads = self.threads.min(self.trials as usize).max(1);
+        let per_thread = on_threads(threads, |w| {
+            (w as u64..self.trials)
+                .step_by(threads)
+                .map(|t| {
+                    let r = trial(t)?;
+                    progress(done.fetch_add(1, Ordering::Relaxed) + 1);
+                    Ok((t, r))
                 })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| match h.join() {
-                    Ok(r) => r,
-                    Err(panic) => std::panic::resume_unwind(panic),
-                })
-                .collect()
+                .collect::<Result<Vec<_>, StatsError>>()
         });
         let mut all = Vec::with_capacity(self.trials as usize);
         for part in per_thread {
@@ -105,6 +91,27 @@ impl Trials {
         all.sort_by_key(|(t, _)| *t);
         Ok(all.into_iter().map(|(_, r)| r).collect())
     }
+}
+
+/// Runs `work(i)` for every `i` in `0..count`, each on its own scoped thread,
+/// and returns the results in index order; a panic in a worker is resumed on
+/// the caller. The one thread pool of simulations, audits and the examples.
+pub fn on_threads<T: Send>(count: usize, work: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..count)
+            .map(|i| {
+                let work = &work;
+                s.spawn(move || work(i))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| match h.join() {
+                Ok(r) => r,
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    })
 }
 
 /// What a frequency-oracle simulation measured.
