@@ -13,7 +13,7 @@ use hush_agent::AgentPaths;
 use hush_agent::outbox::{SentStatus, read_sent};
 use hush_ldp::NoiseRng;
 use rand::{Rng, SeedableRng};
-use support::{Collector, agent_home, run_replay, terminate};
+use support::{Collector, agent_home, agent_log, run_replay, terminate};
 
 const REPLAY: &str =
     "0 key letter\n150 key letter\n300 key edit\n450 click left\n600 move 40\n750 chord paste\n";
@@ -43,7 +43,12 @@ fn every_produced_report_arrives_exactly_once_across_kill_9() {
 
     let paths = AgentPaths::in_home(home.path());
     let outbox = hush_agent::Outbox::new(&paths, 1000).ids().unwrap();
-    assert!(outbox.is_empty(), "{} reports still queued", outbox.len());
+    assert!(
+        outbox.is_empty(),
+        "{} reports still queued; the agent's log:\n{}",
+        outbox.len(),
+        std::fs::read_to_string(agent_log(home.path())).unwrap_or_default()
+    );
     let sent = read_sent(&paths).unwrap();
     assert!(
         sent.iter().all(|e| e.status == SentStatus::Sent),

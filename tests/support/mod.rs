@@ -315,15 +315,26 @@ pub fn agent_home(collector: &Collector, extra_config: &str) -> tempfile::TempDi
 
 /// Starts `hush agent run` replaying `replay` forever, output discarded.
 pub fn run_replay(home: &Path, replay: &Path) -> Child {
+    // Every run appends its log to one file, so a failing test can show why.
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(agent_log(home))
+        .unwrap();
     hush()
         .args(["agent", "run", "--repeat", "--replay"])
         .arg(replay)
         .arg("--home")
         .arg(home)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .unwrap()
+}
+
+/// Where `run_replay` appends the agent's log.
+pub fn agent_log(home: &Path) -> PathBuf {
+    home.join("agent-runs.log")
 }
 
 /// Every regular file under `dir`, recursively.
