@@ -43,11 +43,6 @@ pub struct ScriptedSource {
 }
 
 impl ScriptedSource {
-    /// Replays `script` in order.
-    pub fn new(script: Vec<Interaction>) -> Self {
-        ScriptedSource { script }
-    }
-
     /// Parses a replay script: one interaction per line, `AT_MS KIND [ARG]`, where
     /// KIND is `key CLASS`, `chord [SHORTCUT]`, `click BUTTON`, `scroll N` or `move PX`.
     /// Blank lines and lines starting with `#` are ignored.

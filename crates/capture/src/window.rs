@@ -44,11 +44,6 @@ impl WindowAggregator {
         })
     }
 
-    /// Start of the window being filled.
-    pub fn window_start_ms(&self) -> u64 {
-        self.start_ms
-    }
-
     /// End (exclusive) of the window being filled.
     pub fn window_end_ms(&self) -> u64 {
         self.start_ms + self.window_ms

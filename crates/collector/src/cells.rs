@@ -74,22 +74,6 @@ impl CellState {
         }
     }
 
-    /// Adds another cell's statistics (of the same metric) into this one.
-    pub fn merge(&mut self, other: &CellState) -> Result<(), CollectorError> {
-        match (self, other) {
-            (CellState::Frequency(a), CellState::Frequency(b)) => a
-                .merge(b)
-                .map_err(|e| CollectorError::Internal(e.to_string())),
-            (CellState::Mean(a), CellState::Mean(b)) => {
-                a.merge(b);
-                Ok(())
-            }
-            _ => Err(CollectorError::Internal(
-                "merging cells of different kinds".into(),
-            )),
-        }
-    }
-
     /// Stored form: a tag byte, then little-endian integers.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::new();

@@ -83,36 +83,6 @@ pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
-/// Merges each (catalog, metric, cohort, epsilon) across periods: one cell per
-/// group, keyed by its first period, holding the sum of the group's statistics.
-/// Aggregates are integer sums, so pooling is exact.
-pub fn pool_periods(
-    cells: &[(CellKey, CellState)],
-) -> Result<Vec<(CellKey, CellState)>, CollectorError> {
-    let mut pooled: std::collections::BTreeMap<
-        (hush_report::CatalogHash, u16, String, u64),
-        (CellKey, CellState),
-    > = std::collections::BTreeMap::new();
-    for (key, state) in cells {
-        let group = (
-            key.catalog,
-            key.metric,
-            key.cohort.clone(),
-            key.epsilon_bits,
-        );
-        match pooled.get_mut(&group) {
-            Some((k, s)) => {
-                k.period = k.period.min(key.period);
-                s.merge(state)?;
-            }
-            None => {
-                pooled.insert(group, (key.clone(), state.clone()));
-            }
-        }
-    }
-    Ok(pooled.into_values().collect())
-}
-
 /// Rows for every cell with at least `min_devices` reports; returns the rows and
 /// how many cells were withheld.
 pub fn estimate_cells(

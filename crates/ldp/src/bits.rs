@@ -59,19 +59,10 @@ impl PackedBits {
 
     /// Mutable packed words, for encoders that fill whole words at once.
     ///
-    /// Callers must leave the bits past `len` zero; [`PackedBits::clear_tail`] restores that.
+    /// Callers must leave the bits past `len` zero: `count_ones` and equality
+    /// read whole words.
     pub fn words_mut(&mut self) -> &mut [u64] {
         &mut self.words
-    }
-
-    /// Zeroes the unused bits of the last word.
-    pub fn clear_tail(&mut self) {
-        let tail = self.len % 64;
-        if tail != 0
-            && let Some(last) = self.words.last_mut()
-        {
-            *last &= (1u64 << tail) - 1;
-        }
     }
 
     /// Bit `i`; false past the end.

@@ -187,15 +187,6 @@ impl Range {
         ((x.clamp(self.lo, self.hi) - self.lo) / self.width()).clamp(0.0, 1.0)
     }
 
-    /// Maps an affine grid on `[-1, 1]`-scaled values into this range's units.
-    pub fn from_symmetric(self, a: Affine) -> Affine {
-        let half = self.width() / 2.0;
-        Affine {
-            offset: self.lo + half * (a.offset + 1.0),
-            scale: half * a.scale,
-        }
-    }
-
     /// The factor by which variances on `[-1, 1]` scale into this range's units.
     pub fn symmetric_variance_scale(self) -> f64 {
         let half = self.width() / 2.0;

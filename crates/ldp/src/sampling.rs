@@ -271,11 +271,6 @@ impl UniformBelow {
         }
     }
 
-    /// The size of the range.
-    pub fn n(self) -> u64 {
-        self.n
-    }
-
     /// Draws one uniform integer in `0..n`.
     #[inline]
     pub fn sample<R: Rng + ?Sized>(self, rng: &mut R) -> u64 {
@@ -325,11 +320,6 @@ impl NarrowUniform {
     /// The size of the range.
     pub fn n(self) -> u64 {
         self.n
-    }
-
-    /// How many uniform bits one candidate takes.
-    pub fn bits(self) -> u32 {
-        self.bits
     }
 
     /// Maps `bits` uniform bits (the low bits of `word`; higher bits must be zero)

@@ -193,11 +193,6 @@ impl Duchi {
         Ok(Duchi(BinaryCore::new(epsilon, range)?))
     }
 
-    /// The realized `B`: the reported magnitude on `[-1, 1]`.
-    pub fn magnitude(&self) -> f64 {
-        1.0 / self.0.slope()
-    }
-
     /// The realized probability of reporting `+B` for input `x`.
     pub fn probability_of_high(&self, x: f64) -> Result<f64, LdpError> {
         Ok(self.0.threshold_at(self.0.range.to_unit(x)?).prob())

@@ -135,11 +135,6 @@ impl DiscreteLaplace {
         self.steps
     }
 
-    /// `E[Z^2]` of the realized noise, in grid steps squared.
-    pub fn noise_second_moment(&self) -> f64 {
-        self.noise_second_moment
-    }
-
     /// The realized probability mass function of the noise `Z` at `z` (grid steps).
     pub fn noise_probability(&self, z: i64) -> f64 {
         self.weights.weight(z.unsigned_abs()) / (2.0 - self.weights.weight(0))
