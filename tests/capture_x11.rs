@@ -1,7 +1,7 @@
 //! Capture against a real X server: Xvfb with the RECORD extension, driven by xdotool.
 //!
-//! The capture runs in its own process (`hush agent preview`, one rdev listener
-//! per process); this test types, clicks, scrolls and moves, then checks the
+//! The capture runs in its own process (`hush agent preview`, one listener per
+//! process); this test types, clicks, scrolls and moves, then checks the
 //! exact counts per class and that the typed secret appears nowhere in what the
 //! capture process printed. `.ci/run` installs xvfb and xdotool; without them
 //! this test fails rather than pretending to pass.

@@ -120,12 +120,8 @@ fn every_source_file_opens_with_a_module_doc() {
 }
 
 /// The only files allowed to lift the workspace's `unsafe_code = "deny"`, each
-/// for one audited reason: X11 error handlers (capture) and the AVX2 dispatch
-/// of the batch kernels (ldp).
-const UNSAFE_ALLOWED: &[&str] = &[
-    "crates/capture/src/listen.rs",
-    "crates/ldp/src/batch/dispatch.rs",
-];
+/// for one audited reason: the AVX2 dispatch of the batch kernels (ldp).
+const UNSAFE_ALLOWED: &[&str] = &["crates/ldp/src/batch/dispatch.rs"];
 
 #[test]
 fn unsafe_code_lives_only_in_the_audited_files() {

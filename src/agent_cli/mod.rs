@@ -16,7 +16,7 @@ use std::sync::atomic::AtomicBool;
 use anyhow::Context;
 use hush_agent::outbox::{SentStatus, read_sent};
 use hush_agent::{Agent, AgentConfig, AgentPaths, CONSENT_TEXT, Enrollment, control};
-use hush_capture::{Epoch, RdevSource, ScriptedSource};
+use hush_capture::{Epoch, OsSource, ScriptedSource};
 use hush_report::Catalog;
 
 use crate::exit::Usage;
@@ -103,10 +103,10 @@ pub fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
                     agent.run(source, stop)?;
                 }
                 None => {
-                    if let Some(note) = RdevSource::wayland_note() {
+                    if let Some(note) = OsSource::wayland_note() {
                         tracing::warn!("{note}");
                     }
-                    agent.run(RdevSource::new(epoch), stop)?;
+                    agent.run(OsSource::new(epoch), stop)?;
                 }
             }
             Ok(ExitCode::SUCCESS)

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use hush_capture::{Epoch, RdevSource, record_for};
+use hush_capture::{Epoch, OsSource, record_for};
 use hush_report::{Catalog, KeyClass, MetricValue, MouseButton, RawMeasurements, Shortcut};
 
 use super::PreviewArgs;
@@ -13,7 +13,7 @@ use super::PreviewArgs;
 pub fn run(args: &PreviewArgs) -> anyhow::Result<ExitCode> {
     let epoch = Epoch::now();
     let (raw, stats) = record_for(
-        RdevSource::new(epoch),
+        OsSource::new(epoch),
         epoch,
         Duration::from_secs(args.seconds),
         || {
@@ -21,7 +21,7 @@ pub fn run(args: &PreviewArgs) -> anyhow::Result<ExitCode> {
                 "listening to keyboard and mouse for {} seconds (nothing is stored or sent)...",
                 args.seconds
             );
-            if let Some(note) = RdevSource::wayland_note() {
+            if let Some(note) = OsSource::wayland_note() {
                 eprintln!("note: {note}");
             }
         },

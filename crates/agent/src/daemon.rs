@@ -6,7 +6,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use hush_capture::{Epoch, EventSource, WindowAggregator, channel, display_lost};
+use hush_capture::{Epoch, EventSource, WindowAggregator, channel};
 use hush_ldp::NoiseRng;
 use hush_report::{Catalog, Memo, PrivatizeError, PrivatizeRequest, RawMeasurements, privatize};
 use rand::SeedableRng;
@@ -94,9 +94,6 @@ impl Agent {
             }
             for w in aggregator.advance(epoch.elapsed_ms()) {
                 period_raw.absorb(w);
-            }
-            if display_lost() {
-                return Err(AgentError::Capture(hush_capture::CaptureError::DisplayLost));
             }
             if capture.as_ref().is_some_and(|c| c.is_finished()) {
                 if let Some(Ok(Err(e))) = capture.take().map(|c| c.join()) {

@@ -26,7 +26,7 @@ pub enum CaptureError {
         "cannot open the X display '{0}': is the X server running, and may this user connect (xauth)?"
     )]
     DisplayUnreachable(String),
-    /// The X server lacks the RECORD extension rdev listens through.
+    /// The X server lacks the RECORD extension Hush listens through.
     #[error(
         "the X server has no RECORD extension; start it with `+extension RECORD` (Xvfb) or enable it in xorg.conf"
     )]
@@ -37,8 +37,8 @@ pub enum CaptureError {
          Input Monitoring (add the terminal or the hush binary), then start it again"
     )]
     MacPermission,
-    /// Only one listener may exist per process (an rdev limit).
-    #[error("a capture listener is already running in this process; rdev allows only one")]
+    /// Only one listener may exist per process (rdev's limit, kept on every platform).
+    #[error("a capture listener is already running in this process; only one may run")]
     AlreadyListening,
     /// The connection to the X server was lost (the server died or the session ended).
     #[error("the connection to the X display was lost (the X server stopped or the session ended)")]

@@ -2,8 +2,9 @@
 //! they arrive, carried over a bounded channel, and folded into fixed windows of
 //! raw measurements.
 //!
-//! - the [`EventSource`] — [`RdevSource`] (real input, the default `rdev` feature)
-//!   and [`ScriptedSource`] (tests, replays, simulations).
+//! - the [`EventSource`] — [`OsSource`] (real input, the default `os-input`
+//!   feature: X RECORD on Linux, rdev elsewhere) and [`ScriptedSource`] (tests,
+//!   replays, simulations).
 //! - the [`Interaction`] — what happened (key class, chord/shortcut, click, scroll,
 //!   pointer travel) and when, never which key.
 //! - the [`WindowAggregator`] — interactions into [`hush_report::RawMeasurements`],
@@ -13,23 +14,21 @@
 
 mod error;
 mod interaction;
-#[cfg(feature = "rdev")]
+#[cfg(feature = "os-input")]
 mod listen;
-#[cfg(feature = "rdev")]
+#[cfg(feature = "os-input")]
 pub mod mapping;
 mod source;
 pub mod synthetic;
 mod window;
+#[cfg(all(feature = "os-input", target_os = "linux"))]
+mod x11;
 
 pub use error::CaptureError;
 pub use interaction::{Interaction, InteractionKind, InteractionSink, InteractionStream, channel};
-#[cfg(feature = "rdev")]
-pub use listen::{RdevSource, display_lost};
-pub use source::{Epoch, EventSource, PacedSource, RecordingStats, ScriptedSource, record_for};
+#[cfg(feature = "os-input")]
+pub use listen::OsSource;
+pub use source::{
+    Epoch, EventSource, MAX_DELIVERY_DELAY, PacedSource, RecordingStats, ScriptedSource, record_for,
+};
 pub use window::{MAX_WINDOW_MS, WindowAggregator};
-
-/// Without the rdev listener, the display can never be lost.
-#[cfg(not(feature = "rdev"))]
-pub fn display_lost() -> bool {
-    false
-}

@@ -1,42 +1,34 @@
-//! The real input source: rdev's global listener, with the environment checks and X error
-//! handling that turn rdev's failure modes into clear errors.
+//! The real input source: X RECORD on Linux (see `x11.rs`), rdev's global
+//! listener elsewhere, with the environment checks that turn their failure
+//! modes into clear errors.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::mapping::EventMapper;
 use crate::{CaptureError, Epoch, EventSource, InteractionSink};
 
-/// rdev keeps its callback in a process-wide static: a second listener would replace the first.
+/// rdev keeps its callback in a process-wide static, so a second listener would
+/// replace the first; one listener per process on every platform keeps it simple.
 static LISTENING: AtomicBool = AtomicBool::new(false);
 
-/// Set when the X connection breaks (see [`x11_guard`]).
-static DISPLAY_LOST: AtomicBool = AtomicBool::new(false);
-
-/// Whether the listener lost its X display; the listener thread is then parked for good.
-pub fn display_lost() -> bool {
-    DISPLAY_LOST.load(Ordering::SeqCst)
-}
-
-/// Real keyboard and mouse input through rdev (X11 RECORD on Linux, an event tap
-/// on macOS, hooks on Windows).
+/// Real keyboard and mouse input: the X RECORD extension on Linux, an event tap
+/// on macOS, hooks on Windows (the last two through rdev).
 ///
-/// The callback maps each event to an [`crate::Interaction`] at once and offers
-/// it to the bounded channel without blocking; rdev's `Event.name` (the typed
-/// character, which rdev computes before calling us) and the key are dropped
-/// before the callback returns.
+/// Each event is mapped to an [`crate::Interaction`] at once and offered to the
+/// bounded channel without blocking. On Linux no keycode is ever turned into a
+/// character; through rdev, its `Event.name` (the typed character, which rdev
+/// computes before calling us) is dropped before the callback returns.
 #[derive(Debug, Clone, Copy)]
-pub struct RdevSource {
+pub struct OsSource {
     epoch: Epoch,
 }
 
-impl RdevSource {
+impl OsSource {
     /// A source stamping interactions on `epoch`.
     pub fn new(epoch: Epoch) -> Self {
-        RdevSource { epoch }
+        OsSource { epoch }
     }
 
-    /// Checks the environment before rdev gets a chance to fail obscurely
-    /// (with no display it reports a `KeyboardError`).
+    /// Checks the environment before the listener gets a chance to fail obscurely.
     pub fn check_environment() -> Result<(), CaptureError> {
         #[cfg(target_os = "linux")]
         {
@@ -45,7 +37,7 @@ impl RdevSource {
             match (display, wayland) {
                 (None, Some(_)) => return Err(CaptureError::WaylandOnly),
                 (None, None) => return Err(CaptureError::NoDisplay),
-                (Some(d), _) => x11_guard::check_display(&d.to_string_lossy())?,
+                (Some(d), _) => crate::x11::check_display(&d.to_string_lossy())?,
             }
         }
         Ok(())
@@ -59,103 +51,44 @@ impl RdevSource {
     }
 }
 
-impl EventSource for RdevSource {
+impl EventSource for OsSource {
     fn run(self, sink: InteractionSink) -> Result<(), CaptureError> {
         Self::check_environment()?;
         if LISTENING.swap(true, Ordering::SeqCst) {
             return Err(CaptureError::AlreadyListening);
         }
-        #[cfg(target_os = "linux")]
-        x11_guard::install();
-        let epoch = self.epoch;
-        let mut mapper = EventMapper::new();
-        let result = rdev::listen(move |event| {
-            let rdev::Event {
-                event_type, name, ..
-            } = event;
-            // The typed character: never looked at, gone before anything else happens.
-            drop(name);
-            if let Some(interaction) = mapper.map(&event_type, epoch.elapsed_ms()) {
-                sink.offer(interaction);
-            }
-        });
+        let result = listen(self.epoch, sink);
         LISTENING.store(false, Ordering::SeqCst);
-        match result {
-            Ok(()) => Ok(()),
-            Err(e) => Err(explain(e)),
-        }
+        result
     }
 }
 
+#[cfg(target_os = "linux")]
+fn listen(epoch: Epoch, sink: InteractionSink) -> Result<(), CaptureError> {
+    crate::x11::listen(epoch, &sink)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn listen(epoch: Epoch, sink: InteractionSink) -> Result<(), CaptureError> {
+    let mut mapper = crate::mapping::EventMapper::new();
+    rdev::listen(move |event| {
+        let rdev::Event {
+            event_type, name, ..
+        } = event;
+        // The typed character: never looked at, gone before anything else happens.
+        drop(name);
+        if let Some(interaction) = mapper.map(&event_type, epoch.elapsed_ms()) {
+            sink.offer(interaction);
+        }
+    })
+    .map_err(explain)
+}
+
+#[cfg(not(target_os = "linux"))]
 fn explain(e: rdev::ListenError) -> CaptureError {
     use rdev::ListenError as L;
     match e {
-        L::MissingDisplayError | L::KeyboardError => {
-            CaptureError::DisplayUnreachable(std::env::var("DISPLAY").unwrap_or_default())
-        }
-        L::XRecordExtensionError | L::RecordContextError | L::RecordContextEnablingError => {
-            CaptureError::NoRecordExtension
-        }
         L::EventTapError | L::LoopSourceError => CaptureError::MacPermission,
         other => CaptureError::Listen(format!("{other:?}")),
-    }
-}
-
-/// Xlib's defaults exit the whole process on a lost connection or a protocol
-/// error; these handlers keep the agent alive to report it.
-#[cfg(target_os = "linux")]
-#[allow(unsafe_code)]
-mod x11_guard {
-    use std::ffi::CString;
-    use std::os::raw::c_int;
-    use std::sync::atomic::Ordering;
-
-    use x11::xlib;
-
-    use super::DISPLAY_LOST;
-    use crate::CaptureError;
-
-    /// Opens and closes the display once, so an unreachable server is reported by name.
-    pub fn check_display(name: &str) -> Result<(), CaptureError> {
-        let c_name =
-            CString::new(name).map_err(|_| CaptureError::DisplayUnreachable(name.to_owned()))?;
-        // SAFETY: XOpenDisplay takes a NUL-terminated string that outlives the call and
-        // returns null or a connection we close before returning.
-        unsafe {
-            let display = xlib::XOpenDisplay(c_name.as_ptr());
-            if display.is_null() {
-                return Err(CaptureError::DisplayUnreachable(name.to_owned()));
-            }
-            xlib::XCloseDisplay(display);
-        }
-        Ok(())
-    }
-
-    /// Installs the IO and protocol error handlers (process-wide, idempotent).
-    pub fn install() {
-        // SAFETY: both handlers are `extern "C"` functions with the signatures Xlib
-        // expects; setting handlers has no other precondition.
-        unsafe {
-            xlib::XSetIOErrorHandler(Some(on_io_error));
-            xlib::XSetErrorHandler(Some(on_protocol_error));
-        }
-    }
-
-    /// Called by Xlib when the connection breaks. If it returned, Xlib would
-    /// exit the process; instead it flags the loss and parks this (the
-    /// listener's) thread for good, and the agent reports and shuts down cleanly.
-    unsafe extern "C" fn on_io_error(_display: *mut xlib::Display) -> c_int {
-        DISPLAY_LOST.store(true, Ordering::SeqCst);
-        loop {
-            std::thread::park();
-        }
-    }
-
-    /// Protocol errors (a window vanished mid-request) are not fatal to listening.
-    unsafe extern "C" fn on_protocol_error(
-        _display: *mut xlib::Display,
-        _event: *mut xlib::XErrorEvent,
-    ) -> c_int {
-        0
     }
 }

@@ -1,5 +1,6 @@
-//! The mapping from rdev's OS events to identity-free interactions: the only code that
-//! ever sees which key was pressed, and it keeps nothing of it.
+//! The mapping from OS events (in rdev's vocabulary, on every platform) to
+//! identity-free interactions: with the listeners that decode the events, the
+//! only code that sees which key was pressed, and it keeps nothing of it.
 
 use hush_report::{KeyClass, MouseButton, Shortcut};
 use rdev::{Button, EventType, Key};

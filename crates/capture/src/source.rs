@@ -10,6 +10,11 @@ use crate::{
     CaptureError, Interaction, InteractionKind, InteractionSink, WindowAggregator, channel,
 };
 
+/// The longest an interaction may take to reach the channel after it happened:
+/// the Linux listener reads events in batches up to 250 ms apart, and a busy
+/// machine may add to that.
+pub const MAX_DELIVERY_DELAY: Duration = Duration::from_millis(500);
+
 /// The shared clock of a capture session: milliseconds since its start.
 ///
 /// Sources stamp interactions with it and consumers close windows with it,
@@ -194,27 +199,23 @@ pub fn record_for<S: EventSource>(
     while Instant::now() < grace && !worker.is_finished() {
         thread::sleep(Duration::from_millis(10));
     }
-    if worker.is_finished() {
-        match worker.join() {
-            Ok(Err(e)) => return Err(e),
-            Ok(Ok(())) => {}
-            Err(_) => return Err(CaptureError::Listen("the capture thread panicked".into())),
-        }
-    }
+    let mut worker = Some(worker);
+    check_worker(&mut worker)?;
     on_ready();
     let start = epoch.elapsed_ms();
-    let window_ms = u64::try_from(duration.as_millis())
-        .unwrap_or(u64::MAX)
-        .max(1000);
+    let duration_ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+    let window_ms = duration_ms.max(1000);
+    let stop_ms = start.saturating_add(duration_ms);
     let mut aggregator = WindowAggregator::new(window_ms, start)?;
-    let deadline = Instant::now() + duration;
+    // Interactions reach the channel up to MAX_DELIVERY_DELAY after they
+    // happen, so keep receiving that much longer, counting only what happened
+    // before the end.
+    let deadline = Instant::now() + duration + MAX_DELIVERY_DELAY;
     let mut interactions = 0u64;
     loop {
         // Wake up at least every 100 ms to notice a lost display while nothing happens.
+        check_worker(&mut worker)?;
         let left = deadline.saturating_duration_since(Instant::now());
-        if crate::display_lost() {
-            return Err(CaptureError::DisplayLost);
-        }
         if left.is_zero() {
             break;
         }
@@ -222,22 +223,107 @@ pub fn record_for<S: EventSource>(
             .receiver()
             .recv_timeout(left.min(Duration::from_millis(100)))
         {
-            Ok(i) => {
+            Ok(i) if i.at_ms < stop_ms => {
                 interactions += 1;
                 // The window is as long as the recording, so nothing closes early.
                 drop(aggregator.observe(i));
             }
-            Err(RecvTimeoutError::Timeout) => {}
-            // A scripted source finished: what it sent is all there is.
-            Err(RecvTimeoutError::Disconnected) => break,
+            Ok(_) | Err(RecvTimeoutError::Timeout) => {}
+            // The source ended: a finished script (what it sent is all there
+            // is), or a lost display, which its thread is about to return.
+            Err(RecvTimeoutError::Disconnected) => {
+                finish_worker(worker.take())?;
+                break;
+            }
         }
     }
-    let end = epoch.elapsed_ms().min(start + window_ms);
     Ok((
-        aggregator.finish(end),
+        aggregator.finish(stop_ms.min(start + window_ms)),
         RecordingStats {
             interactions,
             dropped: stream.dropped(),
         },
     ))
+}
+
+/// Surfaces the error of a capture thread that ended (a lost display); one
+/// that ended cleanly, like a finished script, is not an error.
+fn check_worker(worker: &mut Option<CaptureThread>) -> Result<(), CaptureError> {
+    if worker.as_ref().is_some_and(|w| w.is_finished()) {
+        finish_worker(worker.take())?;
+    }
+    Ok(())
+}
+
+/// Joins a capture thread that is ending and returns its error, if any.
+fn finish_worker(worker: Option<CaptureThread>) -> Result<(), CaptureError> {
+    match worker.map(thread::JoinHandle::join) {
+        Some(Ok(Err(e))) => Err(e),
+        Some(Err(_)) => Err(CaptureError::Listen("the capture thread panicked".into())),
+        _ => Ok(()),
+    }
+}
+
+/// The thread an event source runs on.
+type CaptureThread = thread::JoinHandle<Result<(), CaptureError>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::InteractionKind;
+
+    /// A listener that sends a few interactions, some stamped after the
+    /// recording ends (as a batched listener's late ones are), then loses its
+    /// display or keeps running.
+    struct Listener {
+        epoch: Epoch,
+        lose_display: bool,
+    }
+
+    impl EventSource for Listener {
+        fn run(self, sink: InteractionSink) -> Result<(), CaptureError> {
+            let key = |at_ms| Interaction {
+                kind: InteractionKind::Key(KeyClass::Letter),
+                at_ms,
+            };
+            thread::sleep(Duration::from_millis(400));
+            let now = self.epoch.elapsed_ms();
+            sink.offer(key(now));
+            sink.offer(key(now + 1));
+            // Happened after a 1 s recording that started about 300 ms in.
+            sink.offer(key(now + 5_000));
+            if self.lose_display {
+                // While the recording waits on the channel, not between receives.
+                thread::sleep(Duration::from_millis(200));
+                return Err(CaptureError::DisplayLost);
+            }
+            thread::sleep(Duration::from_secs(3));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn only_what_happened_before_the_end_is_counted() {
+        let epoch = Epoch::now();
+        let source = Listener {
+            epoch,
+            lose_display: false,
+        };
+        let (raw, stats) = record_for(source, epoch, Duration::from_secs(1), || {}).unwrap();
+        assert_eq!(stats.interactions, 2);
+        assert_eq!(raw.keys_of(KeyClass::Letter), 2);
+    }
+
+    /// A listener whose display goes away ends its thread, which also closes
+    /// the channel: the recording must report the loss, not a short success.
+    #[test]
+    fn a_lost_display_is_an_error_even_when_the_channel_closes_first() {
+        let epoch = Epoch::now();
+        let source = Listener {
+            epoch,
+            lose_display: true,
+        };
+        let result = record_for(source, epoch, Duration::from_secs(2), || {});
+        assert_eq!(result.err(), Some(CaptureError::DisplayLost));
+    }
 }
