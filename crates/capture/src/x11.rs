@@ -6,15 +6,16 @@
 //! for the typed character of every key press (an input-method lookup we then
 //! throw away), it wakes this process once per event, and Xlib exits the whole
 //! process when the display goes away unless unsafe error handlers intervene.
-//! Here nothing turns a keycode into a character, the thread wakes at most
-//! about four times a second however fast someone types, and a lost display is
-//! an ordinary error.
+//! Here nothing turns a keycode into a character, the thread wakes about four
+//! times a second however fast someone types, and a lost display is an
+//! ordinary error.
 
 use std::thread;
 use std::time::{Duration, Instant};
 
 use rdev::{Button, EventType, Key};
 use x11rb::connection::{Connection, RequestConnection};
+use x11rb::errors::ReplyError;
 use x11rb::protocol::record::{self, ConnectionExt as _};
 use x11rb::protocol::xproto;
 use x11rb::rust_connection::RustConnection;
@@ -23,16 +24,20 @@ use x11rb::x11_utils::TryParse;
 use crate::mapping::EventMapper;
 use crate::{CaptureError, Epoch, InteractionSink};
 
-/// How long events are left to queue in the connection after the listener was
-/// woken by one. Interactions reach the channel up to this much after they
-/// happened (within [`crate::MAX_DELIVERY_DELAY`]); their timestamps are the
-/// server's, so they land in the right minute.
-const BATCH: Duration = Duration::from_millis(250);
-const _: () = assert!(2 * BATCH.as_millis() <= crate::MAX_DELIVERY_DELAY.as_millis());
+/// How long events are left to queue in the connection: once caught up, the
+/// listener sleeps until this long after the newest event it handled. Events
+/// behind that one happened later, so every event is read at most this long
+/// after it happened (plus scheduling), well within
+/// [`crate::MAX_DELIVERY_DELAY`]; its timestamp is the server's, so it lands in
+/// the right minute.
+const BATCH_MS: u64 = 250;
+const _: () = assert!(2 * BATCH_MS <= crate::MAX_DELIVERY_DELAY.as_millis() as u64);
 
-/// A `next()` that took longer than this had to wait for the X server, so the
-/// queue was empty: the moment to sleep for a batch.
-const BLOCKED: Duration = Duration::from_millis(2);
+/// A reply that took longer than this to come had to be waited for: the queue
+/// was empty, so the listener has caught up. (A thread descheduled while the
+/// queue was not empty may also take this long; then it sleeps a little early,
+/// which the bound above still covers.)
+const CAUGHT_UP: Duration = Duration::from_millis(1);
 
 /// Reply categories of RECORD's EnableContext (the protocol's section 4.4).
 const FROM_SERVER: u8 = 0;
@@ -40,6 +45,17 @@ const FROM_SERVER: u8 = 0;
 /// Any failure of an established connection: the server went away.
 fn lost<E>(_: E) -> CaptureError {
     CaptureError::DisplayLost
+}
+
+/// A failed request: the connection broke, or the server refused it.
+fn refused(what: &str, e: ReplyError) -> CaptureError {
+    match e {
+        ReplyError::ConnectionError(_) => CaptureError::DisplayLost,
+        ReplyError::X11Error(x) => CaptureError::Listen(format!(
+            "the X server refused to {what}: {:?} error",
+            x.error_kind
+        )),
+    }
 }
 
 /// Opens and closes a connection once, so an unreachable server is reported by name.
@@ -87,7 +103,7 @@ pub fn listen(epoch: Epoch, sink: &InteractionSink) -> Result<(), CaptureError> 
         .record_create_context(context, 0, &[record::CS::ALL_CLIENTS.into()], &[devices])
         .map_err(lost)?
         .check()
-        .map_err(|_| CaptureError::NoRecordExtension)?;
+        .map_err(|e| refused("create a recording context", e))?;
 
     let mut mapper = EventMapper::new();
     let mut clock = ServerClock::default();
@@ -99,24 +115,36 @@ pub fn listen(epoch: Epoch, sink: &InteractionSink) -> Result<(), CaptureError> 
         let reply = replies
             .next()
             .ok_or(CaptureError::DisplayLost)?
-            .map_err(lost)?;
-        let waited = asked.elapsed();
+            .map_err(|e| refused("record input", e))?;
+        let caught_up = asked.elapsed() > CAUGHT_UP;
         // Device events come from the server in our byte order; a swapped
         // client's own requests are not recorded.
-        if reply.category == FROM_SERVER {
-            let now_ms = epoch.elapsed_ms();
-            let mut rest = &reply.data[..];
-            while let Some((event, server_ms, tail)) = parse(rest) {
-                rest = tail;
-                let Some(event) = event else { continue };
-                let at_ms = clock.at_ms(server_ms, now_ms);
-                if let Some(interaction) = mapper.map(&event, at_ms) {
-                    sink.offer(interaction);
-                }
+        if reply.category != FROM_SERVER {
+            continue;
+        }
+        let now_ms = epoch.elapsed_ms();
+        let mut newest = None;
+        let mut rest = &reply.data[..];
+        while let Some((event, server_ms, tail)) = parse(rest) {
+            rest = tail;
+            let Some(event) = event else { continue };
+            let at_ms = clock.at_ms(server_ms, now_ms);
+            newest = Some(at_ms);
+            if let Some(interaction) = mapper.map(&event, at_ms) {
+                sink.offer(interaction);
             }
         }
-        if waited > BLOCKED {
-            thread::sleep(BATCH);
+        // Caught up: let the next events queue.
+        if let Some(wake_ms) = newest.map(|at| at + BATCH_MS)
+            && caught_up
+            && wake_ms > now_ms
+        {
+            // Nothing else is read on these connections, but the server sends
+            // every client MappingNotify when the keymap changes: drop them,
+            // so they do not pile up over weeks.
+            while data.poll_for_event().map_err(lost)?.is_some() {}
+            while control.poll_for_event().map_err(lost)?.is_some() {}
+            thread::sleep(Duration::from_millis(wake_ms - now_ms));
         }
     }
 }
@@ -183,6 +211,9 @@ fn button(detail: u8, press: bool) -> Option<EventType> {
             delta_x: 1,
             delta_y: 0,
         },
+        (1, false) => EventType::ButtonRelease(Button::Left),
+        (2, false) => EventType::ButtonRelease(Button::Middle),
+        (3, false) => EventType::ButtonRelease(Button::Right),
         (4..=7, false) => return None,
         (b, true) => EventType::ButtonPress(Button::Unknown(b)),
         (b, false) => EventType::ButtonRelease(Button::Unknown(b)),
@@ -307,11 +338,14 @@ fn key(code: u8) -> Key {
 /// Turns X server timestamps (milliseconds on the server's clock, wrapping
 /// every 49.7 days) into milliseconds on the epoch.
 ///
-/// The first event after a wait is handled at once, so its arrival time is its
-/// time: that anchors the server clock to ours. Events read later in a batch
-/// keep their server-measured distance from the anchor. A stamp that would land
-/// in the future, or more than [`ServerClock::MAX_LAG_MS`] in the past (a wrap,
-/// a restarted server), re-anchors instead.
+/// The server's clock and ours are both the monotonic clock, so only the
+/// offset has to be learned. The first event is handled as soon as it arrives
+/// (the listener was waiting for it), so its arrival time is its time: that
+/// anchors the two clocks. Each later event is placed by its signed distance
+/// from the previous one, which becomes the new anchor, so the distance never
+/// nears a wrap. A stamp that would land in the future, or more than
+/// [`ServerClock::MAX_LAG_MS`] in the past (a restarted server), re-anchors on
+/// the arrival time instead.
 #[derive(Debug, Default)]
 struct ServerClock {
     anchor: Option<(u32, u64)>,
@@ -322,14 +356,16 @@ impl ServerClock {
     const MAX_LAG_MS: u64 = 10_000;
 
     fn at_ms(&mut self, server_ms: u32, now_ms: u64) -> u64 {
-        if let Some((server, ours)) = self.anchor {
-            let at = ours.saturating_add(u64::from(server_ms.wrapping_sub(server)));
-            if at <= now_ms && now_ms - at <= Self::MAX_LAG_MS {
-                return at;
-            }
-        }
-        self.anchor = Some((server_ms, now_ms));
-        now_ms
+        let placed = self.anchor.and_then(|(server, ours)| {
+            // Reinterpreted as signed: a device event may be stamped a little
+            // before one already seen (XTEST input is not queued).
+            let delta = i64::from(server_ms.wrapping_sub(server) as i32);
+            ours.checked_add_signed(delta)
+                .filter(|&at| at <= now_ms && now_ms - at <= Self::MAX_LAG_MS)
+        });
+        let at = placed.unwrap_or(now_ms);
+        self.anchor = Some((server_ms, at));
+        at
     }
 }
 
@@ -430,6 +466,14 @@ mod tests {
         let mut clock = ServerClock::default();
         assert_eq!(clock.at_ms(u32::MAX - 9, 100), 100);
         assert_eq!(clock.at_ms(20, 200), 130);
+    }
+
+    #[test]
+    fn a_slightly_earlier_server_time_is_placed_before_the_anchor() {
+        let mut clock = ServerClock::default();
+        assert_eq!(clock.at_ms(10_000, 3_000), 3_000);
+        assert_eq!(clock.at_ms(9_990, 3_100), 2_990);
+        assert_eq!(clock.at_ms(10_050, 3_100), 3_050);
     }
 
     #[test]
