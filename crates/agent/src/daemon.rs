@@ -6,7 +6,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use hush_capture::{Epoch, EventSource, WindowAggregator, channel};
+use hush_capture::{
+    Epoch, EventSource, Interaction, MAX_DELIVERY_DELAY, WindowAggregator, channel,
+};
 use hush_ldp::NoiseRng;
 use hush_report::{Catalog, Memo, PrivatizeError, PrivatizeRequest, RawMeasurements, privatize};
 use rand::SeedableRng;
@@ -21,9 +23,14 @@ const TICK: Duration = Duration::from_millis(250);
 
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> u64 {
+    unix_now_ms() / 1000
+}
+
+/// Milliseconds since the Unix epoch.
+fn unix_now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// The period containing `unix` seconds.
@@ -69,15 +76,21 @@ impl Agent {
         );
         let upload = UploadLoop::start(self.clone(), NoiseRng::from_rng(&mut rng))?;
 
-        let period_seconds = self.enrollment.period_seconds;
         let window_ms = self.config.window_seconds.saturating_mul(1000);
-        let mut period = period_of(unix_now(), period_seconds);
-        let mut period_raw = RawMeasurements::new(0);
-        let mut aggregator = WindowAggregator::new(window_ms, epoch.elapsed_ms())?;
+        let mut gathering = PeriodBuilder::new(
+            period_of(unix_now(), self.enrollment.period_seconds),
+            self.enrollment.period_seconds,
+            window_ms,
+            epoch.elapsed_ms(),
+        )?;
         let mut ran_unpaused = !self.paused();
         let mut paused = !ran_unpaused;
         let mut last_pause_check = Instant::now();
-        tracing::info!(period, epsilon = self.epsilon(), "agent running");
+        tracing::info!(
+            period = gathering.period,
+            epsilon = self.epsilon(),
+            "agent running"
+        );
         while !stop.load(Ordering::SeqCst) {
             // Wake a few times a second and take everything queued since, rather
             // than being woken for every event: while typing that halves the
@@ -85,16 +98,8 @@ impl Agent {
             // windows come out as if each were handled on arrival; the channel
             // holds 4096, far more than a tick's worth.
             thread::sleep(TICK);
-            for interaction in stream.receiver().try_iter() {
-                if !paused {
-                    for w in aggregator.observe(interaction) {
-                        period_raw.absorb(w);
-                    }
-                }
-            }
-            for w in aggregator.advance(epoch.elapsed_ms()) {
-                period_raw.absorb(w);
-            }
+            let arrived = stream.receiver().try_iter().filter(|_| !paused);
+            let finished = gathering.tick(arrived, epoch.elapsed_ms(), unix_now_ms())?;
             if capture.as_ref().is_some_and(|c| c.is_finished()) {
                 if let Some(Ok(Err(e))) = capture.take().map(|c| c.join()) {
                     return Err(AgentError::Capture(e));
@@ -106,21 +111,13 @@ impl Agent {
                 paused = self.paused();
                 ran_unpaused |= !paused;
             }
-            let now = period_of(unix_now(), period_seconds);
-            if now != period {
-                let done = std::mem::replace(
-                    &mut aggregator,
-                    WindowAggregator::new(window_ms, epoch.elapsed_ms())?,
-                );
-                period_raw.absorb(done.finish(epoch.elapsed_ms()));
-                let raw = std::mem::replace(&mut period_raw, RawMeasurements::new(0));
+            if let Some((period, raw)) = finished {
                 if ran_unpaused {
                     self.produce(period, raw, &mut rng)?;
                     upload.wake();
                 } else {
                     tracing::info!(period, "paused for the whole period: no report");
                 }
-                period = now;
                 ran_unpaused = !paused;
             }
         }
@@ -180,6 +177,94 @@ impl Agent {
             .collect();
         tracing::info!(period, report = %report.id(), metrics = ?names, epsilon = report.epsilon(), "report produced");
         Ok(())
+    }
+}
+
+/// The period being gathered: windows of interactions folded into the
+/// period's raw measurements, in memory only.
+///
+/// Interactions reach the channel up to [`MAX_DELIVERY_DELAY`] after they
+/// happen (the X listener reads in batches), so a window or period is closed
+/// only that long after it ends, and interactions from after the period's end
+/// that arrive before it closes wait for the next one. Each lands in the
+/// period and minute in which it happened.
+struct PeriodBuilder {
+    /// The period being gathered.
+    period: u32,
+    period_ms: u64,
+    window_ms: u64,
+    aggregator: WindowAggregator,
+    raw: RawMeasurements,
+    /// Interactions of the next period that arrived before this one closed.
+    next: Vec<Interaction>,
+}
+
+impl PeriodBuilder {
+    /// How long after its end a window or period is closed.
+    const LAG_MS: u64 = MAX_DELIVERY_DELAY.as_millis() as u64;
+
+    fn new(
+        period: u32,
+        period_seconds: u32,
+        window_ms: u64,
+        start_ms: u64,
+    ) -> Result<PeriodBuilder, AgentError> {
+        Ok(PeriodBuilder {
+            period,
+            period_ms: u64::from(period_seconds.max(1)) * 1000,
+            window_ms,
+            aggregator: WindowAggregator::new(window_ms, start_ms)?,
+            raw: RawMeasurements::new(0),
+            next: Vec::new(),
+        })
+    }
+
+    /// Folds in what `arrived` since the last tick and closes the windows that
+    /// ended; once the period ended [`Self::LAG_MS`] ago by the wall clock
+    /// (`unix_ms`), returns its number and measurements and starts the
+    /// current period. `now_ms` is the interactions' clock.
+    fn tick(
+        &mut self,
+        arrived: impl IntoIterator<Item = Interaction>,
+        now_ms: u64,
+        unix_ms: u64,
+    ) -> Result<Option<(u32, RawMeasurements)>, AgentError> {
+        let end_unix_ms = (u64::from(self.period) + 1) * self.period_ms;
+        // The period's end on the interactions' clock, found again every tick:
+        // a suspended laptop's monotonic clock stops, the wall clock does not.
+        let end_ms = (now_ms + end_unix_ms).saturating_sub(unix_ms);
+        for interaction in arrived {
+            if interaction.at_ms >= end_ms {
+                self.next.push(interaction);
+            } else {
+                for w in self.aggregator.observe(interaction) {
+                    self.raw.absorb(w);
+                }
+            }
+        }
+        for w in self
+            .aggregator
+            .advance(now_ms.saturating_sub(Self::LAG_MS).min(end_ms))
+        {
+            self.raw.absorb(w);
+        }
+        if unix_ms < end_unix_ms.saturating_add(Self::LAG_MS) {
+            return Ok(None);
+        }
+        let done = std::mem::replace(
+            &mut self.aggregator,
+            WindowAggregator::new(self.window_ms, end_ms)?,
+        );
+        let mut raw = std::mem::replace(&mut self.raw, RawMeasurements::new(0));
+        raw.absorb(done.finish(end_ms));
+        let finished = self.period;
+        self.period = u32::try_from(unix_ms / self.period_ms).unwrap_or(u32::MAX);
+        for interaction in std::mem::take(&mut self.next) {
+            for w in self.aggregator.observe(interaction) {
+                self.raw.absorb(w);
+            }
+        }
+        Ok(Some((finished, raw)))
     }
 }
 
@@ -382,6 +467,77 @@ mod tests {
             &mut rng,
         )
         .unwrap()
+    }
+
+    fn letter(at_ms: u64) -> Interaction {
+        Interaction {
+            kind: hush_capture::InteractionKind::Key(hush_report::KeyClass::Letter),
+            at_ms,
+        }
+    }
+
+    /// Periods of 60 s on a wall clock where period 10 ends at 660 000 ms;
+    /// the interactions' clock reads `offset` less than the wall clock.
+    const OFFSET: u64 = 600_000;
+
+    #[test]
+    fn a_late_interaction_lands_in_the_period_it_happened_in() {
+        let mut gathering = PeriodBuilder::new(10, 60, 3_600_000, 0).unwrap();
+        let end = 660_000 - OFFSET;
+        // 300 ms after the end, one from just before it and one from just after arrive.
+        let closed = gathering
+            .tick(
+                [letter(end - 100), letter(end + 100)],
+                end + 300,
+                end + 300 + OFFSET,
+            )
+            .unwrap();
+        assert!(closed.is_none(), "closed before the delivery delay passed");
+        let (period, raw) = gathering
+            .tick([letter(end + 400)], end + 600, end + 600 + OFFSET)
+            .unwrap()
+            .expect("closed once the delay passed");
+        assert_eq!(period, 10);
+        assert_eq!(raw.keys_of(hush_report::KeyClass::Letter), 1);
+        assert_eq!(gathering.period, 11);
+        let (period, raw) = gathering
+            .tick([], end + 60_600, end + 60_600 + OFFSET)
+            .unwrap()
+            .expect("period 11 closes too");
+        assert_eq!(period, 11);
+        assert_eq!(raw.keys_of(hush_report::KeyClass::Letter), 2);
+    }
+
+    #[test]
+    fn a_window_waits_for_its_late_interactions() {
+        // 60 s windows from 0; the period is far from over.
+        let mut gathering = PeriodBuilder::new(10, 3600, 60_000, 0).unwrap();
+        let wall = |ms: u64| 36_000_000 + ms;
+        gathering
+            .tick([letter(59_000)], 59_100, wall(59_100))
+            .unwrap();
+        // Minute 0 ends at 60 000; a tick at 60 200 must not close it yet ...
+        gathering.tick([], 60_200, wall(60_200)).unwrap();
+        assert_eq!(gathering.raw.active_minutes(), 0);
+        // ... so this one, from minute 0 but delivered late, counts there.
+        gathering
+            .tick([letter(59_900)], 60_400, wall(60_400))
+            .unwrap();
+        gathering.tick([], 60_600, wall(60_600)).unwrap();
+        assert_eq!(gathering.raw.active_minutes(), 1);
+        assert_eq!(gathering.raw.keys_of(hush_report::KeyClass::Letter), 2);
+    }
+
+    #[test]
+    fn after_a_suspend_the_current_period_is_gathered() {
+        let mut gathering = PeriodBuilder::new(10, 60, 3_600_000, 0).unwrap();
+        // The monotonic clock moved 1 s; the wall clock two days.
+        let (period, _) = gathering
+            .tick([], 1_000, 660_000 + 2 * 86_400_000)
+            .unwrap()
+            .expect("the period before the suspend closes");
+        assert_eq!(period, 10);
+        assert_eq!(gathering.period, 11 + 2 * 1440);
     }
 
     /// The shutdown race of stop 9: the uploader must not leave before the main
