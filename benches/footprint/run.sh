@@ -44,23 +44,24 @@ agent=$!
 pids+=($agent)
 sleep 3
 
-hz=$(getconf CLK_TCK)
-ticks() { awk '{print $14 + $15}' "/proc/$agent/stat"; }
-percent() { printf "%.2f" "$(echo "scale=4; 100 * ($2 - $1) / $hz / $3" | bc)"; }
+# CPU time in nanoseconds, summed over the agent's threads: schedstat's first
+# field is exact, where /proc/PID/stat counts 10 ms clock ticks.
+cpu_ns() { cat /proc/"$agent"/task/*/schedstat | awk '{s += $1} END {printf "%d", s}'; }
+percent() { printf "%.3f" "$(echo "scale=6; 100 * ($2 - $1) / 1000000000 / $3" | bc)"; }
 
-t0=$(ticks); s0=$(date +%s.%N)
+t0=$(cpu_ns); s0=$(date +%s.%N)
 end=$(($(date +%s) + secs))
 while [ "$(date +%s)" -lt "$end" ]; do
     xdotool type --delay 40 "the quick brown fox jumps over the lazy dog "
 done
-t1=$(ticks); s1=$(date +%s.%N)
+t1=$(cpu_ns); s1=$(date +%s.%N)
 typing=$(percent "$t0" "$t1" "$(echo "$s1 - $s0" | bc)")
 rollup() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$agent/smaps_rollup"; }
 rss=$(rollup Rss); pss=$(rollup Pss)
 private=$(($(rollup Private_Clean) + $(rollup Private_Dirty)))
 binary=$(awk -v b="$agent_bin" '/^[0-9a-f]+-[0-9a-f]+ / {name = $6} /^Rss:/ && name == b {s += $2} END {print s + 0}' "/proc/$agent/smaps")
 sleep 5
-t2=$(ticks); sleep 20; t3=$(ticks)
+t2=$(cpu_ns); sleep 20; t3=$(cpu_ns)
 idle=$(percent "$t2" "$t3" 20)
 
 echo "${agent_cmd[*]##*/} run, default settings, ${secs} s of typing at about 50 X events/s, then 20 s idle"
