@@ -77,14 +77,18 @@ impl Agent {
         let upload = UploadLoop::start(self.clone(), NoiseRng::from_rng(&mut rng))?;
 
         let window_ms = self.config.window_seconds.saturating_mul(1000);
+        let paused = self.paused();
         let mut gathering = PeriodBuilder::new(
             period_of(unix_now(), self.enrollment.period_seconds),
             self.enrollment.period_seconds,
             window_ms,
             epoch.elapsed_ms(),
+            !paused,
         )?;
-        let mut ran_unpaused = !self.paused();
-        let mut paused = !ran_unpaused;
+        let mut pause = Pause {
+            paused,
+            since_ms: 0,
+        };
         let mut last_pause_check = Instant::now();
         tracing::info!(
             period = gathering.period,
@@ -98,8 +102,11 @@ impl Agent {
             // windows come out as if each were handled on arrival; the channel
             // holds 4096, far more than a tick's worth.
             thread::sleep(TICK);
-            let arrived = stream.receiver().try_iter().filter(|_| !paused);
-            let finished = gathering.tick(arrived, epoch.elapsed_ms(), unix_now_ms())?;
+            let arrived = stream
+                .receiver()
+                .try_iter()
+                .filter(|i| pause.counts(i.at_ms));
+            let closed = gathering.tick(arrived, epoch.elapsed_ms(), unix_now_ms())?;
             if capture.as_ref().is_some_and(|c| c.is_finished()) {
                 if let Some(Ok(Err(e))) = capture.take().map(|c| c.join()) {
                     return Err(AgentError::Capture(e));
@@ -108,17 +115,21 @@ impl Agent {
             }
             if last_pause_check.elapsed() > Duration::from_secs(1) {
                 last_pause_check = Instant::now();
-                paused = self.paused();
-                ran_unpaused |= !paused;
+                pause.set(self.paused(), epoch.elapsed_ms());
+                if !pause.paused {
+                    gathering.note_unpaused(unix_now_ms());
+                }
             }
-            if let Some((period, raw)) = finished {
-                if ran_unpaused {
-                    self.produce(period, raw, &mut rng)?;
+            if let Some(closed) = closed {
+                if closed.ran_unpaused {
+                    self.produce(closed.period, closed.raw, &mut rng)?;
                     upload.wake();
                 } else {
-                    tracing::info!(period, "paused for the whole period: no report");
+                    tracing::info!(
+                        period = closed.period,
+                        "paused for the whole period: no report"
+                    );
                 }
-                ran_unpaused = !paused;
             }
         }
         tracing::info!(
@@ -180,6 +191,39 @@ impl Agent {
     }
 }
 
+/// Whether an interaction counts, judged by when it happened rather than when
+/// it was read: interactions arrive up to [`MAX_DELIVERY_DELAY`] late, and
+/// input from while the person had paused must not be counted because it was
+/// read after they resumed.
+#[derive(Debug, Clone, Copy)]
+struct Pause {
+    /// The state the last check found.
+    paused: bool,
+    /// When (interactions' clock) a check first found that state.
+    since_ms: u64,
+}
+
+impl Pause {
+    fn set(&mut self, paused: bool, now_ms: u64) {
+        if paused != self.paused {
+            *self = Pause {
+                paused,
+                since_ms: now_ms,
+            };
+        }
+    }
+
+    /// Checks are a second apart and interactions at most 750 ms old when read
+    /// (delivery plus one tick), so only the last change can matter.
+    fn counts(&self, at_ms: u64) -> bool {
+        if self.paused {
+            at_ms < self.since_ms
+        } else {
+            at_ms >= self.since_ms
+        }
+    }
+}
+
 /// The period being gathered: windows of interactions folded into the
 /// period's raw measurements, in memory only.
 ///
@@ -197,6 +241,21 @@ struct PeriodBuilder {
     raw: RawMeasurements,
     /// Interactions of the next period that arrived before this one closed.
     next: Vec<Interaction>,
+    /// The interactions' clock at the last tick.
+    last_now_ms: u64,
+    /// Where the period ended on the interactions' clock, once it has.
+    ended_ms: Option<u64>,
+    /// Whether the agent was found unpaused during this period, and during the next.
+    ran_unpaused: bool,
+    next_unpaused: bool,
+}
+
+/// A finished period, ready to be privatized.
+struct ClosedPeriod {
+    period: u32,
+    raw: RawMeasurements,
+    /// False if the agent was paused for the whole period: then no report.
+    ran_unpaused: bool,
 }
 
 impl PeriodBuilder {
@@ -208,6 +267,7 @@ impl PeriodBuilder {
         period_seconds: u32,
         window_ms: u64,
         start_ms: u64,
+        unpaused: bool,
     ) -> Result<PeriodBuilder, AgentError> {
         Ok(PeriodBuilder {
             period,
@@ -216,23 +276,54 @@ impl PeriodBuilder {
             aggregator: WindowAggregator::new(window_ms, start_ms)?,
             raw: RawMeasurements::new(0),
             next: Vec::new(),
+            last_now_ms: start_ms,
+            ended_ms: None,
+            ran_unpaused: unpaused,
+            next_unpaused: false,
         })
+    }
+
+    /// The period's end on the wall clock.
+    fn end_unix_ms(&self) -> u64 {
+        (u64::from(self.period) + 1) * self.period_ms
+    }
+
+    /// Records that a check at `unix_ms` found the agent unpaused, for the
+    /// period that time falls in.
+    fn note_unpaused(&mut self, unix_ms: u64) {
+        if unix_ms < self.end_unix_ms() {
+            self.ran_unpaused = true;
+        } else {
+            self.next_unpaused = true;
+        }
     }
 
     /// Folds in what `arrived` since the last tick and closes the windows that
     /// ended; once the period ended [`Self::LAG_MS`] ago by the wall clock
-    /// (`unix_ms`), returns its number and measurements and starts the
-    /// current period. `now_ms` is the interactions' clock.
+    /// (`unix_ms`), returns it and starts the current period. `now_ms` is the
+    /// interactions' clock.
     fn tick(
         &mut self,
         arrived: impl IntoIterator<Item = Interaction>,
         now_ms: u64,
         unix_ms: u64,
-    ) -> Result<Option<(u32, RawMeasurements)>, AgentError> {
-        let end_unix_ms = (u64::from(self.period) + 1) * self.period_ms;
-        // The period's end on the interactions' clock, found again every tick:
-        // a suspended laptop's monotonic clock stops, the wall clock does not.
-        let end_ms = (now_ms + end_unix_ms).saturating_sub(unix_ms);
+    ) -> Result<Option<ClosedPeriod>, AgentError> {
+        let end_unix_ms = self.end_unix_ms();
+        // The end on the interactions' clock, projected from the wall clock.
+        // Once passed it is fixed: it came after the last tick, so no earlier
+        // than that tick, even if the wall clock jumped meanwhile (a
+        // suspended laptop's monotonic clock stops, the wall clock does not).
+        let projected = (now_ms + end_unix_ms).saturating_sub(unix_ms);
+        let end_ms = match self.ended_ms {
+            Some(end) => end,
+            None if unix_ms >= end_unix_ms => {
+                let end = projected.clamp(self.last_now_ms.min(now_ms), now_ms);
+                self.ended_ms = Some(end);
+                end
+            }
+            None => projected,
+        };
+        self.last_now_ms = now_ms;
         for interaction in arrived {
             if interaction.at_ms >= end_ms {
                 self.next.push(interaction);
@@ -257,14 +348,20 @@ impl PeriodBuilder {
         );
         let mut raw = std::mem::replace(&mut self.raw, RawMeasurements::new(0));
         raw.absorb(done.finish(end_ms));
-        let finished = self.period;
+        let closed = ClosedPeriod {
+            period: self.period,
+            raw,
+            ran_unpaused: self.ran_unpaused,
+        };
         self.period = u32::try_from(unix_ms / self.period_ms).unwrap_or(u32::MAX);
+        self.ended_ms = None;
+        self.ran_unpaused = std::mem::take(&mut self.next_unpaused);
         for interaction in std::mem::take(&mut self.next) {
             for w in self.aggregator.observe(interaction) {
                 self.raw.absorb(w);
             }
         }
-        Ok(Some((finished, raw)))
+        Ok(Some(closed))
     }
 }
 
@@ -482,7 +579,7 @@ mod tests {
 
     #[test]
     fn a_late_interaction_lands_in_the_period_it_happened_in() {
-        let mut gathering = PeriodBuilder::new(10, 60, 3_600_000, 0).unwrap();
+        let mut gathering = PeriodBuilder::new(10, 60, 3_600_000, 0, true).unwrap();
         let end = 660_000 - OFFSET;
         // 300 ms after the end, one from just before it and one from just after arrive.
         let closed = gathering
@@ -493,25 +590,25 @@ mod tests {
             )
             .unwrap();
         assert!(closed.is_none(), "closed before the delivery delay passed");
-        let (period, raw) = gathering
+        let closed = gathering
             .tick([letter(end + 400)], end + 600, end + 600 + OFFSET)
             .unwrap()
             .expect("closed once the delay passed");
-        assert_eq!(period, 10);
-        assert_eq!(raw.keys_of(hush_report::KeyClass::Letter), 1);
+        assert_eq!(closed.period, 10);
+        assert_eq!(closed.raw.keys_of(hush_report::KeyClass::Letter), 1);
         assert_eq!(gathering.period, 11);
-        let (period, raw) = gathering
+        let closed = gathering
             .tick([], end + 60_600, end + 60_600 + OFFSET)
             .unwrap()
             .expect("period 11 closes too");
-        assert_eq!(period, 11);
-        assert_eq!(raw.keys_of(hush_report::KeyClass::Letter), 2);
+        assert_eq!(closed.period, 11);
+        assert_eq!(closed.raw.keys_of(hush_report::KeyClass::Letter), 2);
     }
 
     #[test]
     fn a_window_waits_for_its_late_interactions() {
         // 60 s windows from 0; the period is far from over.
-        let mut gathering = PeriodBuilder::new(10, 3600, 60_000, 0).unwrap();
+        let mut gathering = PeriodBuilder::new(10, 3600, 60_000, 0, true).unwrap();
         let wall = |ms: u64| 36_000_000 + ms;
         gathering
             .tick([letter(59_000)], 59_100, wall(59_100))
@@ -529,15 +626,60 @@ mod tests {
     }
 
     #[test]
-    fn after_a_suspend_the_current_period_is_gathered() {
-        let mut gathering = PeriodBuilder::new(10, 60, 3_600_000, 0).unwrap();
-        // The monotonic clock moved 1 s; the wall clock two days.
-        let (period, _) = gathering
-            .tick([], 1_000, 660_000 + 2 * 86_400_000)
+    fn a_suspend_across_the_end_keeps_the_last_window_whole() {
+        // Daily periods, hourly windows, wall clock = interactions' clock at first.
+        let mut gathering = PeriodBuilder::new(0, 86_400, 3_600_000, 0, true).unwrap();
+        // Two keys at 17:13 and 17:30, in the window that began at 17:00.
+        let t = 63_000_250;
+        assert!(
+            gathering
+                .tick([letter(62_000_000), letter(63_000_000)], t, t)
+                .unwrap()
+                .is_none()
+        );
+        // Suspended at 17:30, resumed at 09:00 the next day: the monotonic
+        // clock moved 250 ms, the wall clock 15.5 hours.
+        let closed = gathering
+            .tick([], t + 250, 118_800_000)
             .unwrap()
-            .expect("the period before the suspend closes");
-        assert_eq!(period, 10);
-        assert_eq!(gathering.period, 11 + 2 * 1440);
+            .expect("the day before the suspend closes");
+        assert_eq!(closed.period, 0);
+        assert_eq!(closed.raw.keys_of(hush_report::KeyClass::Letter), 2);
+        assert_eq!(closed.raw.active_minutes(), 2, "minutes cut off at the end");
+        assert_eq!(gathering.period, 1);
+    }
+
+    #[test]
+    fn a_resume_after_the_end_counts_for_the_next_period() {
+        let mut gathering = PeriodBuilder::new(10, 60, 3_600_000, 0, false).unwrap();
+        let end = 660_000 - OFFSET;
+        gathering.tick([], end + 100, end + 100 + OFFSET).unwrap();
+        gathering.note_unpaused(end + 200 + OFFSET);
+        let closed = gathering
+            .tick([], end + 600, end + 600 + OFFSET)
+            .unwrap()
+            .expect("closes");
+        assert!(!closed.ran_unpaused, "paused for all of period 10");
+        assert!(gathering.ran_unpaused, "period 11 ran unpaused");
+    }
+
+    #[test]
+    fn pausing_counts_interactions_by_when_they_happened() {
+        let mut pause = Pause {
+            paused: false,
+            since_ms: 0,
+        };
+        pause.set(true, 2_000);
+        assert!(pause.counts(1_999), "typed before the pause, read after");
+        assert!(!pause.counts(2_000));
+        pause.set(true, 3_000);
+        assert_eq!(pause.since_ms, 2_000, "no change, no new time");
+        pause.set(false, 5_000);
+        assert!(
+            !pause.counts(4_999),
+            "typed while paused, read after resuming"
+        );
+        assert!(pause.counts(5_000));
     }
 
     /// The shutdown race of stop 9: the uploader must not leave before the main

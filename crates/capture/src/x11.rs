@@ -6,8 +6,8 @@
 //! for the typed character of every key press (an input-method lookup we then
 //! throw away), it wakes this process once per event, and Xlib exits the whole
 //! process when the display goes away unless unsafe error handlers intervene.
-//! Here nothing turns a keycode into a character, the thread wakes about four
-//! times a second however fast someone types, and a lost display is an
+//! Here nothing turns a keycode into a character, the thread reads a batch
+//! about every 250 ms however fast someone types, and a lost display is an
 //! ordinary error.
 
 use std::thread;
