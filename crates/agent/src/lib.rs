@@ -16,6 +16,7 @@ mod error;
 mod ledger;
 pub mod outbox;
 mod paths;
+mod period;
 pub mod uploader;
 
 pub use config::AgentConfig;

@@ -1,14 +1,19 @@
 //! The uploader: batches queued reports to the collector over HTTPS (or loopback
-//! HTTP), removes them only once acknowledged, and backs off when it cannot.
+//! HTTP), removes them only once acknowledged, and backs off when it cannot; and
+//! the thread that runs it beside the daemon's main loop.
 
 use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
 use std::time::Duration;
 
+use hush_ldp::NoiseRng;
 use hush_report::Report;
 use rand::CryptoRng;
 
+use crate::daemon::unix_now;
 use crate::outbox::{Outbox, SentStatus, log_sent};
-use crate::{AgentError, AgentPaths, Enrollment};
+use crate::{AgentConfig, AgentError, AgentPaths, Enrollment};
 
 /// Reports per upload request.
 pub const BATCH: usize = 100;
@@ -224,5 +229,240 @@ impl Backoff {
     /// Records a success.
     pub fn succeeded(&mut self) {
         self.failures = 0;
+    }
+}
+
+/// The uploader thread: flushes the outbox every interval, when woken, and once
+/// more on shutdown; backs off exponentially with jitter after failures.
+///
+/// It does not watch the process's stop flag: that is set by a signal, possibly
+/// while the main loop is still writing a finished period to the outbox, and a
+/// thread that saw it and left would miss that report. It leaves only when
+/// [`UploadLoop::finish`] (or drop) asks, after the main loop's last write, and
+/// only after one more flush that began after the asking.
+pub(crate) struct UploadLoop {
+    signal: Arc<(Mutex<Wake>, Condvar)>,
+    handle: Option<thread::JoinHandle<()>>,
+}
+
+/// What the uploader thread is woken for.
+struct Wake {
+    /// Something new is in the outbox: flush now rather than at the interval.
+    flush: bool,
+    /// Flush once more, then exit.
+    finish: bool,
+}
+
+impl UploadLoop {
+    /// Starts the thread for `uploader`, flushing the outbox in `paths`.
+    pub(crate) fn start(
+        uploader: Uploader,
+        paths: AgentPaths,
+        config: &AgentConfig,
+        mut rng: NoiseRng,
+    ) -> Result<UploadLoop, AgentError> {
+        let interval = Duration::from_secs(config.upload_interval_seconds);
+        let outbox = Outbox::new(&paths, config.outbox_max_reports);
+        // Flush at once on start: reports queued by an earlier run go first.
+        let signal = Arc::new((
+            Mutex::new(Wake {
+                flush: true,
+                finish: false,
+            }),
+            Condvar::new(),
+        ));
+        let theirs = Arc::clone(&signal);
+        let handle = thread::Builder::new().name("hush-upload".into()).spawn(move || {
+            let mut backoff = Backoff::default();
+            let mut wait = Duration::ZERO;
+            loop {
+                let (lock, cvar) = &*theirs;
+                let Ok(mut wake) = lock.lock() else { return };
+                if !wake.flush && !wake.finish {
+                    wake = match cvar.wait_timeout(wake, wait) {
+                        Ok((g, _)) => g,
+                        Err(_) => return,
+                    };
+                }
+                wake.flush = false;
+                let last = wake.finish;
+                drop(wake);
+                match flush(&uploader, &outbox, &paths, unix_now()) {
+                    Ok(s) if s.retry.is_none() => {
+                        if s.sent > 0 {
+                            tracing::info!(sent = s.sent, refused = s.refused, "uploaded");
+                        }
+                        backoff.succeeded();
+                        wait = interval;
+                    }
+                    Ok(s) => {
+                        wait = backoff.failed(&mut rng).min(interval.max(Duration::from_secs(1)) * 6);
+                        tracing::warn!(pending = s.pending, retry_in = ?wait, "upload failed: {}", s.retry.unwrap_or_default());
+                    }
+                    Err(e) => {
+                        wait = backoff.failed(&mut rng);
+                        tracing::error!("upload error: {e}");
+                    }
+                }
+                if last {
+                    return;
+                }
+            }
+        })?;
+        Ok(UploadLoop {
+            signal,
+            handle: Some(handle),
+        })
+    }
+
+    /// Asks for a flush now: something new is in the outbox.
+    pub(crate) fn wake(&self) {
+        let (lock, cvar) = &*self.signal;
+        if let Ok(mut w) = lock.lock() {
+            w.flush = true;
+            cvar.notify_one();
+        }
+    }
+
+    /// One last flush of everything queued so far, then join.
+    pub(crate) fn finish(self) {
+        drop(self);
+    }
+}
+
+impl Drop for UploadLoop {
+    /// An error return from the main loop ends the thread the same way, so no
+    /// uploader outlives the agent that started it.
+    fn drop(&mut self) {
+        let (lock, cvar) = &*self.signal;
+        if let Ok(mut w) = lock.lock() {
+            w.finish = true;
+            cvar.notify_one();
+        }
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
+
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpListener;
+    use std::sync::mpsc;
+
+    use hush_ldp::BudgetAccount;
+    use hush_report::{Catalog, Memo, PrivatizeRequest, RawMeasurements, privatize};
+    use rand::SeedableRng;
+
+    use super::*;
+
+    /// A loopback HTTP server that acknowledges every request and tells the
+    /// number of reports in each as it arrives; it holds its first answer until
+    /// `release` fires.
+    fn collector(release: mpsc::Receiver<()>) -> (String, mpsc::Receiver<usize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (seen, reports) = mpsc::channel();
+        thread::spawn(move || {
+            let mut first = true;
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let mut reader = BufReader::new(stream);
+                // ureq keeps the connection alive: serve requests until it closes.
+                loop {
+                    let mut length = 0;
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            break;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap();
+                        }
+                    }
+                    if line != "\r\n" {
+                        break;
+                    }
+                    let mut body = vec![0; length];
+                    reader.read_exact(&mut body).unwrap();
+                    seen.send(Report::decode_batch(&body).unwrap().len())
+                        .unwrap();
+                    if first {
+                        first = false;
+                        release.recv().unwrap();
+                    }
+                    reader
+                        .get_mut()
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                        .unwrap();
+                }
+            }
+        });
+        (url, reports)
+    }
+
+    fn report(period: u32, seed: u64) -> Report {
+        let catalog = Catalog::default_v1();
+        let request = PrivatizeRequest {
+            catalog: &catalog,
+            period,
+            period_seconds: 60,
+            epsilon: 1.0,
+            agent_version: "test",
+        };
+        let mut budget = BudgetAccount::new(1.0).unwrap();
+        let mut rng = NoiseRng::seed_from_u64(seed);
+        privatize(
+            RawMeasurements::new(1),
+            &request,
+            &mut budget,
+            &mut Memo::default(),
+            &mut rng,
+        )
+        .unwrap()
+    }
+
+    /// The shutdown race of stop 9: the uploader must not leave before the main
+    /// loop's last write. Here a report is queued while a flush is in flight,
+    /// then `finish` is called without a wake; it must still be sent.
+    #[test]
+    fn finish_sends_what_was_queued_while_a_flush_was_in_flight() {
+        let home = tempfile::tempdir().unwrap();
+        let (release, held) = mpsc::channel();
+        let (url, reports) = collector(held);
+        let paths = AgentPaths::in_home(home.path());
+        let enrollment = Enrollment {
+            collector: url,
+            token: "t".into(),
+            epsilon_cap: 1.0,
+            period_seconds: 60,
+            consented_at: 0,
+            consent_version: 1,
+        };
+        let outbox = Outbox::new(&paths, 100);
+        outbox.push(&report(1, 1)).unwrap();
+        let uploader = Uploader::new(&enrollment, None).unwrap();
+        let upload = UploadLoop::start(
+            uploader,
+            paths,
+            &AgentConfig::default(),
+            NoiseRng::seed_from_u64(0),
+        )
+        .unwrap();
+        let next = || reports.recv_timeout(Duration::from_secs(30)).ok();
+        assert_eq!(next(), Some(1), "the start-up flush");
+        // That flush now waits on the server; queue another report meanwhile.
+        outbox.push(&report(2, 2)).unwrap();
+        release.send(()).unwrap();
+        upload.finish();
+        assert_eq!(next(), Some(1), "the report queued during it");
+        assert!(outbox.ids().unwrap().is_empty());
     }
 }
