@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use hush_capture::{Epoch, EventSource, channel};
+use hush_capture::{CaptureThread, Epoch, EventSource, channel};
 use hush_ldp::NoiseRng;
 use hush_report::{Catalog, Memo, PrivatizeError, PrivatizeRequest, RawMeasurements, privatize};
 use rand::SeedableRng;
@@ -68,11 +68,7 @@ impl Agent {
             .map_err(|e| AgentError::Config(format!("no operating-system randomness: {e}")))?;
         let epoch = Epoch::now();
         let (sink, stream) = channel(4096);
-        let mut capture = Some(
-            thread::Builder::new()
-                .name("hush-capture".into())
-                .spawn(move || source.run(sink))?,
-        );
+        let mut capture = CaptureThread::spawn(source, sink)?;
         let upload = UploadLoop::start(
             Uploader::new(&self.enrollment, self.config.ca_cert.as_deref())?,
             self.paths.clone(),
@@ -111,10 +107,7 @@ impl Agent {
                 .try_iter()
                 .filter(|i| pause.counts(i.at_ms));
             let closed = gathering.tick(arrived, epoch.elapsed_ms(), unix_now_ms())?;
-            if capture.as_ref().is_some_and(|c| c.is_finished()) {
-                if let Some(Ok(Err(e))) = capture.take().map(|c| c.join()) {
-                    return Err(AgentError::Capture(e));
-                }
+            if capture.ended()? {
                 tracing::info!("the event source ended; periods continue on schedule");
             }
             if last_pause_check.elapsed() > Duration::from_secs(1) {

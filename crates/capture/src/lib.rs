@@ -29,6 +29,7 @@ pub use interaction::{Interaction, InteractionKind, InteractionSink, Interaction
 #[cfg(feature = "os-input")]
 pub use listen::OsSource;
 pub use source::{
-    Epoch, EventSource, MAX_DELIVERY_DELAY, PacedSource, RecordingStats, ScriptedSource, record_for,
+    CaptureThread, Epoch, EventSource, MAX_DELIVERY_DELAY, PacedSource, RecordingStats,
+    ScriptedSource, record_for,
 };
 pub use window::{MAX_WINDOW_MS, WindowAggregator};

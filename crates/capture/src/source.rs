@@ -190,17 +190,13 @@ pub fn record_for<S: EventSource>(
     on_ready: impl FnOnce(),
 ) -> Result<(RawMeasurements, RecordingStats), CaptureError> {
     let (sink, stream) = channel(4096);
-    let worker = thread::Builder::new()
-        .name("hush-capture".into())
-        .spawn(move || source.run(sink))
-        .map_err(|e| CaptureError::Listen(format!("cannot start the capture thread: {e}")))?;
+    let mut worker = CaptureThread::spawn(source, sink)?;
     // Start-up errors (no display, no permission) arrive at once; success never returns.
     let grace = Instant::now() + Duration::from_millis(300);
-    while Instant::now() < grace && !worker.is_finished() {
+    while Instant::now() < grace && worker.running() {
         thread::sleep(Duration::from_millis(10));
     }
-    let mut worker = Some(worker);
-    check_worker(&mut worker)?;
+    worker.ended()?;
     on_ready();
     let start = epoch.elapsed_ms();
     let duration_ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
@@ -214,7 +210,7 @@ pub fn record_for<S: EventSource>(
     let mut interactions = 0u64;
     loop {
         // Wake up at least every 100 ms to notice a lost display while nothing happens.
-        check_worker(&mut worker)?;
+        worker.ended()?;
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             break;
@@ -232,7 +228,7 @@ pub fn record_for<S: EventSource>(
             // The source ended: a finished script (what it sent is all there
             // is), or a lost display, which its thread is about to return.
             Err(RecvTimeoutError::Disconnected) => {
-                finish_worker(worker.take())?;
+                worker.join()?;
                 break;
             }
         }
@@ -246,26 +242,47 @@ pub fn record_for<S: EventSource>(
     ))
 }
 
-/// Surfaces the error of a capture thread that ended (a lost display); one
-/// that ended cleanly, like a finished script, is not an error.
-fn check_worker(worker: &mut Option<CaptureThread>) -> Result<(), CaptureError> {
-    if worker.as_ref().is_some_and(|w| w.is_finished()) {
-        finish_worker(worker.take())?;
-    }
-    Ok(())
-}
+/// An event source running on its own thread, and how it ended: the one
+/// place the preview and the agent's daemon learn that a listener failed.
+#[derive(Debug)]
+pub struct CaptureThread(Option<thread::JoinHandle<Result<(), CaptureError>>>);
 
-/// Joins a capture thread that is ending and returns its error, if any.
-fn finish_worker(worker: Option<CaptureThread>) -> Result<(), CaptureError> {
-    match worker.map(thread::JoinHandle::join) {
-        Some(Ok(Err(e))) => Err(e),
-        Some(Err(_)) => Err(CaptureError::Listen("the capture thread panicked".into())),
-        _ => Ok(()),
+impl CaptureThread {
+    /// Starts `source` on a thread named `hush-capture`, sending into `sink`.
+    pub fn spawn<S: EventSource>(source: S, sink: InteractionSink) -> Result<Self, CaptureError> {
+        thread::Builder::new()
+            .name("hush-capture".into())
+            .spawn(move || source.run(sink))
+            .map(|h| CaptureThread(Some(h)))
+            .map_err(|e| CaptureError::Listen(format!("cannot start the capture thread: {e}")))
+    }
+
+    /// Whether the source is still running.
+    pub fn running(&self) -> bool {
+        self.0.as_ref().is_some_and(|h| !h.is_finished())
+    }
+
+    /// Without blocking: `Ok(true)` the first time the source is seen to have
+    /// ended cleanly (a finished script), its error if it failed (a lost
+    /// display), `Ok(false)` otherwise.
+    pub fn ended(&mut self) -> Result<bool, CaptureError> {
+        if self.0.as_ref().is_some_and(|h| h.is_finished()) {
+            self.join()?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Waits for a source that is ending (its channel closed) and returns its
+    /// error, if any.
+    pub fn join(&mut self) -> Result<(), CaptureError> {
+        match self.0.take().map(thread::JoinHandle::join) {
+            Some(Ok(Err(e))) => Err(e),
+            Some(Err(_)) => Err(CaptureError::Listen("the capture thread panicked".into())),
+            _ => Ok(()),
+        }
     }
 }
-
-/// The thread an event source runs on.
-type CaptureThread = thread::JoinHandle<Result<(), CaptureError>>;
 
 #[cfg(test)]
 mod tests {
