@@ -8,7 +8,7 @@ mod support;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use support::{Collector, agent_config, hush, terminate};
+use support::{Collector, agent_config, hush, run_ok, terminate};
 
 fn hush_agent() -> Command {
     Command::new(env!("CARGO_BIN_EXE_hush-agent"))
@@ -47,32 +47,18 @@ fn run_before_enrolling_is_refused_with_a_usage_error() {
 fn enroll_pause_run_and_sent_through_the_agent_binary() {
     let collector = Collector::start("period_seconds = 1\n");
     let home = agent_config("");
-    let enroll = hush_agent()
-        .args(["enroll", "--yes", "--collector", &collector.url, "--token"])
-        .arg(collector.token(&[]))
-        .arg("--home")
-        .arg(home.path())
-        .output()
-        .unwrap();
-    assert!(
-        enroll.status.success(),
-        "{}",
-        String::from_utf8_lossy(&enroll.stderr)
+    run_ok(
+        hush_agent()
+            .args(["enroll", "--yes", "--collector", &collector.url, "--token"])
+            .arg(collector.token(&[]))
+            .arg("--home")
+            .arg(home.path()),
     );
 
     let status = |args: &[&str]| {
-        let out = hush_agent()
-            .args(args)
-            .arg("--home")
-            .arg(home.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        text(&out)
+        text(&run_ok(
+            hush_agent().args(args).arg("--home").arg(home.path()),
+        ))
     };
     let before: serde_json::Value = serde_json::from_str(&status(&["status", "--json"])).unwrap();
     assert_eq!(before["enrolled"], collector.url.as_str());

@@ -9,21 +9,12 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{Collector, agent_config, enroll, run_replay, terminate};
+use support::{Collector, agent_config, enroll, run_ok, run_replay, terminate};
 
 /// A private CA and a server certificate for 127.0.0.1, made with the openssl CLI.
 fn make_certificates(dir: &Path) {
     let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl is installed");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        run_ok(Command::new("openssl").args(args).current_dir(dir));
     };
     run(&[
         "req",

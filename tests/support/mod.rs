@@ -67,16 +67,11 @@ impl Collector {
 
     /// Creates a token with the CLI.
     pub fn token(&self, args: &[&str]) -> String {
-        let out = hush()
-            .args(["collector", "token", "create", "--config"])
-            .arg(self.config())
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = run_ok(
+            hush()
+                .args(["collector", "token", "create", "--config"])
+                .arg(self.config())
+                .args(args),
         );
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
     }
@@ -129,6 +124,18 @@ pub fn today() -> u32 {
         .unwrap()
         .as_secs()
         / 86_400) as u32
+}
+
+/// Runs `command` to completion and fails the test, showing the command and
+/// its stderr, unless it succeeded.
+pub fn run_ok(command: &mut Command) -> std::process::Output {
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{command:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
 
 /// A real report for `period` made by the privatizer at `epsilon`.
