@@ -1,5 +1,5 @@
 //! Criterion benchmark of the capture callback path: what the OS input hook does
-//! per event (map the rdev event to an identity-free interaction, offer it to the
+//! per event (map the decoded OS event to an identity-free interaction, offer it to the
 //! bounded channel), against the channel send alone in the same run.
 //!
 //! `cargo bench --bench capture`; the ratio "map+offer / offer" is the mapping's cost.
@@ -7,33 +7,33 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use hush_capture::event::{Button, InputEvent, Key};
 use hush_capture::mapping::EventMapper;
 use hush_capture::{Interaction, InteractionKind, channel};
 use hush_report::KeyClass;
-use rdev::{Button, EventType, Key};
 
 /// A realistic mix: typing (press and release), a chord, clicks, scrolls, moves.
-fn events() -> Vec<EventType> {
+fn events() -> Vec<InputEvent> {
     let mut e = Vec::new();
     for i in 0..200u32 {
         let key = [Key::KeyA, Key::KeyS, Key::Space, Key::Backspace, Key::Num4][i as usize % 5];
-        e.push(EventType::KeyPress(key));
-        e.push(EventType::KeyRelease(key));
+        e.push(InputEvent::KeyPress(key));
+        e.push(InputEvent::KeyRelease(key));
         if i % 20 == 0 {
-            e.push(EventType::KeyPress(Key::ControlLeft));
-            e.push(EventType::KeyPress(Key::KeyC));
-            e.push(EventType::KeyRelease(Key::KeyC));
-            e.push(EventType::KeyRelease(Key::ControlLeft));
+            e.push(InputEvent::KeyPress(Key::ControlLeft));
+            e.push(InputEvent::KeyPress(Key::KeyC));
+            e.push(InputEvent::KeyRelease(Key::KeyC));
+            e.push(InputEvent::KeyRelease(Key::ControlLeft));
         }
         if i % 10 == 0 {
-            e.push(EventType::ButtonPress(Button::Left));
-            e.push(EventType::ButtonRelease(Button::Left));
-            e.push(EventType::Wheel {
+            e.push(InputEvent::ButtonPress(Button::Left));
+            e.push(InputEvent::ButtonRelease(Button::Left));
+            e.push(InputEvent::Wheel {
                 delta_x: 0,
                 delta_y: 1,
             });
         }
-        e.push(EventType::MouseMove {
+        e.push(InputEvent::MouseMove {
             x: f64::from(i % 97),
             y: f64::from(i % 53),
         });

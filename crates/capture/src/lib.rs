@@ -5,6 +5,9 @@
 //! - the [`EventSource`] — [`OsSource`] (real input, the default `os-input`
 //!   feature: X RECORD on Linux, rdev elsewhere) and [`ScriptedSource`] (tests,
 //!   replays, simulations).
+//! - [`event`] — capture's own vocabulary of OS input events (keys by
+//!   position, buttons, wheel, pointer), which the listeners decode into and
+//!   [`mapping`] reads; on Linux no C library is linked for it.
 //! - the [`Interaction`] — what happened (key class, chord/shortcut, click, scroll,
 //!   pointer travel) and when, never which key.
 //! - the [`WindowAggregator`] — interactions into [`hush_report::RawMeasurements`],
@@ -13,10 +16,10 @@
 //! Nothing in this crate can be serialized: it has no serde dependency at all.
 
 mod error;
+pub mod event;
 mod interaction;
 #[cfg(feature = "os-input")]
 mod listen;
-#[cfg(feature = "os-input")]
 pub mod mapping;
 mod source;
 pub mod synthetic;

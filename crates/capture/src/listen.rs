@@ -77,11 +77,56 @@ fn listen(epoch: Epoch, sink: InteractionSink) -> Result<(), CaptureError> {
         } = event;
         // The typed character: never looked at, gone before anything else happens.
         drop(name);
-        if let Some(interaction) = mapper.map(&event_type, epoch.elapsed_ms()) {
+        if let Some(interaction) = mapper.map(&from_rdev(event_type), epoch.elapsed_ms()) {
             sink.offer(interaction);
         }
     })
     .map_err(explain)
+}
+
+/// rdev's event in capture's vocabulary.
+#[cfg(not(target_os = "linux"))]
+fn from_rdev(event: rdev::EventType) -> crate::event::InputEvent {
+    use crate::event::{Button, InputEvent};
+    let button = |b: rdev::Button| match b {
+        rdev::Button::Left => Button::Left,
+        rdev::Button::Right => Button::Right,
+        rdev::Button::Middle => Button::Middle,
+        rdev::Button::Unknown(n) => Button::Unknown(n),
+    };
+    match event {
+        rdev::EventType::KeyPress(k) => InputEvent::KeyPress(key_from_rdev(k)),
+        rdev::EventType::KeyRelease(k) => InputEvent::KeyRelease(key_from_rdev(k)),
+        rdev::EventType::ButtonPress(b) => InputEvent::ButtonPress(button(b)),
+        rdev::EventType::ButtonRelease(b) => InputEvent::ButtonRelease(button(b)),
+        rdev::EventType::Wheel { delta_x, delta_y } => InputEvent::Wheel { delta_x, delta_y },
+        rdev::EventType::MouseMove { x, y } => InputEvent::MouseMove { x, y },
+    }
+}
+
+/// rdev's key in capture's vocabulary: the keys the mapper tells apart keep
+/// their name (rdev's names are the same), every other key is `Other`.
+#[cfg(not(target_os = "linux"))]
+fn key_from_rdev(key: rdev::Key) -> crate::event::Key {
+    macro_rules! same_name {
+        ($($name:ident)*) => {
+            match key {
+                $(rdev::Key::$name => crate::event::Key::$name,)*
+                _ => crate::event::Key::Other,
+            }
+        };
+    }
+    same_name!(
+        KeyA KeyB KeyC KeyD KeyE KeyF KeyG KeyH KeyI KeyJ KeyK KeyL KeyM KeyN KeyO KeyP
+        KeyQ KeyR KeyS KeyT KeyU KeyV KeyW KeyX KeyY KeyZ
+        Num0 Num1 Num2 Num3 Num4 Num5 Num6 Num7 Num8 Num9
+        Kp0 Kp1 Kp2 Kp3 Kp4 Kp5 Kp6 Kp7 Kp8 Kp9
+        Space Tab Return KpReturn Backspace Delete KpDelete
+        UpArrow DownArrow LeftArrow RightArrow Home End PageUp PageDown Insert
+        ShiftLeft ShiftRight ControlLeft ControlRight Alt AltGr MetaLeft MetaRight CapsLock
+        F1 F2 F3 F4 F5 F6 F7 F8 F9 F10 F11 F12
+        Escape PrintScreen ScrollLock Pause NumLock Function
+    )
 }
 
 #[cfg(not(target_os = "linux"))]

@@ -13,7 +13,6 @@
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rdev::{Button, EventType, Key};
 use x11rb::connection::{Connection, RequestConnection};
 use x11rb::errors::ReplyError;
 use x11rb::protocol::record::{self, ConnectionExt as _};
@@ -21,6 +20,7 @@ use x11rb::protocol::xproto;
 use x11rb::rust_connection::RustConnection;
 use x11rb::x11_utils::TryParse;
 
+use crate::event::{Button, InputEvent, Key, ModifierMask};
 use crate::mapping::EventMapper;
 use crate::{CaptureError, Epoch, InteractionSink};
 
@@ -127,10 +127,10 @@ pub fn listen(epoch: Epoch, sink: &InteractionSink) -> Result<(), CaptureError> 
         let mut rest = &reply.data[..];
         while let Some((event, server_ms, tail)) = parse(rest) {
             rest = tail;
-            let Some(event) = event else { continue };
+            let Some((event, mask)) = event else { continue };
             let at_ms = clock.at_ms(server_ms, now_ms);
             newest = Some(at_ms);
-            if let Some(interaction) = mapper.map(&event, at_ms) {
+            if let Some(interaction) = mapper.map_with_mask(&event, mask, at_ms) {
                 sink.offer(interaction);
             }
         }
@@ -149,10 +149,14 @@ pub fn listen(epoch: Epoch, sink: &InteractionSink) -> Result<(), CaptureError> 
     }
 }
 
-/// One recorded device event from the front of `data`: what rdev would have
-/// called it (`None` for one that means nothing here), the server time, and the
-/// rest. `None` when `data` holds no whole event.
-fn parse(data: &[u8]) -> Option<(Option<EventType>, u32, &[u8])> {
+/// An event in capture's vocabulary, with the modifier mask it carries.
+type Decoded = (InputEvent, ModifierMask);
+
+/// One recorded device event from the front of `data`: the event in capture's
+/// vocabulary with the modifier mask it carries (`None` for an event that
+/// means nothing here), the server time, and the rest. `None` when `data`
+/// holds no whole event.
+fn parse(data: &[u8]) -> Option<(Option<Decoded>, u32, &[u8])> {
     // The high bit marks events sent by SendEvent; the type is the low seven.
     let kind = *data.first()? & 0x7f;
     let parsed = match kind {
@@ -160,27 +164,24 @@ fn parse(data: &[u8]) -> Option<(Option<EventType>, u32, &[u8])> {
             let (e, rest) = xproto::KeyPressEvent::try_parse(data).ok()?;
             let key = key(e.detail);
             let event = if kind == xproto::KEY_PRESS_EVENT {
-                EventType::KeyPress(key)
+                InputEvent::KeyPress(key)
             } else {
-                EventType::KeyRelease(key)
+                InputEvent::KeyRelease(key)
             };
-            (Some(event), e.time, rest)
+            (Some((event, mask(e.state))), e.time, rest)
         }
         xproto::BUTTON_PRESS_EVENT | xproto::BUTTON_RELEASE_EVENT => {
             let (e, rest) = xproto::ButtonPressEvent::try_parse(data).ok()?;
-            (
-                button(e.detail, kind == xproto::BUTTON_PRESS_EVENT),
-                e.time,
-                rest,
-            )
+            let event = button(e.detail, kind == xproto::BUTTON_PRESS_EVENT);
+            (event.map(|b| (b, mask(e.state))), e.time, rest)
         }
         xproto::MOTION_NOTIFY_EVENT => {
             let (e, rest) = xproto::MotionNotifyEvent::try_parse(data).ok()?;
-            let event = EventType::MouseMove {
+            let event = InputEvent::MouseMove {
                 x: f64::from(e.root_x),
                 y: f64::from(e.root_y),
             };
-            (Some(event), e.time, rest)
+            (Some((event, mask(e.state))), e.time, rest)
         }
         // Outside the recorded range: every core event is 32 bytes.
         _ => (None, 0, data.get(32..)?),
@@ -188,42 +189,56 @@ fn parse(data: &[u8]) -> Option<(Option<EventType>, u32, &[u8])> {
     Some(parsed)
 }
 
+/// The command modifiers an X event's state says were held just before it.
+/// Mod1 is Alt and Mod5 AltGr (ISO Level 3) on every common keymap, Mod4 Super;
+/// Lock (Caps Lock) and Mod2 (Num Lock) are not command modifiers.
+fn mask(state: xproto::KeyButMask) -> ModifierMask {
+    let held = |m: xproto::KeyButMask| state.contains(m);
+    ModifierMask {
+        shift: held(xproto::KeyButMask::SHIFT),
+        control: held(xproto::KeyButMask::CONTROL),
+        alt: held(xproto::KeyButMask::MOD1) || held(xproto::KeyButMask::MOD5),
+        meta: held(xproto::KeyButMask::MOD4),
+    }
+}
+
 /// Buttons 1-3 are clicks; 4/5 are the vertical wheel and 6/7 the horizontal,
 /// one notch per press (X reports no wheel releases worth counting).
-fn button(detail: u8, press: bool) -> Option<EventType> {
+fn button(detail: u8, press: bool) -> Option<InputEvent> {
     let event = match (detail, press) {
-        (1, true) => EventType::ButtonPress(Button::Left),
-        (2, true) => EventType::ButtonPress(Button::Middle),
-        (3, true) => EventType::ButtonPress(Button::Right),
-        (4, true) => EventType::Wheel {
+        (1, true) => InputEvent::ButtonPress(Button::Left),
+        (2, true) => InputEvent::ButtonPress(Button::Middle),
+        (3, true) => InputEvent::ButtonPress(Button::Right),
+        (4, true) => InputEvent::Wheel {
             delta_x: 0,
             delta_y: 1,
         },
-        (5, true) => EventType::Wheel {
+        (5, true) => InputEvent::Wheel {
             delta_x: 0,
             delta_y: -1,
         },
-        (6, true) => EventType::Wheel {
+        (6, true) => InputEvent::Wheel {
             delta_x: -1,
             delta_y: 0,
         },
-        (7, true) => EventType::Wheel {
+        (7, true) => InputEvent::Wheel {
             delta_x: 1,
             delta_y: 0,
         },
-        (1, false) => EventType::ButtonRelease(Button::Left),
-        (2, false) => EventType::ButtonRelease(Button::Middle),
-        (3, false) => EventType::ButtonRelease(Button::Right),
+        (1, false) => InputEvent::ButtonRelease(Button::Left),
+        (2, false) => InputEvent::ButtonRelease(Button::Middle),
+        (3, false) => InputEvent::ButtonRelease(Button::Right),
         (4..=7, false) => return None,
-        (b, true) => EventType::ButtonPress(Button::Unknown(b)),
-        (b, false) => EventType::ButtonRelease(Button::Unknown(b)),
+        (b, true) => InputEvent::ButtonPress(Button::Unknown(b)),
+        (b, false) => InputEvent::ButtonRelease(Button::Unknown(b)),
     };
     Some(event)
 }
 
 /// The key at an X keycode (the evdev code plus 8), as a position on a US
 /// layout: the same name whatever layout is active, which is all the mapper
-/// needs to tell letters from digits and to spot Ctrl+C.
+/// needs to tell letters from digits and to spot Ctrl+C. Keys the mapper
+/// does not tell apart (punctuation, keypad operators) are all `Other`.
 fn key(code: u8) -> Key {
     use Key::*;
     match code {
@@ -238,8 +253,6 @@ fn key(code: u8) -> Key {
         17 => Num8,
         18 => Num9,
         19 => Num0,
-        20 => Minus,
-        21 => Equal,
         22 => Backspace,
         23 => Tab,
         24 => KeyQ,
@@ -252,8 +265,6 @@ fn key(code: u8) -> Key {
         31 => KeyI,
         32 => KeyO,
         33 => KeyP,
-        34 => LeftBracket,
-        35 => RightBracket,
         36 => Return,
         37 => ControlLeft,
         38 => KeyA,
@@ -265,11 +276,7 @@ fn key(code: u8) -> Key {
         44 => KeyJ,
         45 => KeyK,
         46 => KeyL,
-        47 => SemiColon,
-        48 => Quote,
-        49 => BackQuote,
         50 => ShiftLeft,
-        51 => BackSlash,
         52 => KeyZ,
         53 => KeyX,
         54 => KeyC,
@@ -277,11 +284,7 @@ fn key(code: u8) -> Key {
         56 => KeyB,
         57 => KeyN,
         58 => KeyM,
-        59 => Comma,
-        60 => Dot,
-        61 => Slash,
         62 => ShiftRight,
-        63 => KpMultiply,
         64 => Alt,
         65 => Space,
         66 => CapsLock,
@@ -300,22 +303,18 @@ fn key(code: u8) -> Key {
         79 => Kp7,
         80 => Kp8,
         81 => Kp9,
-        82 => KpMinus,
         83 => Kp4,
         84 => Kp5,
         85 => Kp6,
-        86 => KpPlus,
         87 => Kp1,
         88 => Kp2,
         89 => Kp3,
         90 => Kp0,
         91 => KpDelete,
-        94 => IntlBackslash,
         95 => F11,
         96 => F12,
         104 => KpReturn,
         105 => ControlRight,
-        106 => KpDivide,
         107 => PrintScreen,
         108 => AltGr,
         110 => Home,
@@ -331,7 +330,8 @@ fn key(code: u8) -> Key {
         127 => Pause,
         133 => MetaLeft,
         134 => MetaRight,
-        other => Unknown(u32::from(other)),
+        // Punctuation, keypad operators and keys without a name here.
+        _ => Other,
     }
 }
 
@@ -375,18 +375,25 @@ mod tests {
 
     /// A 32-byte core event as the server would record it.
     fn raw(kind: u8, detail: u8, time: u32, x: i16, y: i16) -> Vec<u8> {
+        with_state(kind, detail, time, x, y, 0)
+    }
+
+    /// The same, with the modifier state the event carries.
+    fn with_state(kind: u8, detail: u8, time: u32, x: i16, y: i16, state: u16) -> Vec<u8> {
         let mut e = vec![0u8; 32];
         e[0] = kind;
         e[1] = detail;
         e[4..8].copy_from_slice(&time.to_ne_bytes());
         e[20..22].copy_from_slice(&x.to_ne_bytes());
         e[22..24].copy_from_slice(&y.to_ne_bytes());
+        e[28..30].copy_from_slice(&state.to_ne_bytes());
         e
     }
 
     #[test]
     fn recorded_events_parse_in_sequence() {
-        let mut data = raw(xproto::KEY_PRESS_EVENT, 54, 1000, 0, 0);
+        // Ctrl (4) and Mod2 (Num Lock, 16) held during the press of C.
+        let mut data = with_state(xproto::KEY_PRESS_EVENT, 54, 1000, 0, 0, 4 | 16);
         data.extend(raw(xproto::KEY_RELEASE_EVENT | 0x80, 134, 1010, 0, 0));
         data.extend(raw(xproto::BUTTON_PRESS_EVENT, 6, 1020, 0, 0));
         data.extend(raw(xproto::BUTTON_RELEASE_EVENT, 6, 1021, 0, 0));
@@ -395,24 +402,32 @@ mod tests {
         data.extend([1, 2, 3]);
         let mut rest = &data[..];
         let mut seen = Vec::new();
+        let mut masks = Vec::new();
         while let Some((event, time, tail)) = parse(rest) {
-            seen.push((event, time));
+            seen.push((event.map(|(e, _)| e), time));
+            masks.extend(event.map(|(_, m)| m));
             rest = tail;
         }
+        let ctrl = ModifierMask {
+            control: true,
+            ..ModifierMask::default()
+        };
+        assert_eq!(masks[0], ctrl, "Num Lock is not a command modifier");
+        assert_eq!(masks[1..], [ModifierMask::default(); 3]);
         assert_eq!(
             seen,
             vec![
-                (Some(EventType::KeyPress(Key::KeyC)), 1000),
-                (Some(EventType::KeyRelease(Key::MetaRight)), 1010),
+                (Some(InputEvent::KeyPress(Key::KeyC)), 1000),
+                (Some(InputEvent::KeyRelease(Key::MetaRight)), 1010),
                 (
-                    Some(EventType::Wheel {
+                    Some(InputEvent::Wheel {
                         delta_x: -1,
                         delta_y: 0
                     }),
                     1020
                 ),
                 (None, 1021),
-                (Some(EventType::MouseMove { x: -3.0, y: 700.0 }), 1030),
+                (Some(InputEvent::MouseMove { x: -3.0, y: 700.0 }), 1030),
                 (None, 0),
             ]
         );
@@ -420,12 +435,27 @@ mod tests {
     }
 
     #[test]
+    fn masks_name_the_command_modifiers() {
+        use xproto::KeyButMask as M;
+        assert_eq!(mask(M::LOCK | M::MOD2), ModifierMask::default());
+        let all = mask(M::SHIFT | M::CONTROL | M::MOD1 | M::MOD4);
+        assert!(all.shift && all.control && all.alt && all.meta);
+        assert!(
+            mask(M::MOD5).alt,
+            "AltGr counts as Alt, so Ctrl+AltGr chords stay anonymous"
+        );
+    }
+
+    #[test]
     fn buttons_and_wheels() {
-        assert_eq!(button(1, true), Some(EventType::ButtonPress(Button::Left)));
-        assert_eq!(button(3, true), Some(EventType::ButtonPress(Button::Right)));
+        assert_eq!(button(1, true), Some(InputEvent::ButtonPress(Button::Left)));
+        assert_eq!(
+            button(3, true),
+            Some(InputEvent::ButtonPress(Button::Right))
+        );
         assert_eq!(
             button(5, true),
-            Some(EventType::Wheel {
+            Some(InputEvent::Wheel {
                 delta_x: 0,
                 delta_y: -1
             })
@@ -433,17 +463,14 @@ mod tests {
         assert_eq!(button(5, false), None);
         assert_eq!(
             button(9, true),
-            Some(EventType::ButtonPress(Button::Unknown(9)))
+            Some(InputEvent::ButtonPress(Button::Unknown(9)))
         );
     }
 
     #[test]
     fn every_named_keycode_is_one_key() {
-        let named: Vec<Key> = (0..=255u8)
-            .map(key)
-            .filter(|k| !matches!(k, Key::Unknown(_)))
-            .collect();
-        assert_eq!(named.len(), 104);
+        let named: Vec<Key> = (0..=255u8).map(key).filter(|k| *k != Key::Other).collect();
+        assert_eq!(named.len(), 88);
         for (i, k) in named.iter().enumerate() {
             assert!(!named[..i].contains(k), "{k:?} at two keycodes");
         }
@@ -451,7 +478,8 @@ mod tests {
         assert_eq!(key(30 + 8), Key::KeyA);
         assert_eq!(key(28 + 8), Key::Return);
         assert_eq!(key(125 + 8), Key::MetaLeft);
-        assert_eq!(key(200), Key::Unknown(200));
+        assert_eq!(key(59), Key::Other, "comma");
+        assert_eq!(key(200), Key::Other);
     }
 
     #[test]
