@@ -48,6 +48,7 @@ fn assert_clean(what: &str, bytes: &[u8]) {
 }
 
 #[test]
+#[ignore = "needs Xvfb and xdotool (installed by .ci/run)"]
 fn a_typed_secret_leaves_no_trace() {
     let x = Xvfb::start();
     let collector = Collector::start("period_seconds = 2\n");

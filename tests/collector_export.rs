@@ -15,7 +15,7 @@ use hush_report::{Catalog, Report};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::record::Field;
 use serde_json::Value;
-use support::{Collector, client, hush, report, today, upload};
+use support::{Collector, client, hush, parse_csv, report, today, upload};
 
 /// Below this many devices a cell is withheld (lowered from 50 so the test stays small).
 const MIN_DEVICES: u64 = 5;
@@ -149,35 +149,6 @@ fn tree(dir: &Path) -> BTreeMap<String, Vec<String>> {
 }
 
 type Row = BTreeMap<String, Value>;
-
-/// A minimal RFC 4180 reader: quoted fields may hold commas, quotes ("") and newlines.
-fn parse_csv(text: &str) -> Vec<Vec<String>> {
-    let (mut records, mut record, mut field) = (Vec::new(), Vec::new(), String::new());
-    let mut chars = text.chars().peekable();
-    let mut quoted = false;
-    while let Some(c) = chars.next() {
-        match (quoted, c) {
-            (true, '"') if chars.peek() == Some(&'"') => {
-                chars.next();
-                field.push('"');
-            }
-            (true, '"') => quoted = false,
-            (true, c) => field.push(c),
-            (false, '"') => quoted = true,
-            (false, ',') => record.push(std::mem::take(&mut field)),
-            (false, '\n') => {
-                record.push(std::mem::take(&mut field));
-                records.push(std::mem::take(&mut record));
-            }
-            (false, c) => field.push(c),
-        }
-    }
-    assert!(
-        !quoted && field.is_empty() && record.is_empty(),
-        "CSV must end with a newline"
-    );
-    records
-}
 
 fn typed(column: &str, text: &str) -> Value {
     match column {
@@ -513,8 +484,10 @@ fn python_check_script() -> PathBuf {
 }
 
 /// The Parquet tree as an ML team opens it: `pyarrow.dataset` with Hive partitioning.
-/// CI installs pyarrow (`.ci/run`); without python3 or pyarrow this test fails, never skips.
+/// Ignored on a bare machine; CI installs pyarrow (`.ci/run`) and runs it with
+/// `--include-ignored`, where a missing python3 or pyarrow fails it, never skips it.
 #[test]
+#[ignore = "needs Python 3 with pyarrow (installed by .ci/run)"]
 fn pyarrow_reads_the_parquet_export_as_a_dataset() {
     let f = Fixture::new(90);
     let out = f.collector.dir.path().join("parquet");

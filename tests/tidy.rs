@@ -164,3 +164,51 @@ fn cargo_run_means_the_hush_binary() {
         "the root package must set default-run = \"hush\""
     );
 }
+
+/// On Linux the binaries link no system library beyond libc (the README's
+/// commands work with only a Rust toolchain): no crate that links the C X11
+/// libraries is in the build, and `ldd` finds none in what was built.
+#[cfg(target_os = "linux")]
+#[test]
+fn linux_builds_link_no_x11_library() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let out = std::process::Command::new(cargo)
+        .args([
+            "tree",
+            "--workspace",
+            "-e",
+            "normal,build",
+            "--target",
+            "x86_64-unknown-linux-gnu",
+            "--prefix",
+            "none",
+            "--offline",
+        ])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cargo tree: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tree = String::from_utf8_lossy(&out.stdout);
+    for line in tree.lines() {
+        let name = line.split(' ').next().unwrap_or("");
+        assert!(
+            !["x11", "x11-dl", "xcb", "rdev", "openssl-sys"].contains(&name),
+            "the Linux build pulls {line}, which links a system library"
+        );
+    }
+    for binary in [env!("CARGO_BIN_EXE_hush"), env!("CARGO_BIN_EXE_hush-agent")] {
+        // ldd comes with glibc (Debian's essential libc-bin), so every Linux machine has it.
+        let out = std::process::Command::new("ldd")
+            .arg(binary)
+            .output()
+            .expect("ldd runs");
+        let libs = String::from_utf8_lossy(&out.stdout);
+        for lib in ["libX11", "libXtst", "libXi", "libxcb"] {
+            assert!(!libs.contains(lib), "{binary} links {lib}:\n{libs}");
+        }
+    }
+}
