@@ -439,7 +439,7 @@ fn write_summary(
     rows: &[EstimateRow],
 ) -> anyhow::Result<()> {
     let mut text = String::from(
-        "metric,bucket,truth,estimate,std_error,ci_low,ci_high,covered,post_processed,reports,epsilon,mechanism\n",
+        "period_start,metric,bucket,truth,estimate,std_error,ci_low,ci_high,covered,post_processed,reports,epsilon,mechanism\n",
     );
     for row in rows {
         let Some(t) = truth.of(catalog, row) else {
