@@ -145,7 +145,7 @@ fn main() -> anyhow::Result<()> {
     };
     let n = users as f64;
     let mut results = Vec::new();
-    for (m, kind) in FrequencyKind::ALL.into_iter().enumerate() {
+    for (m, kind) in one_layer_frequency().enumerate() {
         for (i, &eps) in epsilons.iter().enumerate() {
             let s = simulate_frequency(
                 kind,
@@ -169,7 +169,7 @@ fn main() -> anyhow::Result<()> {
             });
         }
     }
-    for (m, kind) in NumericKind::ALL.into_iter().enumerate() {
+    for (m, kind) in one_layer_numeric().enumerate() {
         for (i, &eps) in epsilons.iter().enumerate() {
             let x = worst_case_input(kind, eps)?;
             let s = simulate_mean(
@@ -209,7 +209,7 @@ fn main() -> anyhow::Result<()> {
 
     println!(
         "epsilon sweep: {} mechanisms x {} epsilons, {users} users, {trial_count} trials per oracle point and {mean_trials} per mean point, d = {d} ({seconds:.1} s)",
-        FrequencyKind::ALL.len() + NumericKind::ALL.len(),
+        one_layer_frequency().count() + one_layer_numeric().count(),
         epsilons.len(),
     );
     println!();
@@ -433,11 +433,10 @@ fn plot(path: &Path, results: &[Point], epsilons: &[f64], d: u32) -> anyhow::Res
     let fine: Vec<f64> = (0..=200)
         .map(|i| eps_first + (eps_hi - eps_first) * f64::from(i) / 200.0)
         .collect();
-    let freq: Vec<Curve> = FrequencyKind::ALL
-        .into_iter()
+    let freq: Vec<Curve> = one_layer_frequency()
         .map(|k| Curve::frequency(k, d))
         .collect();
-    let mean: Vec<Curve> = NumericKind::ALL.into_iter().map(Curve::mean).collect();
+    let mean: Vec<Curve> = one_layer_numeric().map(Curve::mean).collect();
     let paper_crossing =
         |a: &Curve, b: &Curve| bisect(|e| ((a.paper)(e) / (b.paper)(e)).ln(), 0.05, 10.0);
     panel(
@@ -563,4 +562,16 @@ fn panel(
         .label_font(("sans-serif", 13))
         .draw()?;
     Ok(())
+}
+
+/// The one-layer frequency oracles: the sweep compares mechanisms at one
+/// epsilon, and a two-layer oracle's report costs what its composed one-layer
+/// channel costs (examples/mechanism_table.rs lists those).
+fn one_layer_frequency() -> impl Iterator<Item = FrequencyKind> {
+    FrequencyKind::ALL.into_iter().filter(|k| !k.is_two_layer())
+}
+
+/// The one-layer numeric mechanisms, as [`one_layer_frequency`].
+fn one_layer_numeric() -> impl Iterator<Item = NumericKind> {
+    NumericKind::ALL.into_iter().filter(|k| !k.is_two_layer())
 }

@@ -185,12 +185,12 @@ fn mechanism_table_matches_the_theory() {
         .filter(|l| l.starts_with("| ") && !l.starts_with("| eps") && !l.contains("---"))
         .map(cells)
         .collect();
-    // 4 epsilons x (3 domains x 5 oracles + 5 mean mechanisms).
-    assert_eq!(rows.len(), 4 * (3 * 5 + 5), "{stdout}");
+    // 4 epsilons x (3 domains x 11 oracles + 6 mean mechanisms), two-layer ones included.
+    assert_eq!(rows.len(), 4 * (3 * 11 + 6), "{stdout}");
     let frequency = rows
         .iter()
         .filter(|r| r.len() == 7 && r[1].parse::<u32>().is_ok());
-    assert_eq!(frequency.count(), 60, "{stdout}");
+    assert_eq!(frequency.count(), 132, "{stdout}");
     for r in &rows {
         let ratio: f64 = r.last().unwrap().parse().unwrap();
         assert!(

@@ -81,6 +81,21 @@ pub enum LdpError {
     /// Randomized response on packed bits was asked of an oracle whose domain is not binary.
     #[error("packed randomized response needs a domain of 2, got {0}")]
     NotBinary(u32),
+    /// A two-layer mechanism was asked for a per-report epsilon that is not
+    /// below its permanent one: the instantaneous layer would have nothing to add.
+    #[error(
+        "epsilon_1 (per report, {epsilon_1}) must be below epsilon_perm (per value, {epsilon_perm})"
+    )]
+    Layers {
+        /// The per-report epsilon asked for.
+        epsilon_1: f64,
+        /// The permanent epsilon asked for.
+        epsilon_perm: f64,
+    },
+    /// A two-layer mechanism was named without its permanent epsilon, or a
+    /// one-layer mechanism with one.
+    #[error("{0}")]
+    Epsilons(&'static str),
     /// A mechanism name was not recognised.
     #[error("unknown mechanism '{name}'; valid: {valid}")]
     UnknownMechanism {

@@ -5,11 +5,17 @@ use std::fmt;
 
 use rand::CryptoRng;
 
+use crate::longitudinal::DEFAULT_PERM_RATIO;
 use crate::{
-    Affine, DiscreteLaplace, Duchi, FrequencyOracle, GridPoint, Grr, HadamardResponse, Hybrid,
-    LdpError, NumericMechanism, Olh, OlhOutput, OneBitMean, PackedBits, Piecewise, Range,
-    SupportProbabilities, UnaryEncoding,
+    Affine, DBitFlipPm, DiscreteLaplace, Duchi, FrequencyOracle, GridPoint, Grr, HadamardResponse,
+    Hybrid, LGrr, LLh, LOneBitMean, LUnary, LUnaryVariant, LdpError, NumericMechanism, Olh,
+    OlhOutput, OneBitMean, PackedBits, Piecewise, Range, SupportProbabilities, UnaryEncoding,
 };
+
+/// The positions dBitFlipPM reveals per report when it is built by name: the
+/// fewest at which a report spends its whole `epsilon_1` (with one, the two
+/// positions where inputs differ can never both show).
+pub const DBITFLIP_SAMPLED: u32 = 2;
 
 /// The frequency oracles, by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -24,14 +30,39 @@ pub enum FrequencyKind {
     Olh,
     /// Hadamard response ([`HadamardResponse`]).
     Hr,
+    /// Longitudinal GRR ([`LGrr`]), two layers.
+    LGrr,
+    /// Longitudinal SUE, basic RAPPOR ([`LUnary`]), two layers.
+    LSue,
+    /// Longitudinal OUE ([`LUnary`]), two layers.
+    LOue,
+    /// Longitudinal OUE then SUE ([`LUnary`]), two layers.
+    LOsue,
+    /// Longitudinal local hashing, L-OLH ([`LLh`]), two layers; research only.
+    LLh,
+    /// dBitFlipPM ([`DBitFlipPm`]) revealing [`DBITFLIP_SAMPLED`] positions, two layers.
+    DBitFlipPm,
 }
 
 impl FrequencyKind {
-    /// Every frequency oracle, in documentation order.
-    pub const ALL: [FrequencyKind; 5] = [Self::Grr, Self::Sue, Self::Oue, Self::Olh, Self::Hr];
+    /// Every frequency oracle, in documentation order: the one-layer ones, then the two-layer ones.
+    pub const ALL: [FrequencyKind; 11] = [
+        Self::Grr,
+        Self::Sue,
+        Self::Oue,
+        Self::Olh,
+        Self::Hr,
+        Self::LGrr,
+        Self::LSue,
+        Self::LOue,
+        Self::LOsue,
+        Self::LLh,
+        Self::DBitFlipPm,
+    ];
 
     /// The names [`FrequencyKind::from_name`] accepts.
-    pub const NAMES: &'static str = "grr, sue, oue, olh, hr";
+    pub const NAMES: &'static str =
+        "grr, sue, oue, olh, hr, l-grr, l-sue, l-oue, l-osue, l-lh, dbitflip-pm";
 
     /// The short lowercase name used on command lines and in catalogs.
     pub fn name(self) -> &'static str {
@@ -41,7 +72,22 @@ impl FrequencyKind {
             Self::Oue => "oue",
             Self::Olh => "olh",
             Self::Hr => "hr",
+            Self::LGrr => "l-grr",
+            Self::LSue => "l-sue",
+            Self::LOue => "l-oue",
+            Self::LOsue => "l-osue",
+            Self::LLh => "l-lh",
+            Self::DBitFlipPm => "dbitflip-pm",
         }
+    }
+
+    /// Whether the oracle has a permanent and an instantaneous layer
+    /// ([`crate::longitudinal::TwoLayer`]).
+    pub fn is_two_layer(self) -> bool {
+        !matches!(
+            self,
+            Self::Grr | Self::Sue | Self::Oue | Self::Olh | Self::Hr
+        )
     }
 
     /// Parses a name (case-insensitive).
@@ -57,9 +103,25 @@ impl FrequencyKind {
 
     /// The paper's approximate variance of one count estimate divided by `n`
     /// (`q(1-q)/(p-q)^2` with the paper's, not the realized, probabilities).
+    /// Two-layer oracles take `epsilon` as `epsilon_1` and
+    /// [`DEFAULT_PERM_RATIO`] times it as `epsilon_perm`, with the paper's
+    /// instantaneous parameters (Arcolezi et al. 2022; `multi-freq-ldpy` 0.2.5).
     pub fn paper_count_variance_per_user(self, epsilon: f64, domain: u32) -> f64 {
         let e = epsilon.exp();
         let d = f64::from(domain);
+        let perm = DEFAULT_PERM_RATIO * epsilon;
+        let f = perm.exp();
+        // Two layers compose to P - Q = (p1 - q1)(p2 - q2) and Q = q1 (p2 - q2) + q2.
+        let layered = |p1: f64, q1: f64, p2: f64, q2: f64| {
+            let q = q1 * (p2 - q2) + q2;
+            q * (1.0 - q) / ((p1 - q1) * (p2 - q2)).powi(2)
+        };
+        let grr_layers = |k: f64| {
+            let p1 = f / (f + k - 1.0);
+            let q1 = (1.0 - p1) / (k - 1.0);
+            let p2 = (q1 - e * p1) / (-p1 * e + k * q1 * e - q1 * e - p1 * (k - 1.0) + q1);
+            (p1, q1, p2, (1.0 - p2) / (k - 1.0))
+        };
         match self {
             Self::Grr => (d - 2.0 + e) / ((e - 1.0) * (e - 1.0)),
             Self::Sue => {
@@ -68,6 +130,53 @@ impl FrequencyKind {
             }
             Self::Oue | Self::Olh => 4.0 * e / ((e - 1.0) * (e - 1.0)),
             Self::Hr => (e + 1.0) * (e + 1.0) / ((e - 1.0) * (e - 1.0)),
+            Self::LGrr => {
+                let (p1, q1, p2, q2) = grr_layers(d);
+                layered(p1, q1, p2, q2)
+            }
+            Self::LSue => {
+                let p1 = (perm / 2.0).exp() / ((perm / 2.0).exp() + 1.0);
+                let star = (epsilon / 2.0).exp() / ((epsilon / 2.0).exp() + 1.0);
+                let p2 = (star - (1.0 - p1)) / (2.0 * p1 - 1.0);
+                layered(p1, 1.0 - p1, p2, 1.0 - p2)
+            }
+            Self::LOsue => {
+                let p2 = (1.0 - (epsilon + perm).exp()) / (e - f - (epsilon + perm).exp() + 1.0);
+                layered(0.5, 1.0 / (f + 1.0), p2, 1.0 - p2)
+            }
+            Self::LOue => {
+                let q2 = ((-1.118_033_988_749_89
+                    * (0.1 * e + 0.05 * e * e + 0.3 * f + 0.45 * f * f - e * f - 0.7 * e * f * f
+                        + 0.3 * e * e * f
+                        + 0.45 * e * e * f * f
+                        + 0.05)
+                        .sqrt()
+                    - 0.25 * e
+                    - 0.25 * f
+                    + 0.75 * e * f
+                    - 0.25)
+                    / f)
+                    / (e - 1.0);
+                layered(0.5, 1.0 / (f + 1.0), 0.5, q2)
+            }
+            Self::LLh => match LLh::new(perm, epsilon, u64::from(domain)) {
+                Ok(m) => {
+                    let g = f64::from(m.hash_range());
+                    let (p1, _, p2, q2) = grr_layers(g);
+                    let p = p1 * p2 + (1.0 - p1) * q2;
+                    let q = 1.0 / g;
+                    q * (1.0 - q) / ((p - q) * (p - q))
+                }
+                Err(_) => f64::NAN,
+            },
+            Self::DBitFlipPm => {
+                // Ding et al.'s estimator: each bucket is sampled by d/b of the
+                // reports, whose bits are SUE-like with per-bit odds e^(eps/2).
+                let h = (epsilon / 2.0).exp();
+                let share = f64::from(DBITFLIP_SAMPLED) / d;
+                let (p, q) = (share * h / (h + 1.0), share / (h + 1.0));
+                q * (1.0 - q) / ((p - q) * (p - q))
+            }
         }
     }
 }
@@ -89,18 +198,60 @@ pub enum AnyFrequencyOracle {
     Olh(Olh),
     /// See [`HadamardResponse`].
     Hr(HadamardResponse),
+    /// See [`LGrr`].
+    LGrr(LGrr),
+    /// See [`LUnary`] (L-SUE, L-OUE, L-OSUE).
+    LUnary(LUnary),
+    /// See [`LLh`].
+    LLh(LLh),
+    /// See [`DBitFlipPm`].
+    DBitFlip(DBitFlipPm),
 }
 
 impl AnyFrequencyOracle {
-    /// Builds the oracle of `kind` for `epsilon` over `0..domain`.
+    /// Builds the oracle of `kind` for `epsilon` over `0..domain`. A two-layer
+    /// oracle takes `epsilon` as its per-report `epsilon_1` and
+    /// [`DEFAULT_PERM_RATIO`] times it as `epsilon_perm`;
+    /// [`AnyFrequencyOracle::two_layer`] sets both.
     pub fn new(kind: FrequencyKind, epsilon: f64, domain: u64) -> Result<Self, LdpError> {
+        if kind.is_two_layer() {
+            return Self::two_layer(kind, DEFAULT_PERM_RATIO * epsilon, epsilon, domain);
+        }
         Ok(match kind {
             FrequencyKind::Grr => Self::Grr(Grr::new(epsilon, domain)?),
             FrequencyKind::Sue => Self::Unary(UnaryEncoding::symmetric(epsilon, domain)?),
             FrequencyKind::Oue => Self::Unary(UnaryEncoding::optimized(epsilon, domain)?),
             FrequencyKind::Olh => Self::Olh(Olh::new(epsilon, domain)?),
             FrequencyKind::Hr => Self::Hr(HadamardResponse::new(epsilon, domain)?),
+            _ => unreachable!("two-layer kinds returned above"),
         })
+    }
+
+    /// Builds the two-layer oracle of `kind` with `epsilon_perm` per value and
+    /// `epsilon_1` per report; one-layer kinds are an error.
+    pub fn two_layer(
+        kind: FrequencyKind,
+        epsilon_perm: f64,
+        epsilon_1: f64,
+        domain: u64,
+    ) -> Result<Self, LdpError> {
+        let unary = |v| LUnary::new(v, epsilon_perm, epsilon_1, domain).map(Self::LUnary);
+        match kind {
+            FrequencyKind::LGrr => Ok(Self::LGrr(LGrr::new(epsilon_perm, epsilon_1, domain)?)),
+            FrequencyKind::LSue => unary(LUnaryVariant::Sue),
+            FrequencyKind::LOue => unary(LUnaryVariant::Oue),
+            FrequencyKind::LOsue => unary(LUnaryVariant::Osue),
+            FrequencyKind::LLh => Ok(Self::LLh(LLh::new(epsilon_perm, epsilon_1, domain)?)),
+            FrequencyKind::DBitFlipPm => Ok(Self::DBitFlip(DBitFlipPm::new(
+                epsilon_perm,
+                epsilon_1,
+                domain,
+                DBITFLIP_SAMPLED.min(u32::try_from(domain).unwrap_or(u32::MAX)),
+            )?)),
+            _ => Err(LdpError::Epsilons(
+                "this oracle has one layer and no epsilon_perm; its two-layer forms are l-grr, l-sue, l-oue, l-osue, l-lh and dbitflip-pm",
+            )),
+        }
     }
 
     /// Which oracle this is.
@@ -113,6 +264,14 @@ impl AnyFrequencyOracle {
             },
             Self::Olh(_) => FrequencyKind::Olh,
             Self::Hr(_) => FrequencyKind::Hr,
+            Self::LGrr(_) => FrequencyKind::LGrr,
+            Self::LUnary(u) => match u.variant() {
+                LUnaryVariant::Sue => FrequencyKind::LSue,
+                LUnaryVariant::Oue => FrequencyKind::LOue,
+                LUnaryVariant::Osue => FrequencyKind::LOsue,
+            },
+            Self::LLh(_) => FrequencyKind::LLh,
+            Self::DBitFlip(_) => FrequencyKind::DBitFlipPm,
         }
     }
 }
@@ -147,6 +306,10 @@ impl FrequencyOracle for AnyFrequencyOracle {
             Self::Unary(m) => m.domain(),
             Self::Olh(m) => m.domain(),
             Self::Hr(m) => m.domain(),
+            Self::LGrr(m) => m.domain(),
+            Self::LUnary(m) => m.domain(),
+            Self::LLh(m) => m.domain(),
+            Self::DBitFlip(m) => m.domain(),
         }
     }
 
@@ -156,6 +319,10 @@ impl FrequencyOracle for AnyFrequencyOracle {
             Self::Unary(m) => m.epsilon(),
             Self::Olh(m) => m.epsilon(),
             Self::Hr(m) => m.epsilon(),
+            Self::LGrr(m) => m.epsilon(),
+            Self::LUnary(m) => m.epsilon(),
+            Self::LLh(m) => m.epsilon(),
+            Self::DBitFlip(m) => m.epsilon(),
         }
     }
 
@@ -165,6 +332,10 @@ impl FrequencyOracle for AnyFrequencyOracle {
             Self::Unary(m) => m.support_probabilities(),
             Self::Olh(m) => m.support_probabilities(),
             Self::Hr(m) => m.support_probabilities(),
+            Self::LGrr(m) => m.support_probabilities(),
+            Self::LUnary(m) => m.support_probabilities(),
+            Self::LLh(m) => m.support_probabilities(),
+            Self::DBitFlip(m) => m.support_probabilities(),
         }
     }
 
@@ -178,6 +349,10 @@ impl FrequencyOracle for AnyFrequencyOracle {
             Self::Unary(m) => FrequencyOutput::Bits(m.perturb(value, rng)?),
             Self::Olh(m) => FrequencyOutput::Hashed(m.perturb(value, rng)?),
             Self::Hr(m) => FrequencyOutput::Value(m.perturb(value, rng)?),
+            Self::LGrr(m) => FrequencyOutput::Value(m.perturb(value, rng)?),
+            Self::LUnary(m) => FrequencyOutput::Bits(m.perturb(value, rng)?),
+            Self::LLh(m) => FrequencyOutput::Hashed(m.perturb(value, rng)?),
+            Self::DBitFlip(m) => FrequencyOutput::Bits(m.perturb(value, rng)?),
         })
     }
 
@@ -187,6 +362,10 @@ impl FrequencyOracle for AnyFrequencyOracle {
             (Self::Unary(m), FrequencyOutput::Bits(b)) => m.for_each_supported(b, f),
             (Self::Olh(m), FrequencyOutput::Hashed(h)) => m.for_each_supported(h, f),
             (Self::Hr(m), FrequencyOutput::Value(v)) => m.for_each_supported(v, f),
+            (Self::LGrr(m), FrequencyOutput::Value(v)) => m.for_each_supported(v, f),
+            (Self::LUnary(m), FrequencyOutput::Bits(b)) => m.for_each_supported(b, f),
+            (Self::LLh(m), FrequencyOutput::Hashed(h)) => m.for_each_supported(h, f),
+            (Self::DBitFlip(m), FrequencyOutput::Bits(b)) => m.for_each_supported(b, f),
             // A report of another oracle's shape supports nothing; decoders reject it first.
             _ => {}
         }
@@ -198,7 +377,85 @@ impl FrequencyOracle for AnyFrequencyOracle {
             (Self::Unary(m), FrequencyOutput::Bits(b)) => m.is_valid_output(b),
             (Self::Olh(m), FrequencyOutput::Hashed(h)) => m.is_valid_output(h),
             (Self::Hr(m), FrequencyOutput::Value(v)) => m.is_valid_output(v),
+            (Self::LGrr(m), FrequencyOutput::Value(v)) => m.is_valid_output(v),
+            (Self::LUnary(m), FrequencyOutput::Bits(b)) => m.is_valid_output(b),
+            (Self::LLh(m), FrequencyOutput::Hashed(h)) => m.is_valid_output(h),
+            (Self::DBitFlip(m), FrequencyOutput::Bits(b)) => m.is_valid_output(b),
             _ => false,
+        }
+    }
+}
+
+/// A two-layer oracle's memoized permanent response, whatever the oracle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnyPermanent {
+    /// L-GRR's permanent value.
+    Value(u32),
+    /// A longitudinal unary encoding's or dBitFlipPM's permanent bits.
+    Bits(PackedBits),
+    /// L-LH's seed and permanent hashed value.
+    Hashed(OlhOutput),
+}
+
+impl AnyFrequencyOracle {
+    /// The permanent response of `value` (two-layer oracles only; see
+    /// [`crate::longitudinal::TwoLayer::permanent`]).
+    pub fn permanent<R: CryptoRng + ?Sized>(
+        &self,
+        value: u32,
+        rng: &mut R,
+    ) -> Result<AnyPermanent, LdpError> {
+        use crate::longitudinal::TwoLayer;
+        Ok(match self {
+            Self::LGrr(m) => AnyPermanent::Value(m.permanent(value, rng)?),
+            Self::LUnary(m) => AnyPermanent::Bits(m.permanent(value, rng)?),
+            Self::LLh(m) => AnyPermanent::Hashed(m.permanent(value, rng)?),
+            Self::DBitFlip(m) => AnyPermanent::Bits(m.permanent(value, rng)?),
+            _ => {
+                return Err(LdpError::Epsilons(
+                    "a one-layer oracle has no permanent layer",
+                ));
+            }
+        })
+    }
+
+    /// One report from a permanent response of this oracle, with fresh randomness.
+    pub fn instantaneous<R: CryptoRng + ?Sized>(
+        &self,
+        permanent: &AnyPermanent,
+        rng: &mut R,
+    ) -> Result<FrequencyOutput, LdpError> {
+        use crate::longitudinal::TwoLayer;
+        Ok(match (self, permanent) {
+            (Self::LGrr(m), AnyPermanent::Value(v)) => {
+                FrequencyOutput::Value(m.instantaneous(v, rng)?)
+            }
+            (Self::LUnary(m), AnyPermanent::Bits(b)) => {
+                FrequencyOutput::Bits(m.instantaneous(b, rng)?)
+            }
+            (Self::LLh(m), AnyPermanent::Hashed(h)) => {
+                FrequencyOutput::Hashed(m.instantaneous(h, rng)?)
+            }
+            (Self::DBitFlip(m), AnyPermanent::Bits(b)) => {
+                FrequencyOutput::Bits(m.instantaneous(b, rng)?)
+            }
+            _ => {
+                return Err(LdpError::Epsilons(
+                    "the permanent response is not of this two-layer oracle",
+                ));
+            }
+        })
+    }
+
+    /// The permanent layer's realized epsilon (two-layer oracles), or `None`.
+    pub fn epsilon_perm(&self) -> Option<f64> {
+        use crate::longitudinal::TwoLayer;
+        match self {
+            Self::LGrr(m) => Some(m.epsilon_perm()),
+            Self::LUnary(m) => Some(m.epsilon_perm()),
+            Self::LLh(m) => Some(m.epsilon_perm()),
+            Self::DBitFlip(m) => Some(m.epsilon_perm()),
+            _ => None,
         }
     }
 }
@@ -216,20 +473,28 @@ pub enum NumericKind {
     Hybrid,
     /// 1BitMean ([`OneBitMean`]).
     OneBit,
+    /// Two-layer 1BitMean with alpha-point rounding ([`LOneBitMean`]).
+    LOneBit,
 }
 
 impl NumericKind {
     /// Every numeric mechanism, in documentation order.
-    pub const ALL: [NumericKind; 5] = [
+    pub const ALL: [NumericKind; 6] = [
         Self::Laplace,
         Self::Duchi,
         Self::Piecewise,
         Self::Hybrid,
         Self::OneBit,
+        Self::LOneBit,
     ];
 
     /// The names [`NumericKind::from_name`] accepts.
-    pub const NAMES: &'static str = "laplace, duchi, piecewise, hybrid, onebit";
+    pub const NAMES: &'static str = "laplace, duchi, piecewise, hybrid, onebit, l-onebit";
+
+    /// Whether the mechanism has a permanent and an instantaneous layer.
+    pub fn is_two_layer(self) -> bool {
+        self == Self::LOneBit
+    }
 
     /// The short lowercase name used on command lines and in catalogs.
     pub fn name(self) -> &'static str {
@@ -239,6 +504,7 @@ impl NumericKind {
             Self::Piecewise => "piecewise",
             Self::Hybrid => "hybrid",
             Self::OneBit => "onebit",
+            Self::LOneBit => "l-onebit",
         }
     }
 
@@ -272,7 +538,8 @@ impl NumericKind {
                 };
                 a * pm + (1.0 - a) * duchi
             }
-            Self::OneBit => {
+            // Two layers compose to 1BitMean at epsilon_1 (one report, fresh device).
+            Self::OneBit | Self::LOneBit => {
                 let p = 1.0 / (e + 1.0) + x * (e - 1.0) / (e + 1.0);
                 p * (1.0 - p) * ((e + 1.0) / (e - 1.0)).powi(2)
             }
@@ -299,6 +566,8 @@ pub enum AnyNumericMechanism {
     Hybrid(Hybrid),
     /// See [`OneBitMean`].
     OneBit(OneBitMean),
+    /// See [`LOneBitMean`].
+    LOneBit(LOneBitMean),
 }
 
 macro_rules! each_numeric {
@@ -309,20 +578,47 @@ macro_rules! each_numeric {
             AnyNumericMechanism::Piecewise($m) => $body,
             AnyNumericMechanism::Hybrid($m) => $body,
             AnyNumericMechanism::OneBit($m) => $body,
+            AnyNumericMechanism::LOneBit($m) => $body,
         }
     };
 }
 
 impl AnyNumericMechanism {
-    /// Builds the mechanism of `kind` for `epsilon` over `range`, with default grids.
+    /// Builds the mechanism of `kind` for `epsilon` over `range`, with default
+    /// grids. A two-layer mechanism takes `epsilon` as `epsilon_1` and
+    /// [`DEFAULT_PERM_RATIO`] times it as `epsilon_perm`.
     pub fn new(kind: NumericKind, epsilon: f64, range: Range) -> Result<Self, LdpError> {
         Ok(match kind {
+            NumericKind::LOneBit => Self::LOneBit(LOneBitMean::new(
+                DEFAULT_PERM_RATIO * epsilon,
+                epsilon,
+                range,
+            )?),
             NumericKind::Laplace => Self::Laplace(DiscreteLaplace::new(epsilon, range)?),
             NumericKind::Duchi => Self::Duchi(Duchi::new(epsilon, range)?),
             NumericKind::Piecewise => Self::Piecewise(Piecewise::new(epsilon, range)?),
             NumericKind::Hybrid => Self::Hybrid(Hybrid::new(epsilon, range)?),
             NumericKind::OneBit => Self::OneBit(OneBitMean::new(epsilon, range)?),
         })
+    }
+
+    /// Builds the two-layer mechanism of `kind` with both epsilons; one-layer kinds are an error.
+    pub fn two_layer(
+        kind: NumericKind,
+        epsilon_perm: f64,
+        epsilon_1: f64,
+        range: Range,
+    ) -> Result<Self, LdpError> {
+        match kind {
+            NumericKind::LOneBit => Ok(Self::LOneBit(LOneBitMean::new(
+                epsilon_perm,
+                epsilon_1,
+                range,
+            )?)),
+            _ => Err(LdpError::Epsilons(
+                "this mechanism has one layer and no epsilon_perm; its two-layer form is l-onebit",
+            )),
+        }
     }
 
     /// Which mechanism this is.
@@ -333,6 +629,7 @@ impl AnyNumericMechanism {
             Self::Piecewise(_) => NumericKind::Piecewise,
             Self::Hybrid(_) => NumericKind::Hybrid,
             Self::OneBit(_) => NumericKind::OneBit,
+            Self::LOneBit(_) => NumericKind::LOneBit,
         }
     }
 }

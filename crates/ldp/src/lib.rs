@@ -8,6 +8,12 @@
 //!   [`Range`]: [`DiscreteLaplace`], [`Duchi`], [`Piecewise`], [`Hybrid`],
 //!   [`OneBitMean`]. Their outputs are points of a fixed public grid
 //!   ([`GridPoint`]), so aggregates are exact integer sums.
+//! - **Two-layer (longitudinal) mechanisms** ([`longitudinal`]): a permanent
+//!   randomized response memoized per value at `epsilon_perm`, then a fresh
+//!   instantaneous one on every report, composed to `epsilon_1`: [`LGrr`],
+//!   [`LUnary`] (L-SUE, L-OUE, L-OSUE), [`DBitFlipPm`], [`LLh`] and
+//!   [`LOneBitMean`]. Each is also a one-report mechanism of the two
+//!   families above, so every estimator, simulation and audit applies.
 //!
 //! Every random decision compares a uniform 64-bit integer with an integer
 //! threshold ([`sampling`]); each mechanism computes the epsilon it states
@@ -30,6 +36,7 @@ mod epsilon;
 mod error;
 mod frequency;
 mod kind;
+pub mod longitudinal;
 mod mechanism;
 mod numeric;
 pub mod sampling;
@@ -41,7 +48,11 @@ pub use epsilon::{MAX_DOMAIN, MAX_EPSILON, check_domain, check_epsilon};
 pub use error::LdpError;
 pub use frequency::{Grr, HadamardResponse, Olh, OlhOutput, UnaryEncoding, UnaryVariant};
 pub use kind::{
-    AnyFrequencyOracle, AnyNumericMechanism, FrequencyKind, FrequencyOutput, NumericKind,
+    AnyFrequencyOracle, AnyNumericMechanism, AnyPermanent, DBITFLIP_SAMPLED, FrequencyKind,
+    FrequencyOutput, NumericKind,
+};
+pub use longitudinal::{
+    DBitFlipPm, DEFAULT_PERM_RATIO, LGrr, LLh, LOneBitMean, LUnary, LUnaryVariant, TwoLayer,
 };
 pub use mechanism::{
     Affine, FrequencyOracle, GridPoint, NumericMechanism, Range, SupportProbabilities,

@@ -286,40 +286,42 @@ fn any_frequency_reports_are_the_concrete_kernels_reports() {
             .map(|s| any.report_from_slots(s).expect("a report's shape"))
             .collect();
         assert!(reports.iter().all(|r| any.is_valid_output(r)), "{kind}");
-        // The same seed through the concrete kernel gives the same reports.
+        // The same seed through the concrete kernel gives the same reports. The
+        // enum calls one-slot kernels 1024 reports at a time, each call with its
+        // own buffered draw, so the concrete kernel is called the same way.
         let mut rng = NoiseRng::seed_from_u64(5);
-        let expected: Vec<FrequencyOutput> = match &any {
-            AnyFrequencyOracle::Grr(m) => {
-                let mut out = vec![0u32; values.len()];
-                m.perturb_batch(&values, &mut out, &mut rng).unwrap();
-                out.into_iter().map(FrequencyOutput::Value).collect()
-            }
-            AnyFrequencyOracle::Hr(m) => {
-                let mut out = vec![0u32; values.len()];
-                m.perturb_batch(&values, &mut out, &mut rng).unwrap();
-                out.into_iter().map(FrequencyOutput::Value).collect()
-            }
-            AnyFrequencyOracle::Olh(m) => {
-                let mut out = vec![OlhOutput { seed: 0, value: 0 }; values.len()];
-                m.perturb_batch(&values, &mut out, &mut rng).unwrap();
-                out.into_iter().map(FrequencyOutput::Hashed).collect()
-            }
-            AnyFrequencyOracle::Unary(m) => {
+        macro_rules! chunked {
+            ($m:expr, $empty:expr, $wrap:expr) => {{
+                let mut all = Vec::new();
+                for chunk in values.chunks(1024) {
+                    let mut out = vec![$empty; chunk.len()];
+                    $m.perturb_batch(chunk, &mut out, &mut rng).unwrap();
+                    all.extend(out.into_iter().map($wrap));
+                }
+                all
+            }};
+        }
+        macro_rules! rows {
+            ($m:expr) => {{
                 let mut out = vec![0u64; values.len() * per];
-                m.perturb_batch(&values, &mut out, &mut rng).unwrap();
+                $m.perturb_batch(&values, &mut out, &mut rng).unwrap();
                 out.chunks(per)
                     .map(|w| FrequencyOutput::Bits(PackedBits::from_words(w.to_vec(), 40).unwrap()))
                     .collect()
-            }
+            }};
+        }
+        let olh = OlhOutput { seed: 0, value: 0 };
+        let expected: Vec<FrequencyOutput> = match &any {
+            AnyFrequencyOracle::Grr(m) => chunked!(m, 0u32, FrequencyOutput::Value),
+            AnyFrequencyOracle::Hr(m) => chunked!(m, 0u32, FrequencyOutput::Value),
+            AnyFrequencyOracle::LGrr(m) => chunked!(m, 0u32, FrequencyOutput::Value),
+            AnyFrequencyOracle::Olh(m) => chunked!(m, olh, FrequencyOutput::Hashed),
+            AnyFrequencyOracle::LLh(m) => chunked!(m, olh, FrequencyOutput::Hashed),
+            AnyFrequencyOracle::Unary(m) => rows!(m),
+            AnyFrequencyOracle::LUnary(m) => rows!(m),
+            AnyFrequencyOracle::DBitFlip(m) => rows!(m),
         };
-        // GRR, OLH and HR call their kernel 1024 reports at a time, each call
-        // with its own buffered draw, so only the first chunk shares the bytes.
-        let shared = if matches!(any, AnyFrequencyOracle::Unary(_)) {
-            values.len()
-        } else {
-            1024
-        };
-        assert_eq!(reports[..shared], expected[..shared], "{kind}");
+        assert_eq!(reports, expected, "{kind}");
         // A value outside the domain, even in the last chunk, is refused before
         // anything is drawn or written.
         let mut bad_values = values.clone();

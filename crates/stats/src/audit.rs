@@ -135,7 +135,10 @@ pub fn audit_frequency_via<R: CryptoRng + ?Sized>(
 ) -> Result<AuditOutcome, StatsError> {
     let classify = move |out: &FrequencyOutput| -> usize {
         match (oracle, out) {
-            (AnyFrequencyOracle::Grr(_), FrequencyOutput::Value(y)) => (*y).min(2) as usize,
+            (
+                AnyFrequencyOracle::Grr(_) | AnyFrequencyOracle::LGrr(_),
+                FrequencyOutput::Value(y),
+            ) => (*y).min(2) as usize,
             (AnyFrequencyOracle::Unary(_), FrequencyOutput::Bits(b)) => {
                 usize::from(b.get(0)) + 2 * usize::from(b.get(1))
             }
@@ -147,11 +150,21 @@ pub fn audit_frequency_via<R: CryptoRng + ?Sized>(
                 usize::from(HadamardResponse::in_set(0, *y))
                     + 2 * usize::from(HadamardResponse::in_set(1, *y))
             }
-            _ => unreachable!("an oracle's output has its own shape"),
+            // The two-layer unary and hashing oracles: what the report supports.
+            (_, out) => {
+                let (mut zero, mut one) = (false, false);
+                oracle.for_each_supported(out, |v| {
+                    zero |= v == 0;
+                    one |= v == 1;
+                });
+                usize::from(zero) + 2 * usize::from(one)
+            }
         }
     };
     let classes = match oracle {
-        AnyFrequencyOracle::Grr(_) => vec!["report 0", "report 1", "report another value"],
+        AnyFrequencyOracle::Grr(_) | AnyFrequencyOracle::LGrr(_) => {
+            vec!["report 0", "report 1", "report another value"]
+        }
         _ => vec![
             "supports neither 0 nor 1",
             "supports 0 only",
@@ -212,7 +225,9 @@ pub fn audit_numeric_via<R: CryptoRng + ?Sized>(
     };
     let classify = move |p: GridPoint| -> usize {
         match mechanism {
-            AnyNumericMechanism::Duchi(_) | AnyNumericMechanism::OneBit(_) => p.index as usize,
+            AnyNumericMechanism::Duchi(_)
+            | AnyNumericMechanism::OneBit(_)
+            | AnyNumericMechanism::LOneBit(_) => p.index as usize,
             AnyNumericMechanism::Piecewise(pm) => window_class(pm, p.index),
             AnyNumericMechanism::Hybrid(h) => match p.branch {
                 0 => window_class(h.piecewise(), p.index),
@@ -230,9 +245,9 @@ pub fn audit_numeric_via<R: CryptoRng + ?Sized>(
         }
     };
     let classes = match mechanism {
-        AnyNumericMechanism::Duchi(_) | AnyNumericMechanism::OneBit(_) => {
-            vec!["low report", "high report"]
-        }
+        AnyNumericMechanism::Duchi(_)
+        | AnyNumericMechanism::OneBit(_)
+        | AnyNumericMechanism::LOneBit(_) => vec!["low report", "high report"],
         AnyNumericMechanism::Piecewise(_) => {
             vec!["top window", "bottom window", "middle cells"]
         }

@@ -248,7 +248,7 @@ pub struct MeanSummary {
 /// Ding et al.), `[-1, 1]` otherwise (as in Duchi et al. and Wang et al.).
 pub fn simulation_range(kind: NumericKind) -> Range {
     match kind {
-        NumericKind::OneBit => Range::UNIT,
+        NumericKind::OneBit | NumericKind::LOneBit => Range::UNIT,
         _ => Range::SYMMETRIC_UNIT,
     }
 }

@@ -29,11 +29,16 @@ fn no_frequency_oracle_exceeds_its_claim() {
                 // Every oracle is tight on the event the auditor finds. With 1e5 samples
                 // and event probabilities down to 0.06 (GRR, d = 16, eps = 0.5), the
                 // 99.99% Clopper-Pearson bounds cost up to 0.1 in epsilon, so at least
-                // 70% of the claim must be demonstrated.
-                assert!(
-                    a.epsilon_lower_bound > 0.7 * eps,
-                    "{kind} eps={eps} d={d}: {a:?}"
-                );
+                // 70% of the claim must be demonstrated. dBitFlipPM reveals 2 of d
+                // positions, so its whole loss shows only in the reports that sampled
+                // both positions where the inputs differ (1 in 120 at d = 16): its
+                // claim holds, but is tight only at d = 2.
+                if kind != FrequencyKind::DBitFlipPm || d == 2 {
+                    assert!(
+                        a.epsilon_lower_bound > 0.7 * eps,
+                        "{kind} eps={eps} d={d}: {a:?}"
+                    );
+                }
             }
         }
     }

@@ -118,9 +118,16 @@ fn exact_variance_tends_to_the_papers() {
             &|_| {},
         )
         .unwrap();
-        let gap = (s.theoretical_variance / s.paper_variance - 1.0).abs();
+        let ratio = s.theoretical_variance / s.paper_variance;
+        if matches!(kind, FrequencyKind::LGrr | FrequencyKind::LLh) {
+            // The papers' L-GRR layer (also L-LH's) leaves part of epsilon_1 unspent
+            // for d > 2 (ldp's longitudinal docs); ours spends it, so its variance is lower.
+            assert!(ratio < 0.99, "{kind}: exact / paper {ratio}");
+            continue;
+        }
         // At f = 1/256 the exact formula differs by f (p(1-p) - q(1-q)) / (q(1-q)), under 1%
         // for every oracle (GRR also differs by its d-2 term, exactly as the paper's).
+        let gap = (ratio - 1.0).abs();
         assert!(gap < 0.012, "{kind}: exact vs paper gap {gap}");
     }
 }
@@ -146,4 +153,17 @@ fn results_do_not_depend_on_threads() {
         .unwrap()
     };
     assert_eq!(run(1), run(3));
+}
+
+/// The two-layer oracles, one report per fresh device (`epsilon_perm` twice
+/// `epsilon_1`): their composed channel's exact variance is what the trials show.
+#[test]
+fn two_layer_oracles_match_theory() {
+    for kind in FrequencyKind::ALL.into_iter().filter(|k| k.is_two_layer()) {
+        for eps in [0.5, 2.0] {
+            for d in [2, 32] {
+                check(kind, eps, d);
+            }
+        }
+    }
 }

@@ -76,3 +76,8 @@ fn hybrid_matches_theory() {
 fn onebit_matches_theory() {
     each(NumericKind::OneBit);
 }
+
+#[test]
+fn two_layer_onebit_matches_theory() {
+    each(NumericKind::LOneBit);
+}

@@ -54,14 +54,16 @@ impl AnyFrequencyOracle {
     /// values are in range is [`FrequencyOracle::is_valid_output`]'s to say.
     pub fn report_from_slots(&self, slots: &[u64]) -> Result<FrequencyOutput, LdpError> {
         let report = match (self, slots) {
-            (Self::Grr(_) | Self::Hr(_), &[value]) => {
+            (Self::Grr(_) | Self::Hr(_) | Self::LGrr(_), &[value]) => {
                 u32::try_from(value).ok().map(FrequencyOutput::Value)
             }
-            (Self::Olh(_), &[seed, value]) => u32::try_from(value)
+            (Self::Olh(_) | Self::LLh(_), &[seed, value]) => u32::try_from(value)
                 .ok()
                 .map(|value| FrequencyOutput::Hashed(OlhOutput { seed, value })),
-            (Self::Unary(m), words) if words.len() == m.slots_per_report() => {
-                PackedBits::from_words(words.to_vec(), m.domain()).map(FrequencyOutput::Bits)
+            (Self::Unary(_) | Self::LUnary(_) | Self::DBitFlip(_), words)
+                if words.len() == self.slots_per_report() =>
+            {
+                PackedBits::from_words(words.to_vec(), self.domain()).map(FrequencyOutput::Bits)
             }
             _ => None,
         };
@@ -79,9 +81,11 @@ impl FrequencyBatch for AnyFrequencyOracle {
 
     fn slots_per_report(&self) -> usize {
         match self {
-            Self::Grr(_) | Self::Hr(_) => 1,
-            Self::Olh(_) => 2,
+            Self::Grr(_) | Self::Hr(_) | Self::LGrr(_) => 1,
+            Self::Olh(_) | Self::LLh(_) => 2,
             Self::Unary(m) => m.slots_per_report(),
+            Self::LUnary(m) => m.slots_per_report(),
+            Self::DBitFlip(m) => m.slots_per_report(),
         }
     }
 
@@ -98,6 +102,22 @@ impl FrequencyBatch for AnyFrequencyOracle {
         check_values(&values, self.domain())?;
         match self {
             Self::Unary(m) => m.perturb_batch(values, out, rng),
+            Self::LUnary(m) => m.perturb_batch(values, out, rng),
+            Self::DBitFlip(m) => m.perturb_batch(values, out, rng),
+            Self::LGrr(m) => widened(
+                out,
+                per,
+                0,
+                |r, buf| m.perturb_batch(&values[r], buf, rng),
+                |v, w| w[0] = u64::from(v),
+            ),
+            Self::LLh(m) => widened(
+                out,
+                per,
+                OlhOutput { seed: 0, value: 0 },
+                |r, buf| m.perturb_batch(&values[r], buf, rng),
+                olh_words,
+            ),
             Self::Grr(m) => widened(
                 out,
                 per,
@@ -132,6 +152,22 @@ impl FrequencyBatch for AnyFrequencyOracle {
         whole_reports(out.len(), per)?;
         match self {
             Self::Unary(m) => m.perturb_repeated(value, out, rng),
+            Self::LUnary(m) => m.perturb_repeated(value, out, rng),
+            Self::DBitFlip(m) => m.perturb_repeated(value, out, rng),
+            Self::LGrr(m) => widened(
+                out,
+                per,
+                0,
+                |_, buf| m.perturb_repeated(value, buf, rng),
+                |v, w| w[0] = u64::from(v),
+            ),
+            Self::LLh(m) => widened(
+                out,
+                per,
+                OlhOutput { seed: 0, value: 0 },
+                |_, buf| m.perturb_repeated(value, buf, rng),
+                olh_words,
+            ),
             Self::Grr(m) => widened(
                 out,
                 per,
@@ -170,6 +206,7 @@ impl NumericBatch for AnyNumericMechanism {
             Self::Piecewise(m) => m.perturb_batch(xs, out, rng),
             Self::Hybrid(m) => m.perturb_batch(xs, out, rng),
             Self::OneBit(m) => m.perturb_batch(xs, out, rng),
+            Self::LOneBit(m) => m.perturb_batch(xs, out, rng),
         }
     }
 
@@ -185,6 +222,7 @@ impl NumericBatch for AnyNumericMechanism {
             Self::Piecewise(m) => m.perturb_repeated(x, out, rng),
             Self::Hybrid(m) => m.perturb_repeated(x, out, rng),
             Self::OneBit(m) => m.perturb_repeated(x, out, rng),
+            Self::LOneBit(m) => m.perturb_repeated(x, out, rng),
         }
     }
 }

@@ -70,6 +70,7 @@ mod buffer;
 mod choice;
 mod dispatch;
 mod laplace;
+mod longitudinal;
 mod numeric;
 mod unary;
 

@@ -50,7 +50,7 @@ fn finish_trial<R: Rng + ?Sized>(r: u64, t: Threshold, src: &mut RandomBuffer<'_
 /// exact threshold for the rare inputs whose estimate was uncertain or whose
 /// byte tied, and finishes them from the same byte and fresh bits.
 #[inline(always)]
-fn binary_kernel<R: Rng + ?Sized>(
+pub(crate) fn binary_kernel<R: Rng + ?Sized>(
     core: &BinaryCore,
     xs: impl Inputs<f64>,
     out: &mut [GridPoint],

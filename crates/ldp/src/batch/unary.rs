@@ -212,42 +212,50 @@ impl Grr {
         )?;
         let keep = self.keep_threshold();
         let slicer = BitSlicer::new(keep, keep.complement());
+        out.words_mut().copy_from_slice(input.words());
+        let (per, len) = (out.words().len(), out.len());
         dispatch::vectorized(
             #[inline(always)]
-            || flip_words(&slicer, input, out, rng),
+            || flip_rows(&slicer, out.words_mut(), per, len, rng),
         );
         Ok(())
     }
 }
 
-/// Binary randomized response on the words of `input` into `out` (same length),
-/// through `slicer` (`keep` for lanes holding 1, its complement for lanes holding 0).
+/// Sets every lane of `rows` again through `slicer`: a lane holding 1 is 1
+/// afterwards with the slicer's selected threshold, a lane holding 0 with its
+/// other one. `rows` is a whole number of rows of `per` words, each holding
+/// `len` lanes (its padding lanes stay 0): packed randomized response, and the
+/// instantaneous layer of the two-layer unary encodings.
 #[inline(always)]
-fn flip_words<R: Rng + ?Sized>(
+pub(crate) fn flip_rows<R: Rng + ?Sized>(
     slicer: &BitSlicer,
-    input: &PackedBits,
-    out: &mut PackedBits,
+    rows: &mut [u64],
+    per: usize,
+    len: u32,
     rng: &mut R,
 ) {
-    let words = input.words();
-    let mut src = RandomBuffer::new(rng, words.len() * slicer.bytes_per_word());
-    let tail = input.len() % 64;
-    let last = words.len();
-    for (b, (inp, outp)) in words
-        .chunks(BLOCK)
-        .zip(out.words_mut().chunks_mut(BLOCK))
-        .enumerate()
-    {
-        let n = inp.len();
+    let mut src = RandomBuffer::new(rng, rows.len() * slicer.bytes_per_word());
+    let tail = len % 64;
+    let tail_mask = if tail == 0 {
+        u64::MAX
+    } else {
+        (1u64 << tail) - 1
+    };
+    for (b, block) in rows.chunks_mut(BLOCK).enumerate() {
+        let n = block.len();
         let mut select = [0u64; BLOCK];
-        select[..n].copy_from_slice(inp);
-        let mut live = [u64::MAX; BLOCK];
-        if tail != 0 && b * BLOCK + n == last {
-            live[n - 1] = (1u64 << tail) - 1;
-        }
+        select[..n].copy_from_slice(block);
+        let live: [u64; BLOCK] = std::array::from_fn(|k| {
+            if (b * BLOCK + k) % per == per - 1 {
+                tail_mask
+            } else {
+                u64::MAX
+            }
+        });
         let mut decided = [0u64; BLOCK];
         slicer.block(&select, &live, n, &mut decided, &mut src);
-        outp.copy_from_slice(&decided[..n]);
+        block.copy_from_slice(&decided[..n]);
     }
 }
 
@@ -277,10 +285,13 @@ mod tests {
         let (mut a, mut b) = (PackedBits::zeros(1000), PackedBits::zeros(1000));
         rr.perturb_packed(&input, &mut a, &mut seeded()).unwrap();
         let keep = rr.keep_threshold();
-        flip_words(
+        b.words_mut().copy_from_slice(input.words());
+        let per = b.words().len();
+        flip_rows(
             &BitSlicer::new(keep, keep.complement()),
-            &input,
-            &mut b,
+            b.words_mut(),
+            per,
+            1000,
             &mut seeded(),
         );
         assert_eq!(a, b);

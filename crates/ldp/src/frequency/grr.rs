@@ -41,7 +41,13 @@ impl Grr {
         let epsilon = check_epsilon(epsilon)?;
         let domain = check_domain(domain)?;
         let e = epsilon.exp();
-        let keep = Threshold::floor_split(e, f64::from(domain) - 1.0);
+        Self::with_keep(Threshold::floor_split(e, f64::from(domain) - 1.0), domain)
+    }
+
+    /// GRR over `0..domain` with a given keep threshold (the instantaneous
+    /// layer of a two-layer mechanism derives its own); its epsilon is computed
+    /// from the threshold, rounded up.
+    pub(crate) fn with_keep(keep: Threshold, domain: u32) -> Result<Self, LdpError> {
         let q = keep.complement_prob() / f64::from(domain - 1);
         if keep.prob() <= q {
             return Err(LdpError::Unrealizable(

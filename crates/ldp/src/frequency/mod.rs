@@ -7,5 +7,6 @@ mod unary;
 
 pub use grr::Grr;
 pub use hadamard::HadamardResponse;
+pub(crate) use olh::hash_into;
 pub use olh::{Olh, OlhOutput};
 pub use unary::{UnaryEncoding, UnaryVariant};

@@ -106,9 +106,15 @@ impl Olh {
     /// hash to `0..g` without division.
     #[inline]
     pub fn hash(&self, seed: u64, value: u32) -> u32 {
-        let mixed = mix64(seed ^ mix64(u64::from(value).wrapping_add(0x9E37_79B9_7F4A_7C15)));
-        ((u128::from(mixed) * u128::from(self.range)) >> 64) as u32
+        hash_into(seed, value, self.range)
     }
+}
+
+/// The seeded hash of `value` into `0..range` that OLH and L-LH share.
+#[inline]
+pub(crate) fn hash_into(seed: u64, value: u32, range: u32) -> u32 {
+    let mixed = mix64(seed ^ mix64(u64::from(value).wrapping_add(0x9E37_79B9_7F4A_7C15)));
+    ((u128::from(mixed) * u128::from(range)) >> 64) as u32
 }
 
 /// SplitMix64's finalizer (Steele, Lea, Flood 2014).

@@ -21,7 +21,7 @@ pub(crate) struct BinaryCore {
 }
 
 impl BinaryCore {
-    fn new(epsilon: f64, range: Range) -> Result<Self, LdpError> {
+    pub(crate) fn new(epsilon: f64, range: Range) -> Result<Self, LdpError> {
         let epsilon = check_epsilon(epsilon)?;
         let e = epsilon.exp();
         let high = Threshold::floor_split(e, 1.0);
@@ -42,6 +42,16 @@ impl BinaryCore {
     /// The clipping range.
     pub(crate) fn range(&self) -> Range {
         self.range
+    }
+
+    /// The threshold of a 1 at the top of the range (`p_max`); the bottom's is its complement.
+    pub(crate) fn high(&self) -> Threshold {
+        self.high
+    }
+
+    /// The privacy loss of the bit, from the realized thresholds, rounded up.
+    pub(crate) fn epsilon(&self) -> f64 {
+        self.epsilon
     }
 
     /// `p_max - p_min`, the slope of the bit probability over the unit interval.
