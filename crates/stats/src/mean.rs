@@ -100,7 +100,24 @@ impl MeanAggregate {
         let nf = n as f64;
         let mean = sum / nf;
         let sample_variance = ((sum_squares - sum * mean) / (nf - 1.0)).max(0.0);
-        let std_error = (sample_variance / nf).sqrt();
+        // A few reports can agree by chance (fifteen equal bits from a binary
+        // mechanism), and then the sample variance is 0. But by the law of total
+        // variance one report's variance is at least the least variance any
+        // input has, whatever the population: floor the plug-in there. Every
+        // mechanism's variance_at is convex or concave in x, so its least value
+        // is at an end of the range or at its middle.
+        let r = mechanism.range();
+        let floor = [r.lo(), 0.5 * (r.lo() + r.hi()), r.hi()]
+            .map(|x| mechanism.variance_at(x))
+            .into_iter()
+            .filter(|v| v.is_finite())
+            .fold(f64::INFINITY, f64::min);
+        let variance = if floor.is_finite() {
+            sample_variance.max(floor)
+        } else {
+            sample_variance
+        };
+        let std_error = (variance / nf).sqrt();
         Ok(MeanEstimate {
             reports: n,
             mean,
