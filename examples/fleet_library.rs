@@ -42,8 +42,8 @@ use hush_collector::estimate::{LEVEL, period_start};
 use hush_collector::{Catalogs, CollectorConfig, validate};
 use hush_ldp::{BudgetAccount, FrequencyOracle, NoiseRng};
 use hush_report::{
-    Catalog, Encoding, KeyClass, MAX_BATCH_REPORTS, Memo, MetricMechanism, MetricValue,
-    MouseButton, PrivatizeRequest, RawMeasurements, Report, Shortcut, privatize,
+    Catalog, DeviceMemory, DeviceSecret, Encoding, KeyClass, MAX_BATCH_REPORTS, MetricMechanism,
+    MetricValue, MouseButton, PrivatizeRequest, RawMeasurements, Report, Shortcut, privatize,
 };
 use hush_stats::{FrequencyAggregate, FrequencyEstimate, MeanAggregate, MeanEstimate, norm_sub};
 use rand::{RngExt, SeedableRng};
@@ -113,7 +113,7 @@ fn main() -> anyhow::Result<()> {
         (1..=MAX_BATCH_REPORTS).contains(&args.batch),
         "--batch must be in 1..={MAX_BATCH_REPORTS}"
     );
-    let catalog = Catalog::default_v1();
+    let catalog = Catalog::builtin();
     let catalogs = Catalogs::builtin();
     let config = CollectorConfig::default();
     let started = Instant::now();
@@ -193,7 +193,9 @@ fn main() -> anyhow::Result<()> {
             .metrics()
             .get(usize::from(metric_index))
             .context("cell for a metric the catalog lacks")?;
-        let mechanism = metric.mechanism(f64::from_bits(eps_bits))?;
+        // Reports carry twice epsilon per value (the example's terms).
+        let eps = f64::from_bits(eps_bits);
+        let mechanism = metric.mechanism(hush_ldp::DEFAULT_PERM_RATIO * eps, eps)?;
         let single_agg = single
             .get(&(metric_index, eps_bits))
             .context("cell missing")?;
@@ -318,6 +320,9 @@ fn make_uploads(
         period: PERIOD,
         period_seconds: DAY_SECONDS,
         epsilon,
+        epsilon_perm: hush_ldp::DEFAULT_PERM_RATIO * epsilon,
+        max_draws: 8,
+        bucket: hush_report::bucket_of_day(PERIOD),
         agent_version: "fleet-example",
     };
     let mut truth = Truth::default();
@@ -330,10 +335,12 @@ fn make_uploads(
         let raw = simulated_day(&mut rng);
         // The truth of every metric, read before the raw measurements are consumed.
         let values: Vec<MetricValue> = catalog.metrics().iter().map(|m| m.value(&raw)).collect();
-        // A fresh device: a full daily budget and an empty memo.
+        // A fresh device: a full daily budget, a new secret and no history.
         let mut budget = BudgetAccount::new(epsilon)?;
-        let mut memo = Memo::default();
-        let report = privatize(raw, &request, &mut budget, &mut memo, &mut rng)?;
+        let mut secret = [0u8; 32];
+        rand::Rng::fill_bytes(&mut rng, &mut secret);
+        let mut memory = DeviceMemory::new(DeviceSecret::from_bytes(secret));
+        let report = privatize(raw, &request, &mut memory, &mut budget, &mut rng)?;
         for m in report.metrics() {
             let i = m.metric();
             match values.get(usize::from(i)) {

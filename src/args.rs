@@ -49,9 +49,13 @@ pub struct DemoArgs {
     /// Simulated days, ending yesterday.
     #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=365))]
     pub days: u32,
-    /// Epsilon per device per day, in (0, 20] (the collector's cap is set to it).
+    /// What one report reveals (epsilon per report), in (0, 20]; the collector asks exactly this.
     #[arg(long, default_value_t = 2.0, value_parser = parse_epsilon)]
     pub epsilon: f64,
+    /// What all reports about one unchanged value reveal (epsilon per value), above
+    /// --epsilon and at most 20 [default: twice --epsilon].
+    #[arg(long, value_parser = parse_epsilon)]
+    pub epsilon_perm: Option<f64>,
     /// Seed of the simulated people and of the noise (the demo is reproducible).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,

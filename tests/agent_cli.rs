@@ -10,8 +10,11 @@ use std::time::Duration;
 
 use support::{Collector, agent_config, hush, run_ok, terminate};
 
+/// The agent-only binary, with development periods allowed as `support::hush` does.
 fn hush_agent() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_hush-agent"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hush-agent"));
+    command.env("HUSH_AGENT_DEV_PERIODS", "1");
+    command
 }
 
 fn text(out: &Output) -> String {

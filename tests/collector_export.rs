@@ -24,7 +24,7 @@ const BIG: &str = "eng, \"core\"";
 /// A cohort too small to ever be released.
 const TINY: &str = "tiny";
 
-const COLUMNS: [&str; 16] = [
+const COLUMNS: [&str; 17] = [
     "metric",
     "kind",
     "period_id",
@@ -39,6 +39,7 @@ const COLUMNS: [&str; 16] = [
     "post_processed",
     "reports",
     "epsilon",
+    "epsilon_perm",
     "mechanism",
     "catalog_hash",
 ];
@@ -56,7 +57,7 @@ impl Fixture {
     fn new(big: u64) -> Fixture {
         let collector = Collector::start(&format!("min_devices = {MIN_DEVICES}\n"));
         let agent = client();
-        let catalog = Catalog::default_v1();
+        let catalog = Catalog::builtin();
         let days = [today() - 2, today() - 1];
         let mut counts = BTreeMap::new();
         let cohorts = (0..big).map(|_| BIG).chain((0..3).map(|_| TINY));
@@ -91,7 +92,7 @@ impl Fixture {
     /// Rows the export must hold per period: a bucket per row for frequency
     /// metrics, one mean row for counts, for every cell with enough devices.
     fn expected_rows(&self) -> BTreeMap<u32, usize> {
-        let catalog = Catalog::default_v1();
+        let catalog = Catalog::builtin();
         let mut rows = BTreeMap::new();
         for ((period, metric, _), &n) in &self.counts {
             if n >= MIN_DEVICES {
@@ -153,9 +154,8 @@ type Row = BTreeMap<String, Value>;
 fn typed(column: &str, text: &str) -> Value {
     match column {
         "period_id" | "bucket_index" | "reports" => Value::from(text.parse::<i64>().unwrap()),
-        "estimate" | "std_error" | "ci_low" | "ci_high" | "post_processed" | "epsilon" => {
-            Value::from(text.parse::<f64>().unwrap())
-        }
+        "estimate" | "std_error" | "ci_low" | "ci_high" | "post_processed" | "epsilon"
+        | "epsilon_perm" => Value::from(text.parse::<f64>().unwrap()),
         _ => Value::from(text),
     }
 }
@@ -206,6 +206,7 @@ fn read_jsonl(path: &Path) -> Vec<Row> {
                 "ci_high",
                 "post_processed",
                 "epsilon",
+                "epsilon_perm",
             ] {
                 let key = format!(",\"{c}\":");
                 let rest = &line[line.find(&key).unwrap() + key.len()..];
@@ -231,9 +232,8 @@ fn read_parquet(path: &Path) -> Vec<Row> {
             let ty = match c {
                 "period_id" | "reports" => "INT64",
                 "bucket_index" => "INT32",
-                "estimate" | "std_error" | "ci_low" | "ci_high" | "post_processed" | "epsilon" => {
-                    "DOUBLE"
-                }
+                "estimate" | "std_error" | "ci_low" | "ci_high" | "post_processed" | "epsilon"
+                | "epsilon_perm" => "DOUBLE",
                 _ => "BYTE_ARRAY",
             };
             (c.to_owned(), ty.to_owned())
@@ -263,7 +263,7 @@ fn read_parquet(path: &Path) -> Vec<Row> {
 
 /// Checks one export's rows against what was uploaded.
 fn check_rows(f: &Fixture, period: u32, rows: &[Row]) {
-    let catalog = Catalog::default_v1();
+    let catalog = Catalog::builtin();
     assert_eq!(
         rows.len(),
         f.expected_rows()[&period],
@@ -279,6 +279,7 @@ fn check_rows(f: &Fixture, period: u32, rows: &[Row]) {
         assert_eq!(s("cohort"), BIG, "only the big cohort has enough devices");
         assert_eq!(s("catalog_hash"), catalog.hash().to_string());
         assert_eq!(x("epsilon"), 2.0);
+        assert_eq!(x("epsilon_perm"), 4.0);
         let (index, metric) = catalog
             .metrics()
             .iter()
@@ -297,7 +298,7 @@ fn check_rows(f: &Fixture, period: u32, rows: &[Row]) {
             None => {
                 assert_eq!((s("kind"), s("bucket")), ("count".into(), "mean".into()));
                 assert_eq!(r["bucket_index"], -1);
-                assert_eq!(s("mechanism"), "hybrid");
+                assert_eq!(s("mechanism"), "l-onebit");
             }
             Some(_) => {
                 distributions

@@ -61,7 +61,7 @@ fn mutate(rng: &mut NoiseRng, valid: &[Vec<u8>], i: u64) -> Vec<u8> {
 fn hostile_payloads_get_4xx_and_memory_stays_bounded() {
     let c = Collector::start("device_requests_per_minute = 100000000\n");
     let token = c.token(&[]);
-    let catalog = Catalog::default_v1();
+    let catalog = Catalog::builtin();
     let valid: Vec<Vec<u8>> = (0..20u64)
         .map(|i| {
             Report::encode_batch(&[

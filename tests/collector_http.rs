@@ -15,7 +15,7 @@ fn accepts_dedups_and_refuses_with_specific_statuses() {
     let device = c.token(&["--cohort", "research"]);
     let other = c.token(&[]);
     let admin = c.token(&["--admin"]);
-    let catalog = Catalog::default_v1();
+    let catalog = Catalog::builtin();
     let day = today();
 
     let r1 = report(&catalog, day - 1, 2.0, 1);
@@ -55,16 +55,19 @@ fn accepts_dedups_and_refuses_with_specific_statuses() {
     assert_eq!(status, 409, "{text}");
     assert!(text.contains("already reported"), "{text}");
 
-    // An epsilon above the cap (2.0 by default).
-    let greedy = report(&catalog, day - 1, 3.0, 99);
-    let (status, text) = upload(
-        &agent,
-        &c.url,
-        Some(&other),
-        &Report::encode_batch(&[greedy]),
-    );
-    assert_eq!(status, 422, "{text}");
-    assert!(text.contains("cap"), "{text}");
+    // Epsilons other than the policy's (2 per report, 4 per value by default),
+    // above or below: each would open a cell of its own.
+    for eps in [3.0, 1.0] {
+        let off_terms = report(&catalog, day - 1, eps, 99);
+        let (status, text) = upload(
+            &agent,
+            &c.url,
+            Some(&other),
+            &Report::encode_batch(&[off_terms]),
+        );
+        assert_eq!(status, 422, "{text}");
+        assert!(text.contains("epsilon"), "{text}");
+    }
 
     // An unknown catalog: the same metrics with one range changed hash differently.
     let mut metrics = catalog.metrics().to_vec();
@@ -157,7 +160,7 @@ fn accepts_dedups_and_refuses_with_specific_statuses() {
 fn authentication_failures_are_401() {
     let c = Collector::start("");
     let agent = client();
-    let body = Report::encode_batch(&[report(&Catalog::default_v1(), today() - 1, 2.0, 3)]);
+    let body = Report::encode_batch(&[report(&Catalog::builtin(), today() - 1, 2.0, 3)]);
     assert_eq!(upload(&agent, &c.url, None, &body).0, 401);
     assert_eq!(upload(&agent, &c.url, Some("hush_dev_0000"), &body).0, 401);
     let token = c.token(&[]);
@@ -182,7 +185,7 @@ fn oversized_bodies_get_413_and_floods_get_429() {
     let token = c.token(&[]);
     let (status, _) = upload(&agent, &c.url, Some(&token), &vec![1u8; 10_000]);
     assert_eq!(status, 413);
-    let catalog = Catalog::default_v1();
+    let catalog = Catalog::builtin();
     let mut statuses = Vec::new();
     for i in 0..8u64 {
         let body = Report::encode_batch(&[report(&catalog, today() - 10 - i as u32, 2.0, 100 + i)]);
@@ -199,7 +202,7 @@ fn estimates_are_released_once_enough_devices_reported() {
     let c = Collector::start("min_devices = 20\n");
     let agent = client();
     let admin = c.token(&["--admin"]);
-    let catalog = Catalog::default_v1();
+    let catalog = Catalog::builtin();
     let day = today() - 1;
     // 300 devices, one report each: every metric cell gets about 30.
     for i in 0..300u64 {

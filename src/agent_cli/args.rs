@@ -20,7 +20,7 @@ pub enum AgentCommand {
     Pause(HomeArg),
     /// Measure again after a pause.
     Resume(HomeArg),
-    /// Delete the memo, queued reports and budget history (asks first).
+    /// Delete the device secret and queued reports; the spending history stays (asks first).
     Forget(ForgetArgs),
     /// Print an example configuration file with every setting explained.
     Config,

@@ -15,7 +15,7 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
 use hush_agent::outbox::{SentStatus, read_sent};
-use hush_agent::{Agent, AgentConfig, AgentPaths, CONSENT_TEXT, Enrollment, control};
+use hush_agent::{Agent, AgentConfig, AgentPaths, Enrollment, consent_text, control};
 use hush_capture::{Epoch, OsSource, ScriptedSource};
 use hush_report::Catalog;
 
@@ -47,6 +47,21 @@ fn when(unix: u64) -> String {
     )
 }
 
+/// A number to three decimals, without trailing zeros.
+fn round3(x: f64) -> String {
+    let s = format!("{x:.3}");
+    s.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+/// A period length in words.
+fn period_words(seconds: u32) -> String {
+    match seconds {
+        86_400 => "day".to_owned(),
+        s if s % 3600 == 0 => format!("{} hours (development periods)", s / 3600),
+        s => format!("{s} seconds (development periods)"),
+    }
+}
+
 /// Days since 1970-01-01 to a date (same algorithm as the collector's dataset dates).
 fn civil(days: u64) -> (i64, u32, u32) {
     hush_collector::estimate::civil_from_days(days as i64)
@@ -63,19 +78,24 @@ pub fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
         AgentCommand::Enroll(a) => {
             let paths = paths(&a.home)?;
             let config = AgentConfig::load(&paths.config)?;
+            let offer = control::offer(&config, &a.collector)?;
+            let metrics = Catalog::builtin().metrics().len();
             if !a.yes {
-                println!("{CONSENT_TEXT}\n");
+                println!("{}\n", consent_text(&offer.terms, &config, metrics));
                 if !confirm("Do you agree?")? {
                     eprintln!("not enrolled: nothing will be measured");
                     return Ok(ExitCode::from(1));
                 }
             }
-            let e = control::enroll(&paths, &config, &a.collector, &a.token)?;
+            let e = control::enroll(&paths, &offer, &a.token)?;
+            let t = e.terms;
             println!(
-                "enrolled with {}: at most epsilon {} per {} seconds; data in {}",
+                "enrolled with {} on these terms: epsilon {} per report, {} per unchanged value, at most {} per year; one report every {}; data in {}",
                 e.collector,
-                config.epsilon_per_period.min(e.epsilon_cap),
-                e.period_seconds,
+                t.epsilon_1,
+                t.epsilon_perm,
+                t.per_year(&config, metrics),
+                period_words(t.period_seconds),
                 paths.data.display()
             );
             Ok(ExitCode::SUCCESS)
@@ -123,14 +143,43 @@ pub fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
                     None => println!("enrolled with   nobody (run `hush agent enroll`)"),
                 }
                 println!("paused          {}", if s.paused { "yes" } else { "no" });
+                if s.development_periods {
+                    println!(
+                        "periods         DEVELOPMENT PERIODS: one report every {} s, not once a day",
+                        s.period_seconds
+                    );
+                }
+                if let (Some(one), Some(perm), Some(cap)) = (
+                    s.epsilon_per_report,
+                    s.epsilon_per_value,
+                    s.epsilon_per_year_cap,
+                ) {
+                    println!(
+                        "privacy         what the collector can learn about you, at most (smaller is more private):"
+                    );
+                    println!("                one report reveals                  epsilon {one}");
+                    println!("                all reports of one unchanged value  epsilon {perm}");
+                    println!(
+                        "                the past year's reports             epsilon {} so far (at most {cap}: {} new values per metric)",
+                        round3(s.epsilon_past_year),
+                        s.max_new_values_per_year
+                    );
+                    for d in s.draws.iter().filter(|d| d.new_values > 0) {
+                        println!(
+                            "                  {:<18} {} new value{} this year, epsilon {}",
+                            d.metric,
+                            d.new_values,
+                            if d.new_values == 1 { "" } else { "s" },
+                            round3(d.epsilon)
+                        );
+                    }
+                }
                 println!(
-                    "budget          {:.3} of {:.3} left this period{}",
-                    s.budget_left,
-                    s.epsilon_per_period,
+                    "this period     {}",
                     if s.reported_this_period {
-                        " (its report is made)"
+                        "its report is made"
                     } else {
-                        ""
+                        "its report is made when it ends"
                     }
                 );
                 println!("queued reports  {}", s.queued);
@@ -147,7 +196,7 @@ pub fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
         }
         AgentCommand::Sent(a) => {
             let paths = paths(&a.home)?;
-            let catalog = Catalog::default_v1();
+            let catalog = Catalog::builtin();
             let entries = read_sent(&paths)?;
             if a.json {
                 let rows: Vec<_> = entries
@@ -161,7 +210,7 @@ pub fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
                             "epsilon": e.report.epsilon(),
                             "bytes": e.report.encode().len(),
                             "metrics": catalog.describe_report(&e.report).iter().map(|l| serde_json::json!({
-                                "metric": l.name, "mechanism": l.mechanism, "epsilon": l.epsilon, "value": l.in_words,
+                                "metric": l.name, "mechanism": l.mechanism, "epsilon": l.epsilon, "epsilon_perm": l.epsilon_perm, "value": l.in_words,
                             })).collect::<Vec<_>>(),
                         })
                     })
@@ -184,8 +233,8 @@ pub fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
                     );
                     for l in catalog.describe_report(&e.report) {
                         println!(
-                            "    {}: {}  [{} at epsilon {}]",
-                            l.name, l.in_words, l.mechanism, l.epsilon
+                            "    {}: {}  [{}, epsilon {} per report, {} per value]",
+                            l.name, l.in_words, l.mechanism, l.epsilon, l.epsilon_perm
                         );
                     }
                 }
@@ -205,13 +254,17 @@ pub fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
         AgentCommand::Forget(a) => {
             let paths = paths(&a.home)?;
             let config = AgentConfig::load(&paths.config)?;
-            if !a.yes && !confirm("Delete the memo, all queued reports and the budget history?")? {
+            if !a.yes
+                && !confirm(
+                    "Delete this device's secret (future reports start from new random answers) and all queued reports? What was already spent stays counted.",
+                )?
+            {
                 eprintln!("nothing deleted");
                 return Ok(ExitCode::from(1));
             }
             control::forget(&paths, &config)?;
             println!(
-                "forgotten: memo, queued reports and budget history deleted; no further report this period"
+                "forgotten: the device secret and queued reports are deleted; the spending history stays, so forgetting cannot reset what a year reveals"
             );
             Ok(ExitCode::SUCCESS)
         }

@@ -26,7 +26,7 @@ pub fn run(args: &PreviewArgs) -> anyhow::Result<ExitCode> {
             }
         },
     )?;
-    let catalog = Catalog::default_v1();
+    let catalog = Catalog::builtin();
     let lines = catalog.preview(&raw);
     if args.json {
         let metrics: Vec<_> = lines

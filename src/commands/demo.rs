@@ -19,7 +19,7 @@ use hush_collector::estimate::{EstimateRow, estimate_cells};
 use hush_collector::export::{ExportOptions, Format, export_cells};
 use hush_collector::{Catalogs, CollectorConfig, TokenKind, new_token, store};
 use hush_ldp::NoiseRng;
-use hush_report::{Catalog, MetricValue, RawMeasurements};
+use hush_report::{Catalog, DeviceSecret, MetricValue, RawMeasurements};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 
@@ -100,12 +100,27 @@ fn work_dir() -> anyhow::Result<tempfile::TempDir> {
     }
 }
 
+/// The demo's epsilon per value: as given, or twice the epsilon per report.
+fn epsilon_perm(args: &DemoArgs) -> anyhow::Result<f64> {
+    let perm = args
+        .epsilon_perm
+        .unwrap_or(hush_ldp::DEFAULT_PERM_RATIO * args.epsilon);
+    if perm <= args.epsilon || hush_ldp::check_epsilon(perm).is_err() {
+        return Err(super::Usage(format!(
+            "--epsilon-perm: must be above --epsilon ({}) and at most 20, got {perm}",
+            args.epsilon
+        ))
+        .into());
+    }
+    Ok(perm)
+}
+
 /// Runs the demo.
 pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     hush_ldp::check_epsilon(args.epsilon).map_err(|e| super::Usage(format!("--epsilon: {e}")))?;
     let work = work_dir()?;
-    let catalog = Catalog::default_v1();
+    let catalog = Catalog::builtin();
     let out = args.out.clone();
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
 
@@ -113,7 +128,8 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let config = CollectorConfig {
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         database: work.path().join("collector.sqlite"),
-        epsilon_cap: args.epsilon,
+        epsilon_per_report: args.epsilon,
+        epsilon_per_value: epsilon_perm(args)?,
         device_requests_per_minute: 100_000,
         ..CollectorConfig::default()
     };
@@ -311,10 +327,15 @@ fn simulate_device(
     let persona = Persona::sample(&mut life);
     let paths = AgentPaths::in_home(&work.join("devices").join(device.to_string()));
     let config = AgentConfig {
-        epsilon_per_period: args.epsilon,
+        max_epsilon_per_report: args.epsilon,
+        max_epsilon_per_value: epsilon_perm(args)?,
         ..AgentConfig::default()
     };
-    let enrollment = control::enroll(&paths, &config, url, token)?;
+    // A reproducible device secret: the demo's permanent responses follow the seed.
+    let mut secret = [0u8; 32];
+    rand::Rng::fill_bytes(&mut noise, &mut secret);
+    hush_agent::device::install_secret(&paths, &DeviceSecret::from_bytes(secret))?;
+    let enrollment = control::enroll(&paths, &control::offer(&config, url)?, token)?;
     let uploader = Uploader::new(&enrollment, None)?;
     let outbox = Outbox::new(&paths, config.outbox_max_reports);
     let agent = Agent {
@@ -337,7 +358,7 @@ fn simulate_device(
             raw.absorb(w);
         }
         truth.add(catalog, day as usize, &raw);
-        agent.produce(period, raw, &mut noise)?;
+        agent.produce_with(period, raw, &mut noise)?;
         if day % 2 == 1 || day + 1 == args.days {
             let s = flush(&uploader, &outbox, &paths, unix_now())?;
             if let Some(why) = s.retry {

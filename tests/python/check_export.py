@@ -38,6 +38,7 @@ EXPECTED_SCHEMA = [
     ("post_processed", pa.float64()),
     ("reports", pa.int64()),
     ("epsilon", pa.float64()),
+    ("epsilon_perm", pa.float64()),
     ("mechanism", pa.string()),
     ("catalog_hash", pa.string()),
     ("period", pa.string()),
@@ -92,6 +93,7 @@ def main():
         check(r["ci_low"] <= r["estimate"] <= r["ci_high"], f"{where}: interval")
         check(r["std_error"] > 0 and math.isfinite(r["std_error"]), f"{where}: std_error")
         check(r["epsilon"] > 0, f"{where}: epsilon")
+        check(r["epsilon_perm"] > r["epsilon"], f"{where}: epsilon_perm")
         check(r["mechanism"] in MECHANISMS, f"{where}: mechanism {r['mechanism']}")
         check(re.fullmatch(r"[0-9a-f]{32}", r["catalog_hash"]) is not None, f"{where}: hash")
         check(r["post_processed"] >= 0, f"{where}: post_processed is negative")
@@ -100,7 +102,7 @@ def main():
         if r["kind"] == "count":
             check(r["bucket"] == "mean" and r["bucket_index"] == -1, f"{where}: a mean row")
         else:
-            key = (r["metric"], r["period"], r["cohort"], r["epsilon"], r["catalog_hash"])
+            key = (r["metric"], r["period"], r["cohort"], r["epsilon"], r["epsilon_perm"], r["catalog_hash"])
             cells[key].append(r)
     check(len(cells) > 0, "no frequency cell was released")
     for key, buckets in cells.items():

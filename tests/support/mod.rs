@@ -9,12 +9,19 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hush_ldp::{BudgetAccount, NoiseRng};
-use hush_report::{Catalog, KeyClass, Memo, PrivatizeRequest, RawMeasurements, Report, privatize};
+use hush_report::{
+    Catalog, DeviceMemory, DeviceSecret, KeyClass, PrivatizeRequest, RawMeasurements, Report,
+    bucket_of_day, privatize,
+};
 use rand::SeedableRng;
 
-/// The `hush` binary under test.
+/// The `hush` binary under test, with development periods allowed: test
+/// collectors use periods of seconds, which an agent refuses otherwise
+/// (`tests/agent_terms.rs` checks that refusal without this variable).
 pub fn hush() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_hush"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hush"));
+    command.env("HUSH_AGENT_DEV_PERIODS", "1");
+    command
 }
 
 /// A collector process with its own directory, killed when dropped.
@@ -138,7 +145,8 @@ pub fn run_ok(command: &mut Command) -> std::process::Output {
     out
 }
 
-/// A real report for `period` made by the privatizer at `epsilon`.
+/// A real report for `period` (a day) made by the privatizer of a fresh
+/// device at `epsilon` per report and twice that per value.
 pub fn report(catalog: &Catalog, period: u32, epsilon: f64, seed: u64) -> Report {
     let mut rng = NoiseRng::seed_from_u64(seed);
     let mut raw = RawMeasurements::new(1440);
@@ -151,10 +159,16 @@ pub fn report(catalog: &Catalog, period: u32, epsilon: f64, seed: u64) -> Report
         period,
         period_seconds: 86_400,
         epsilon,
+        epsilon_perm: 2.0 * epsilon,
+        max_draws: 8,
+        bucket: bucket_of_day(period),
         agent_version: "test",
     };
     let mut budget = BudgetAccount::new(epsilon).unwrap();
-    privatize(raw, &request, &mut budget, &mut Memo::default(), &mut rng).unwrap()
+    let mut secret = [0u8; 32];
+    rand::Rng::fill_bytes(&mut rng, &mut secret);
+    let mut memory = DeviceMemory::new(DeviceSecret::from_bytes(secret));
+    privatize(raw, &request, &mut memory, &mut budget, &mut rng).unwrap()
 }
 
 /// Reads a single number from the database.

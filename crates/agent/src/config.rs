@@ -7,13 +7,22 @@ use serde::Deserialize;
 
 use crate::AgentError;
 
-/// Agent settings. An empty or missing file means all defaults.
+/// Agent settings: the person's own privacy terms, and how the agent works.
+/// An empty or missing file means all defaults.
+///
+/// The privacy settings are caps the person sets: the agent refuses a
+/// collector whose terms exceed them, whatever the collector's policy says.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AgentConfig {
-    /// Privacy budget per period. The person may lower it; it is capped by the
-    /// collector's cap recorded at enrollment.
-    pub epsilon_per_period: f64,
+    /// The most one report may reveal (`epsilon_1`).
+    pub max_epsilon_per_report: f64,
+    /// The most all reports about one unchanged value may reveal together (`epsilon_perm`).
+    pub max_epsilon_per_value: f64,
+    /// The most new values each metric may reveal per rolling year (each costs
+    /// `epsilon_perm`); past it, a metric reports the nearest value it has
+    /// already revealed.
+    pub max_new_values_per_year: u32,
     /// Length of a measurement window, in seconds (windows are folded into the period).
     pub window_seconds: u64,
     /// Seconds between upload attempts when nothing new is produced.
@@ -27,7 +36,9 @@ pub struct AgentConfig {
 impl Default for AgentConfig {
     fn default() -> Self {
         AgentConfig {
-            epsilon_per_period: 2.0,
+            max_epsilon_per_report: 2.0,
+            max_epsilon_per_value: 4.0,
+            max_new_values_per_year: 8,
             window_seconds: 3600,
             upload_interval_seconds: 600,
             outbox_max_reports: 1000,
@@ -58,8 +69,18 @@ impl AgentConfig {
     /// Checks every setting's range.
     pub fn validate(&self) -> Result<(), AgentError> {
         let bad = |m: &str| Err(AgentError::Config(m.to_owned()));
-        if hush_ldp::check_epsilon(self.epsilon_per_period).is_err() {
-            return bad("epsilon_per_period must be in (0, 20]");
+        if hush_ldp::check_epsilon(self.max_epsilon_per_report).is_err()
+            || hush_ldp::check_epsilon(self.max_epsilon_per_value).is_err()
+        {
+            return bad("max_epsilon_per_report and max_epsilon_per_value must be in (0, 20]");
+        }
+        if self.max_epsilon_per_report >= self.max_epsilon_per_value {
+            return bad(
+                "max_epsilon_per_report must be below max_epsilon_per_value: every report adds fresh noise to a permanent response",
+            );
+        }
+        if !(1..=1000).contains(&self.max_new_values_per_year) {
+            return bad("max_new_values_per_year must be in [1, 1000]");
         }
         if !(1..=86_400).contains(&self.window_seconds) {
             return bad("window_seconds must be in [1, 86400]");
@@ -77,10 +98,16 @@ impl AgentConfig {
     pub fn example() -> &'static str {
         r#"# Hush agent configuration. Every setting is optional; these are the defaults.
 
-# Privacy budget per period (epsilon, basic composition). You may lower it for more
-# privacy and noisier statistics; it can never exceed the cap the collector set,
-# which `hush agent enroll` recorded.
-epsilon_per_period = 2.0
+# Your privacy terms. The agent refuses a collector that asks for more than these.
+# What one report may reveal (epsilon per report, "epsilon_1"):
+max_epsilon_per_report = 2.0
+# What all reports about one unchanged value may reveal together (epsilon per value,
+# "epsilon_perm"). Each report is a fresh randomization of one permanent randomized
+# answer per value, so repeating a value every day for a year reveals no more.
+max_epsilon_per_value = 4.0
+# New values each metric may reveal per year (each costs the epsilon per value).
+# Past it, a metric reports the nearest value it has already revealed.
+max_new_values_per_year = 8
 
 # Length of a measurement window in seconds. Windows are kept in memory only and
 # folded into the period's measurements; nothing raw is ever written to disk.

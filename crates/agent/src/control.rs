@@ -1,35 +1,103 @@
-//! The person's controls: enroll, status, pause, resume, forget.
+//! The person's controls: enroll (on the person's terms), status, pause, resume, forget.
 
 use hush_report::Catalog;
 
 use crate::daemon::{period_of, unix_now};
 use crate::durable::{atomic_write, sync_dir};
-use crate::enrollment::{CONSENT_VERSION, Policy};
+use crate::enrollment::{CONSENT_VERSION, Policy, Terms};
 use crate::outbox::{Outbox, SentStatus, read_sent};
 use crate::uploader::http_agent;
 use crate::{AgentConfig, AgentError, AgentPaths, Enrollment, Ledger};
 
-/// Asks the collector for its policy and records the enrollment. The caller has
-/// already obtained the person's consent.
-pub fn enroll(
-    paths: &AgentPaths,
-    config: &AgentConfig,
-    collector: &str,
-    token: &str,
-) -> Result<Enrollment, AgentError> {
-    let url = collector.trim_end_matches('/');
-    if !(url.starts_with("https://")
-        || url.starts_with("http://127.")
-        || url.starts_with("http://localhost")
-        || url.starts_with("http://[::1]"))
+/// Whether development periods (shorter than a day) are allowed: only with
+/// `HUSH_AGENT_DEV_PERIODS=1` in the agent's own environment, for tests and
+/// demos. `status` and every log line then say so.
+pub fn dev_periods() -> bool {
+    std::env::var_os("HUSH_AGENT_DEV_PERIODS").is_some_and(|v| v == "1")
+}
+
+/// The shortest period the agent accepts without development periods: a day.
+pub const MIN_PERIOD_SECONDS: u32 = 86_400;
+
+/// Checks a collector URL: `https://`, or plain `http://` only when the parsed
+/// host is a loopback address or exactly `localhost`. No user information
+/// (`user@host`), which would hide the real host from a prefix check.
+pub fn check_collector_url(collector: &str) -> Result<String, AgentError> {
+    let bad = |why: &str| {
+        AgentError::Config(format!(
+            "collector must be an https:// URL (plain http only on this computer's loopback): {collector} {why}"
+        ))
+    };
+    let url = collector.trim().trim_end_matches('/');
+    let uri: ureq::http::Uri = url.parse().map_err(|_| bad("is not a URL"))?;
+    let authority = uri.authority().ok_or_else(|| bad("has no host"))?;
+    if authority.as_str().contains('@') {
+        return Err(bad("names a user before its host"));
+    }
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match uri.scheme_str() {
+        Some("https") => Ok(url.to_owned()),
+        Some("http") if loopback => Ok(url.to_owned()),
+        Some("http") => Err(bad("is plain http to another computer")),
+        _ => Err(bad("has neither https nor http")),
+    }
+}
+
+/// Checks a collector's policy against the person's own terms, and returns the
+/// terms to enroll under. The person's caps win whatever the policy says.
+pub fn accept_policy(policy: &Policy, config: &AgentConfig) -> Result<Terms, AgentError> {
+    let refuse = |why: String| {
+        Err(AgentError::Config(format!(
+            "refused the collector's terms: {why}"
+        )))
+    };
+    let valid = |e: f64| e.is_finite() && e > 0.0;
+    if !valid(policy.epsilon_1)
+        || !valid(policy.epsilon_perm)
+        || policy.epsilon_1 >= policy.epsilon_perm
     {
-        return Err(AgentError::Config(format!(
-            "collector must be an https:// URL (plain http only on loopback), got {collector}"
-        )));
+        return refuse(format!(
+            "epsilon {} per report and {} per value are not valid two-layer terms",
+            policy.epsilon_1, policy.epsilon_perm
+        ));
     }
-    if token.trim().is_empty() {
-        return Err(AgentError::Config("the device token is empty".into()));
+    if policy.epsilon_1 > config.max_epsilon_per_report * (1.0 + 1e-12) {
+        return refuse(format!(
+            "it asks epsilon {} per report; your cap is {} (max_epsilon_per_report)",
+            policy.epsilon_1, config.max_epsilon_per_report
+        ));
     }
+    if policy.epsilon_perm > config.max_epsilon_per_value * (1.0 + 1e-12) {
+        return refuse(format!(
+            "it asks epsilon {} per value; your cap is {} (max_epsilon_per_value)",
+            policy.epsilon_perm, config.max_epsilon_per_value
+        ));
+    }
+    if policy.period_seconds == 0 {
+        return refuse("a period of 0 seconds".into());
+    }
+    if policy.period_seconds < MIN_PERIOD_SECONDS && !dev_periods() {
+        return refuse(format!(
+            "it asks for a report every {} seconds; Hush reports at most once a day, because every report reveals up to epsilon {} more (HUSH_AGENT_DEV_PERIODS=1 allows short periods for tests and demos)",
+            policy.period_seconds, policy.epsilon_1
+        ));
+    }
+    Ok(Terms {
+        epsilon_1: policy.epsilon_1,
+        epsilon_perm: policy.epsilon_perm,
+        period_seconds: policy.period_seconds,
+    })
+}
+
+/// Fetches a collector's policy.
+pub fn fetch_policy(config: &AgentConfig, url: &str) -> Result<Policy, AgentError> {
     let agent = http_agent(config.ca_cert.as_deref())?;
     let mut response = agent
         .get(format!("{url}/v1/policy"))
@@ -45,25 +113,48 @@ pub fn enroll(
         .body_mut()
         .read_to_string()
         .map_err(|e| AgentError::Network(e.to_string()))?;
-    let policy: Policy = serde_json::from_str(&text).map_err(|e| {
+    serde_json::from_str(&text).map_err(|e| {
         AgentError::Network(format!("{url} did not answer like a Hush collector: {e}"))
-    })?;
-    let ours = Catalog::default_v1().hash().to_string();
+    })
+}
+
+/// A collector's checked offer: where, and the terms the person will be asked to consent to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Offer {
+    /// The collector's base URL, checked.
+    pub collector: String,
+    /// Its terms, within the person's caps.
+    pub terms: Terms,
+}
+
+/// Asks the collector for its policy and checks it against the person's terms
+/// and this agent's catalog: what the person then consents to.
+pub fn offer(config: &AgentConfig, collector: &str) -> Result<Offer, AgentError> {
+    let url = check_collector_url(collector)?;
+    let policy = fetch_policy(config, &url)?;
+    let ours = Catalog::builtin().hash().to_string();
     if !policy.catalogs.contains(&ours) {
         return Err(AgentError::Config(format!(
             "the collector does not accept this agent's metric catalog {ours}; upgrade one of them"
         )));
     }
-    if !(policy.epsilon_cap.is_finite() && policy.epsilon_cap > 0.0) || policy.period_seconds == 0 {
-        return Err(AgentError::Network(
-            "the collector's policy is invalid".into(),
-        ));
+    Ok(Offer {
+        collector: url,
+        terms: accept_policy(&policy, config)?,
+    })
+}
+
+/// Records an enrollment under an offer the person consented to. Enrolling
+/// again (new terms, new collector) needs that consent again; the ledger and
+/// its spending history carry over.
+pub fn enroll(paths: &AgentPaths, offer: &Offer, token: &str) -> Result<Enrollment, AgentError> {
+    if token.trim().is_empty() {
+        return Err(AgentError::Config("the device token is empty".into()));
     }
     let enrollment = Enrollment {
-        collector: url.to_owned(),
+        collector: offer.collector.clone(),
         token: token.trim().to_owned(),
-        epsilon_cap: policy.epsilon_cap,
-        period_seconds: policy.period_seconds,
+        terms: offer.terms,
         consented_at: unix_now(),
         consent_version: CONSENT_VERSION,
     };
@@ -78,12 +169,25 @@ pub struct Status {
     pub enrolled: Option<String>,
     /// Whether capture is paused.
     pub paused: bool,
+    /// Whether development periods (shorter than a day) are on.
+    pub development_periods: bool,
     /// Current period id.
     pub period: u32,
-    /// The per-period budget in force.
-    pub epsilon_per_period: f64,
-    /// Budget left in the current period.
-    pub budget_left: f64,
+    /// The period length in seconds.
+    pub period_seconds: u32,
+    /// What one report reveals (`epsilon_1`), if enrolled.
+    pub epsilon_per_report: Option<f64>,
+    /// What all reports about one unchanged value reveal (`epsilon_perm`), if enrolled.
+    pub epsilon_per_value: Option<f64>,
+    /// The most all of a year's reports may reveal: every metric's new values at the cap.
+    pub epsilon_per_year_cap: Option<f64>,
+    /// What the past year's reports can reveal at most: the permanent draws
+    /// within the rolling year (basic composition).
+    pub epsilon_past_year: f64,
+    /// Per metric: new values drawn within the rolling year, and their epsilon.
+    pub draws: Vec<MetricSpending>,
+    /// The person's yearly cap of new values per metric.
+    pub max_new_values_per_year: u32,
     /// Whether this period's report was already produced.
     pub reported_this_period: bool,
     /// Reports waiting for upload.
@@ -96,22 +200,55 @@ pub struct Status {
     pub last_upload: Option<u64>,
 }
 
+/// One metric's spending within the rolling year.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct MetricSpending {
+    /// The metric.
+    pub metric: String,
+    /// New values drawn (each a permanent response).
+    pub new_values: u32,
+    /// Their epsilon together.
+    pub epsilon: f64,
+}
+
+/// The accounting bucket of today.
+fn bucket_now() -> u32 {
+    hush_report::bucket_of_day((unix_now() / 86_400) as u32)
+}
+
 /// Reads the agent's state.
 pub fn status(paths: &AgentPaths, config: &AgentConfig) -> Result<Status, AgentError> {
     let enrollment = Enrollment::load(paths)?;
-    let period_seconds = enrollment.as_ref().map_or(86_400, |e| e.period_seconds);
-    let epsilon = enrollment.as_ref().map_or(config.epsilon_per_period, |e| {
-        config.epsilon_per_period.min(e.epsilon_cap)
-    });
+    let period_seconds = enrollment
+        .as_ref()
+        .map_or(86_400, |e| e.terms.period_seconds);
     let period = period_of(unix_now(), period_seconds);
     let ledger = Ledger::load(paths)?;
     let sent = read_sent(paths)?;
+    let catalog = Catalog::builtin();
+    let bucket = bucket_now();
+    let draws = catalog
+        .metrics()
+        .iter()
+        .map(|m| MetricSpending {
+            metric: m.name.to_owned(),
+            new_values: ledger.lifetime.draws_in_window(m.name, bucket),
+            epsilon: ledger.lifetime.spent_in_window(m.name, bucket),
+        })
+        .collect();
+    let terms = enrollment.as_ref().map(|e| e.terms);
     Ok(Status {
         enrolled: enrollment.map(|e| e.collector),
         paused: paths.paused().exists(),
+        development_periods: period_seconds < MIN_PERIOD_SECONDS,
         period,
-        epsilon_per_period: epsilon,
-        budget_left: ledger.remaining(period, epsilon)?,
+        period_seconds,
+        epsilon_per_report: terms.map(|t| t.epsilon_1),
+        epsilon_per_value: terms.map(|t| t.epsilon_perm),
+        epsilon_per_year_cap: terms.map(|t| t.per_year(config, catalog.metrics().len())),
+        epsilon_past_year: ledger.lifetime.total_in_window(bucket),
+        draws,
+        max_new_values_per_year: config.max_new_values_per_year,
         reported_this_period: ledger.reported(period),
         queued: Outbox::new(paths, config.outbox_max_reports).ids()?.len(),
         sent: sent.iter().filter(|e| e.status == SentStatus::Sent).count(),
@@ -145,27 +282,18 @@ pub fn resume(paths: &AgentPaths) -> Result<(), AgentError> {
     }
 }
 
-/// Deletes the memo, the queued reports and the ledger's history. The current
-/// period is then marked as spent, so forgetting cannot be used to send a second
-/// report in the same period. The enrollment and the sent log stay (the sent log
+/// Deletes the device secret and its draw tags (the next report draws a new
+/// secret) and the queued reports. The ledger stays: the spending history and
+/// which periods were reported hold no measurements, and keeping them is what
+/// makes forgetting unable to reset the yearly budget or to send a second
+/// report in a period. The enrollment and the sent log stay too (the sent log
 /// records what the collector already has; delete it by hand if wanted).
-pub fn forget(paths: &AgentPaths, config: &AgentConfig) -> Result<(), AgentError> {
-    let enrollment = Enrollment::load(paths)?;
-    for file in [paths.memo(), paths.ledger()] {
-        match std::fs::remove_file(&file) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
+pub fn forget(paths: &AgentPaths, _config: &AgentConfig) -> Result<(), AgentError> {
+    crate::device::rotate(paths)?;
     match std::fs::remove_dir_all(paths.outbox()) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e.into()),
-    }
-    if let Some(e) = enrollment {
-        let epsilon = config.epsilon_per_period.min(e.epsilon_cap);
-        Ledger::default().exhaust(paths, period_of(unix_now(), e.period_seconds), epsilon)?;
     }
     if paths.data.exists() {
         sync_dir(&paths.data)?;

@@ -7,11 +7,14 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hush_capture::{CaptureThread, Epoch, EventSource, channel};
-use hush_ldp::NoiseRng;
-use hush_report::{Catalog, Memo, PrivatizeError, PrivatizeRequest, RawMeasurements, privatize};
+use hush_report::{
+    Catalog, PrivatizeError, PrivatizeRequest, RawMeasurements, bucket_of_day, privatize,
+};
 use rand::SeedableRng;
+use rand::rngs::ChaCha20Rng;
 
-use crate::durable::atomic_write;
+use crate::device::{load_memory, os_random, save_tags};
+use crate::enrollment::Terms;
 use crate::outbox::Outbox;
 use crate::period::{Pause, PeriodBuilder};
 use crate::uploader::{UploadLoop, Uploader};
@@ -48,12 +51,31 @@ pub struct Agent {
     pub enrollment: Enrollment,
 }
 
+/// A generator for one report's instantaneous noise, seeded from the operating
+/// system for that report alone: no long-lived generator whose state a core
+/// dump or a hibernation image could replay.
+pub fn report_rng() -> Result<ChaCha20Rng, AgentError> {
+    Ok(ChaCha20Rng::from_seed(os_random::<32>()?))
+}
+
 impl Agent {
-    /// The epsilon of each report: the person's setting, never above the collector's cap.
-    pub fn epsilon(&self) -> f64 {
-        self.config
-            .epsilon_per_period
-            .min(self.enrollment.epsilon_cap)
+    /// The terms reports are made under: the enrollment's, which must still be
+    /// within the person's caps (they may have lowered them since).
+    pub fn terms(&self) -> Result<Terms, AgentError> {
+        let t = self.enrollment.terms;
+        if t.epsilon_1 > self.config.max_epsilon_per_report * (1.0 + 1e-12)
+            || t.epsilon_perm > self.config.max_epsilon_per_value * (1.0 + 1e-12)
+        {
+            return Err(AgentError::Config(format!(
+                "the collector's terms (epsilon {} per report, {} per value) are above your caps ({} and {} in {}); enroll again or raise them",
+                t.epsilon_1,
+                t.epsilon_perm,
+                self.config.max_epsilon_per_report,
+                self.config.max_epsilon_per_value,
+                self.paths.config.display()
+            )));
+        }
+        Ok(t)
     }
 
     fn paused(&self) -> bool {
@@ -64,8 +86,8 @@ impl Agent {
     /// only in this function's memory: at a period's end they are consumed by
     /// the privatizer, and on shutdown the current period's are dropped.
     pub fn run<S: EventSource>(&self, source: S, stop: Arc<AtomicBool>) -> Result<(), AgentError> {
-        let mut rng = NoiseRng::try_from_rng(&mut rand::rngs::SysRng)
-            .map_err(|e| AgentError::Config(format!("no operating-system randomness: {e}")))?;
+        crate::hardening::disable_core_dumps()?;
+        let terms = self.terms()?;
         let epoch = Epoch::now();
         let (sink, stream) = channel(4096);
         let mut capture = CaptureThread::spawn(source, sink)?;
@@ -73,14 +95,13 @@ impl Agent {
             Uploader::new(&self.enrollment, self.config.ca_cert.as_deref())?,
             self.paths.clone(),
             &self.config,
-            NoiseRng::from_rng(&mut rng),
         )?;
 
         let window_ms = self.config.window_seconds.saturating_mul(1000);
         let paused = self.paused();
         let mut gathering = PeriodBuilder::new(
-            period_of(unix_now(), self.enrollment.period_seconds),
-            self.enrollment.period_seconds,
+            period_of(unix_now(), self.enrollment.terms.period_seconds),
+            self.enrollment.terms.period_seconds,
             window_ms,
             epoch.elapsed_ms(),
             !paused,
@@ -92,7 +113,8 @@ impl Agent {
         let mut last_pause_check = Instant::now();
         tracing::info!(
             period = gathering.period,
-            epsilon = self.epsilon(),
+            epsilon_1 = terms.epsilon_1,
+            epsilon_perm = terms.epsilon_perm,
             "agent running"
         );
         while !stop.load(Ordering::SeqCst) {
@@ -119,7 +141,7 @@ impl Agent {
             }
             if let Some(closed) = closed {
                 if closed.ran_unpaused {
-                    self.produce(closed.period, closed.raw, &mut rng)?;
+                    self.produce(closed.period, closed.raw)?;
                     upload.wake();
                 } else {
                     tracing::info!(
@@ -136,42 +158,55 @@ impl Agent {
         Ok(())
     }
 
-    /// Privatizes a finished period: the budget charge and the memo are durable
-    /// before the report is written to the outbox, and the report is durable in
-    /// the outbox before it counts as produced.
-    pub fn produce(
+    /// Privatizes a finished period. The ledger (the period's charge and any new
+    /// permanent draw) is durable before the draw tags, and both before the
+    /// report is written to the outbox; the report is durable in the outbox
+    /// before it counts as produced. A crash in between can only overcount.
+    pub fn produce(&self, period: u32, raw: RawMeasurements) -> Result<(), AgentError> {
+        self.produce_with(period, raw, &mut report_rng()?)
+    }
+
+    /// [`Agent::produce`] with the instantaneous noise drawn from `rng`: for
+    /// simulations that must be reproducible (the demo); the agent itself
+    /// draws a fresh OS-seeded generator for every report.
+    pub fn produce_with<R: rand::CryptoRng + ?Sized>(
         &self,
         period: u32,
         raw: RawMeasurements,
-        rng: &mut NoiseRng,
+        rng: &mut R,
     ) -> Result<(), AgentError> {
+        let terms = self.terms()?;
         let mut ledger = Ledger::load(&self.paths)?;
         if ledger.reported(period) {
             tracing::info!(period, "this period's report was already produced");
             return Ok(());
         }
-        let epsilon = self.epsilon();
-        let mut account = ledger.account(period, epsilon)?;
-        let mut memo = load_memo(&self.paths)?;
-        let catalog = Catalog::default_v1();
+        let mut account = ledger.account(period, terms.epsilon_1)?;
+        let mut memory = load_memory(&self.paths, ledger.lifetime.clone())?;
+        let catalog = Catalog::builtin();
+        let day = u64::from(period) * u64::from(terms.period_seconds) / 86_400;
         let request = PrivatizeRequest {
             catalog: &catalog,
             period,
-            period_seconds: self.enrollment.period_seconds,
-            epsilon,
+            period_seconds: terms.period_seconds,
+            epsilon: terms.epsilon_1,
+            epsilon_perm: terms.epsilon_perm,
+            max_draws: self.config.max_new_values_per_year,
+            bucket: bucket_of_day(u32::try_from(day).unwrap_or(u32::MAX)),
             agent_version: env!("CARGO_PKG_VERSION"),
         };
-        let report = match privatize(raw, &request, &mut account, &mut memo, rng) {
+        let report = match privatize(raw, &request, &mut memory, &mut account, rng) {
             Ok(r) => r,
-            Err(PrivatizeError::Budget(e)) => {
+            Err(e @ (PrivatizeError::Budget(_) | PrivatizeError::NothingReportable)) => {
                 tracing::warn!(period, "no report this period: {e}");
                 ledger.record(&self.paths, period, &account, true)?;
                 return Ok(());
             }
             Err(e) => return Err(AgentError::Privatize(e)),
         };
+        ledger.lifetime = memory.lifetime;
         ledger.record(&self.paths, period, &account, true)?;
-        atomic_write(&self.paths.memo(), &memo.to_bytes())?;
+        save_tags(&self.paths, &memory.tags)?;
         Outbox::new(&self.paths, self.config.outbox_max_reports).push(&report)?;
         let names: Vec<&str> = report
             .metrics()
@@ -185,16 +220,5 @@ impl Agent {
             .collect();
         tracing::info!(period, report = %report.id(), metrics = ?names, epsilon = report.epsilon(), "report produced");
         Ok(())
-    }
-}
-
-/// Loads the memo (empty if none).
-pub fn load_memo(paths: &AgentPaths) -> Result<Memo, AgentError> {
-    match std::fs::read(paths.memo()) {
-        Ok(bytes) => {
-            Memo::from_bytes(&bytes).map_err(|e| AgentError::Corrupt(format!("memo: {e}")))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Memo::default()),
-        Err(e) => Err(e.into()),
     }
 }

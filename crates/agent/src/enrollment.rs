@@ -1,22 +1,68 @@
-//! Enrollment: which collector, with which device token, under which policy, consented when.
+//! Enrollment: which collector, with which device token, under which privacy terms,
+//! consented when; and the consent text with the three numbers a person agrees to.
 
 use serde::{Deserialize, Serialize};
 
 use crate::durable::atomic_write;
-use crate::{AgentError, AgentPaths};
+use crate::{AgentConfig, AgentError, AgentPaths};
 
-/// The text the person agrees to. Its version is recorded with the consent.
-pub const CONSENT_TEXT: &str = "\
+/// Version of the consent text ([`consent_text`]).
+pub const CONSENT_VERSION: u32 = 2;
+
+/// The privacy terms of an enrollment: what the collector asks and the person accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Terms {
+    /// What one report reveals.
+    pub epsilon_1: f64,
+    /// What all reports about one unchanged value reveal.
+    pub epsilon_perm: f64,
+    /// The reporting period in seconds (a day, unless development periods are on).
+    pub period_seconds: u32,
+}
+
+impl Terms {
+    /// The most one metric's reports can reveal in a year: its new values, each at `epsilon_perm`.
+    pub fn per_metric_year(&self, config: &AgentConfig) -> f64 {
+        f64::from(config.max_new_values_per_year) * self.epsilon_perm
+    }
+
+    /// The most all the past year's reports can reveal together, for `metrics` metrics.
+    pub fn per_year(&self, config: &AgentConfig, metrics: usize) -> f64 {
+        self.per_metric_year(config) * metrics as f64
+    }
+}
+
+/// The text the person agrees to, with the terms' three numbers in it.
+pub fn consent_text(terms: &Terms, config: &AgentConfig, metrics: usize) -> String {
+    format!(
+        "\
 Hush will count how you use this computer's keyboard and mouse: how many keys
 (never which keys), clicks, scrolling, pointer distance, active minutes, and which
 common shortcuts (copy, paste, undo, ...) you use. These counts stay on this
-computer. Once per day, one of them is randomized on this computer with local
-differential privacy and only that randomized value is sent. You can see what was
-measured (`hush agent preview`), what was sent (`hush agent sent`), pause and
-resume at any time, and delete all local state (`hush agent forget`).";
+computer. Once per day one of them is randomized here, with local differential
+privacy, and only that randomized value is sent, also on days without input.
 
-/// Version of [`CONSENT_TEXT`].
-pub const CONSENT_VERSION: u32 = 1;
+What the collector can learn about you, at most (epsilon: smaller is more private):
+  one report                        epsilon {one}
+  all reports of an unchanged value epsilon {perm}   (each report re-randomizes one
+                                                     permanent answer per value)
+  everything sent in a year         epsilon {year}  ({metrics} metrics, at most {new}
+                                                     new values each, {perm} per value)
+
+You can see what would be measured (`hush agent preview`), what was sent (`hush agent
+sent`), your spending (`hush agent status`), pause and resume at any time, and delete
+local state (`hush agent forget`; what was spent stays counted).",
+        one = trim(terms.epsilon_1),
+        perm = trim(terms.epsilon_perm),
+        year = trim(terms.per_year(config, metrics)),
+        new = config.max_new_values_per_year,
+    )
+}
+
+fn trim(x: f64) -> String {
+    let s = format!("{x:.3}");
+    s.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
 
 /// The stored enrollment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -25,10 +71,8 @@ pub struct Enrollment {
     pub collector: String,
     /// Device bearer token.
     pub token: String,
-    /// The collector's epsilon cap per report when enrolling.
-    pub epsilon_cap: f64,
-    /// The collector's period length in seconds.
-    pub period_seconds: u32,
+    /// The terms accepted.
+    pub terms: Terms,
     /// Unix time of consent.
     pub consented_at: u64,
     /// Which consent text was agreed to.
@@ -39,9 +83,12 @@ impl Enrollment {
     /// Reads the enrollment, or `None` if the agent is not enrolled.
     pub fn load(paths: &AgentPaths) -> Result<Option<Enrollment>, AgentError> {
         match std::fs::read_to_string(paths.enrollment()) {
-            Ok(text) => toml::from_str(&text)
-                .map(Some)
-                .map_err(|e| AgentError::Config(format!("{}: {e}", paths.enrollment().display()))),
+            Ok(text) => toml::from_str(&text).map(Some).map_err(|e| {
+                AgentError::Config(format!(
+                    "{}: {e} (an enrollment from before two-layer reports: enroll again)",
+                    paths.enrollment().display()
+                ))
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e.into()),
         }
@@ -58,8 +105,10 @@ impl Enrollment {
 /// The collector's published policy (`GET /v1/policy`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Policy {
-    /// Largest epsilon per report it accepts.
-    pub epsilon_cap: f64,
+    /// What one report must reveal.
+    pub epsilon_1: f64,
+    /// What all reports about one unchanged value must reveal.
+    pub epsilon_perm: f64,
     /// Its period length.
     pub period_seconds: u32,
     /// Catalog hashes it knows.

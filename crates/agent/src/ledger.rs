@@ -1,8 +1,10 @@
-//! The durable budget ledger: per period, the limit and what was spent.
+//! The durable budget ledger: per period, the limit, what one report spent and
+//! whether it was made; and the lifetime spending history of permanent draws.
 
 use std::collections::BTreeMap;
 
 use hush_ldp::BudgetAccount;
+use hush_report::Lifetime;
 use serde::{Deserialize, Serialize};
 
 use crate::durable::atomic_write;
@@ -22,11 +24,16 @@ struct PeriodEntry {
     reported: bool,
 }
 
-/// Spent budget per period, in exact 10^-9 units, and whether the period's report
-/// was produced; persisted before any report leaves.
+/// Spent budget per period, in exact 10^-9 units, whether the period's report
+/// was produced, and the spending history of permanent draws; persisted before
+/// any report leaves. It holds no measurement, so `forget`, re-enrollment and
+/// setting changes keep it: none of them can reset what a year reveals.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Ledger {
     periods: BTreeMap<u32, PeriodEntry>,
+    /// Every permanent draw's accounting bucket and epsilon, per metric.
+    #[serde(default)]
+    pub lifetime: Lifetime,
 }
 
 impl Ledger {
@@ -88,15 +95,8 @@ impl Ledger {
         Ok(())
     }
 
-    /// Marks `period` as fully spent (after `forget`, so no second report can follow in it).
-    pub fn exhaust(
-        &mut self,
-        paths: &AgentPaths,
-        period: u32,
-        limit: f64,
-    ) -> Result<(), AgentError> {
-        let account = self.account(period, limit)?;
-        let (l, _) = account.units();
-        self.record(paths, period, &BudgetAccount::from_units(l, l), true)
+    /// The latest period with an entry.
+    pub fn last_period(&self) -> Option<u32> {
+        self.periods.keys().next_back().copied()
     }
 }

@@ -9,7 +9,7 @@ use crate::AgentError;
 pub struct AgentPaths {
     /// The configuration file (TOML).
     pub config: PathBuf,
-    /// The data directory: enrollment, ledger, memo, outbox, sent log.
+    /// The data directory: enrollment, ledger, secret, draw tags, outbox, sent log.
     pub data: PathBuf,
 }
 
@@ -23,15 +23,16 @@ impl AgentPaths {
         }
     }
 
-    /// The platform's standard locations (XDG on Linux, Application Support on
-    /// macOS, AppData on Windows).
+    /// The platform's standard locations: XDG on Linux, Application Support on
+    /// macOS, and on Windows the *local* AppData, never the roaming profile,
+    /// which organizations copy to their servers.
     pub fn platform() -> Result<Self, AgentError> {
         let dirs = directories::ProjectDirs::from("org", "hush", "hush").ok_or_else(|| {
             AgentError::Config("no home directory to keep the agent's files in".into())
         })?;
         Ok(AgentPaths {
             config: dirs.config_dir().join("agent.toml"),
-            data: dirs.data_dir().to_path_buf(),
+            data: dirs.data_local_dir().to_path_buf(),
         })
     }
 
@@ -43,9 +44,17 @@ impl AgentPaths {
     pub fn ledger(&self) -> PathBuf {
         self.data.join("ledger.json")
     }
-    /// Memo of permanent randomized responses.
-    pub fn memo(&self) -> PathBuf {
-        self.data.join("memo.bin")
+    /// The device secret that keys every permanent response (32 bytes, mode 0600).
+    pub fn secret(&self) -> PathBuf {
+        self.data.join("secret.key")
+    }
+    /// Keyed tags of the values that have permanent responses (tied to the secret).
+    pub fn draws(&self) -> PathBuf {
+        self.data.join("draws.bin")
+    }
+    /// Held by the running agent: one agent per home.
+    pub fn lock(&self) -> PathBuf {
+        self.data.join("agent.lock")
     }
     /// Reports waiting for upload, one file each.
     pub fn outbox(&self) -> PathBuf {

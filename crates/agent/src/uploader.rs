@@ -7,7 +7,6 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use hush_ldp::NoiseRng;
 use hush_report::Report;
 use rand::CryptoRng;
 
@@ -259,8 +258,9 @@ impl UploadLoop {
         uploader: Uploader,
         paths: AgentPaths,
         config: &AgentConfig,
-        mut rng: NoiseRng,
     ) -> Result<UploadLoop, AgentError> {
+        // Jitter that a collector watching arrival times cannot predict.
+        let mut rng = crate::daemon::report_rng()?;
         let interval = Duration::from_secs(config.upload_interval_seconds);
         let outbox = Outbox::new(&paths, config.outbox_max_reports);
         // Flush at once on start: reports queued by an earlier run go first.
@@ -353,8 +353,10 @@ mod tests {
     use std::net::TcpListener;
     use std::sync::mpsc;
 
-    use hush_ldp::BudgetAccount;
-    use hush_report::{Catalog, Memo, PrivatizeRequest, RawMeasurements, privatize};
+    use hush_ldp::{BudgetAccount, NoiseRng};
+    use hush_report::{
+        Catalog, DeviceMemory, DeviceSecret, PrivatizeRequest, RawMeasurements, privatize,
+    };
     use rand::SeedableRng;
 
     use super::*;
@@ -409,21 +411,25 @@ mod tests {
     }
 
     fn report(period: u32, seed: u64) -> Report {
-        let catalog = Catalog::default_v1();
+        let catalog = Catalog::builtin();
         let request = PrivatizeRequest {
             catalog: &catalog,
             period,
             period_seconds: 60,
             epsilon: 1.0,
+            epsilon_perm: 2.0,
+            max_draws: 8,
+            bucket: 0,
             agent_version: "test",
         };
         let mut budget = BudgetAccount::new(1.0).unwrap();
         let mut rng = NoiseRng::seed_from_u64(seed);
+        let mut memory = DeviceMemory::new(DeviceSecret::from_bytes([seed as u8; 32]));
         privatize(
             RawMeasurements::new(1),
             &request,
+            &mut memory,
             &mut budget,
-            &mut Memo::default(),
             &mut rng,
         )
         .unwrap()
@@ -441,21 +447,18 @@ mod tests {
         let enrollment = Enrollment {
             collector: url,
             token: "t".into(),
-            epsilon_cap: 1.0,
-            period_seconds: 60,
+            terms: crate::enrollment::Terms {
+                epsilon_1: 1.0,
+                epsilon_perm: 2.0,
+                period_seconds: 60,
+            },
             consented_at: 0,
-            consent_version: 1,
+            consent_version: crate::CONSENT_VERSION,
         };
         let outbox = Outbox::new(&paths, 100);
         outbox.push(&report(1, 1)).unwrap();
         let uploader = Uploader::new(&enrollment, None).unwrap();
-        let upload = UploadLoop::start(
-            uploader,
-            paths,
-            &AgentConfig::default(),
-            NoiseRng::seed_from_u64(0),
-        )
-        .unwrap();
+        let upload = UploadLoop::start(uploader, paths, &AgentConfig::default()).unwrap();
         let next = || reports.recv_timeout(Duration::from_secs(30)).ok();
         assert_eq!(next(), Some(1), "the start-up flush");
         // That flush now waits on the server; queue another report meanwhile.

@@ -1,81 +1,124 @@
-//! The budget across restarts: over random schedules of periods, budget changes and
-//! restarts, no period ever gets more than one report or spends more than its budget.
+//! The budget across an agent's life: over random schedules of periods, restarts,
+//! re-enrollments under new terms, `forget`, and clocks set back, no period gets
+//! more than one report or spends more than its terms, and no metric's permanent
+//! draws within the rolling year pass the person's cap, in number or in epsilon.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
-use hush_agent::{Agent, AgentConfig, AgentPaths, Enrollment, Ledger, Outbox};
+use hush_agent::{Agent, AgentConfig, AgentPaths, Enrollment, Ledger, Outbox, Terms, control};
 use hush_ldp::NoiseRng;
-use hush_report::{KeyClass, RawMeasurements};
+use hush_report::{Catalog, KeyClass, RawMeasurements};
 use proptest::prelude::*;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 
-fn agent(home: &std::path::Path, epsilon: f64) -> Agent {
+/// The person's caps in this test: at most 2 new values per metric per year, at
+/// most epsilon 4 per value.
+const NEW_VALUES: u32 = 2;
+const PER_VALUE_CAP: f64 = 4.0;
+
+/// Terms a collector might offer across re-enrollments, all within the caps.
+const TERMS: [(f64, f64); 3] = [(2.0, 4.0), (1.0, 2.0), (1.5, 3.0)];
+
+fn agent(home: &std::path::Path, (epsilon_1, epsilon_perm): (f64, f64)) -> Agent {
     Agent {
         paths: AgentPaths::in_home(home),
         config: AgentConfig {
-            epsilon_per_period: epsilon,
+            max_new_values_per_year: NEW_VALUES,
             ..AgentConfig::default()
         },
         enrollment: Enrollment {
             collector: "http://127.0.0.1:1".into(),
             token: "t".into(),
-            epsilon_cap: 2.0,
-            period_seconds: 86_400,
+            terms: Terms {
+                epsilon_1,
+                epsilon_perm,
+                period_seconds: 86_400,
+            },
             consented_at: 0,
-            consent_version: 1,
+            consent_version: hush_agent::CONSENT_VERSION,
         },
     }
 }
 
+#[derive(Debug, Clone)]
+enum Step {
+    /// Days pass (back, when negative: a clock set back), then a period ends.
+    Period { advance: i32, keys: u32 },
+    /// Re-enrollment under other terms.
+    Enroll(usize),
+    /// `hush agent forget`.
+    Forget,
+    /// A new process: a new generator stands for its new OS seed (`produce`
+    /// reloads everything from disk in any case).
+    Restart,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        6 => (-40i32..60, 0u32..40_000).prop_map(|(advance, keys)| Step::Period { advance, keys }),
+        1 => (0usize..3).prop_map(Step::Enroll),
+        1 => Just(Step::Forget),
+        1 => Just(Step::Restart),
+    ]
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 32, .. ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 24, failure_persistence: None, .. ProptestConfig::default() })]
 
     #[test]
-    fn no_period_exceeds_its_budget(steps in prop::collection::vec((0u32..3, 0usize..3, 0u32..2000, any::<bool>()), 1..40), seed in any::<u64>()) {
+    fn no_history_passes_the_terms_or_the_yearly_cap(steps in prop::collection::vec(step(), 1..60), seed in any::<u64>()) {
         let home = tempfile::tempdir().unwrap();
-        let budgets = [2.0, 1.0, 0.5];
-        let mut rng = NoiseRng::seed_from_u64(seed);
-        let mut period = 20_000u32;
-        let mut lowest: HashMap<u32, f64> = HashMap::new();
-        let mut first: HashMap<u32, f64> = HashMap::new();
-        for (advance, budget, keys, fresh_process) in steps {
-            period += advance;
-            // A fresh process reloads everything from disk; `produce` always does,
-            // and a new generator stands for the new process's OS seed.
-            if fresh_process {
-                rng = NoiseRng::seed_from_u64(rng.next_u64());
-            }
-            let eps = budgets[budget];
-            let e = lowest.entry(period).or_insert(eps);
-            *e = e.min(eps);
-            first.entry(period).or_insert(eps);
-            let mut raw = RawMeasurements::new(1440);
-            for _ in 0..keys {
-                raw.record_key(KeyClass::Letter);
-            }
-            agent(home.path(), eps).produce(period, raw, &mut rng).unwrap();
-        }
         let paths = AgentPaths::in_home(home.path());
-        let outbox = Outbox::new(&paths, 10_000);
-        let mut per_period: HashMap<u32, usize> = HashMap::new();
-        for id in outbox.ids().unwrap() {
-            let r = outbox.load(id).unwrap().unwrap();
-            *per_period.entry(r.period()).or_default() += 1;
-            // The period's one report is made at its first end, with the budget in force then.
-            prop_assert!((r.epsilon() - first[&r.period()]).abs() < 1e-9);
+        let catalog = Catalog::builtin();
+        let mut rng = NoiseRng::seed_from_u64(seed);
+        let mut terms = TERMS[0];
+        let mut period = 20_000i64;
+        // Every report that ever reached the outbox, by id: (period, epsilon).
+        let mut made: BTreeMap<String, (u32, f64)> = BTreeMap::new();
+        let mut first_terms: HashMap<u32, f64> = HashMap::new();
+        for s in steps {
+            match s {
+                Step::Period { advance, keys } => {
+                    period = (period + i64::from(advance)).max(1);
+                    let p = period as u32;
+                    let mut raw = RawMeasurements::new(1440);
+                    for _ in 0..keys {
+                        raw.record_key(KeyClass::Letter);
+                    }
+                    raw.set_minutes(1440, keys.min(900) / 2, keys.min(500), keys.min(300) / 3);
+                    first_terms.entry(p).or_insert(terms.0);
+                    agent(home.path(), terms).produce_with(p, raw, &mut rng).unwrap();
+                    let outbox = Outbox::new(&paths, 100_000);
+                    for id in outbox.ids().unwrap() {
+                        let r = outbox.load(id).unwrap().unwrap();
+                        made.insert(id.to_string(), (r.period(), r.epsilon()));
+                    }
+                }
+                Step::Enroll(i) => terms = TERMS[i],
+                Step::Forget => control::forget(&paths, &AgentConfig::default()).unwrap(),
+                Step::Restart => rng = NoiseRng::seed_from_u64(rng.next_u64()),
+            }
+            let ledger = Ledger::load(&paths).unwrap();
+            for m in catalog.metrics() {
+                let draws = ledger.lifetime.draws_in_window(m.name, 0);
+                let spent = ledger.lifetime.spent_in_window(m.name, 0);
+                prop_assert!(draws <= NEW_VALUES, "{}: {draws} draws", m.name);
+                prop_assert!(spent <= f64::from(NEW_VALUES) * PER_VALUE_CAP + 1e-9, "{}: {spent}", m.name);
+            }
         }
-        prop_assert!(per_period.values().all(|&n| n == 1));
+        // One report per period, at the terms in force when it ended.
+        let mut per_period: HashMap<u32, usize> = HashMap::new();
+        for &(p, eps) in made.values() {
+            *per_period.entry(p).or_default() += 1;
+            prop_assert!((eps - first_terms[&p]).abs() < 1e-9);
+        }
+        prop_assert!(per_period.values().all(|&n| n == 1), "{per_period:?}");
         let ledger = Ledger::load(&paths).unwrap();
-        for (&p, &eps) in &first {
-            // Spending happens at the period's end, under the budget in force then;
-            // lowering the budget later cannot undo it, and nothing more is spent.
-            let account = ledger.account(p, eps).unwrap();
-            prop_assert!(account.spent() <= eps + 1e-9);
+        for (&p, &eps) in &first_terms {
+            prop_assert!(ledger.account(p, eps).unwrap().spent() <= eps + 1e-9);
             prop_assert!(ledger.reported(p));
-            // A budget lowered afterwards leaves nothing to spend.
-            prop_assert!(ledger.remaining(p, lowest[&p]).unwrap() <= eps);
         }
     }
 }

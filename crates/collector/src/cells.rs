@@ -1,4 +1,4 @@
-//! Aggregation cells: per (metric, period, cohort, epsilon) the mergeable sufficient
+//! Aggregation cells: per (metric, period, cohort, epsilons) the mergeable sufficient
 //! statistics of hush-stats, and their compact stored form.
 
 use hush_report::{Metric, MetricMechanism, Privatized};
@@ -17,14 +17,22 @@ pub struct CellKey {
     pub period: u32,
     /// Cohort of the reporting device.
     pub cohort: String,
-    /// The metric's epsilon (`f64::to_bits`): different epsilons mean different estimators.
+    /// The metric's per-report epsilon (`f64::to_bits`): different epsilons
+    /// mean different estimators.
     pub epsilon_bits: u64,
+    /// The metric's permanent epsilon (`f64::to_bits`).
+    pub epsilon_perm_bits: u64,
 }
 
 impl CellKey {
-    /// The epsilon as a number.
+    /// The per-report epsilon (`epsilon_1`) as a number.
     pub fn epsilon(&self) -> f64 {
         f64::from_bits(self.epsilon_bits)
+    }
+
+    /// The permanent epsilon (`epsilon_perm`) as a number.
+    pub fn epsilon_perm(&self) -> f64 {
+        f64::from_bits(self.epsilon_perm_bits)
     }
 }
 

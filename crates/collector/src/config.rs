@@ -16,8 +16,11 @@ pub struct CollectorConfig {
     pub listen: SocketAddr,
     /// The SQLite database file (created if missing).
     pub database: PathBuf,
-    /// The largest epsilon one report may carry; larger ones are refused.
-    pub epsilon_cap: f64,
+    /// What one report reveals (`epsilon_1`): reports must carry exactly this.
+    pub epsilon_per_report: f64,
+    /// What all reports about one unchanged value reveal (`epsilon_perm`):
+    /// reports must carry exactly this; above `epsilon_per_report`.
+    pub epsilon_per_value: f64,
     /// Period length the collector accepts, in seconds (a day by default).
     pub period_seconds: u32,
     /// No estimate for a (metric, period, cohort) cell is released before this many devices reported.
@@ -39,7 +42,8 @@ impl Default for CollectorConfig {
         CollectorConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8600)),
             database: PathBuf::from("hush-collector.sqlite"),
-            epsilon_cap: 2.0,
+            epsilon_per_report: 2.0,
+            epsilon_per_value: 4.0,
             period_seconds: 86_400,
             min_devices: 50,
             max_body_bytes: hush_report::MAX_BATCH_BYTES + 1,
@@ -70,11 +74,14 @@ impl CollectorConfig {
     /// Checks ranges and combinations.
     pub fn validate(&self) -> Result<(), CollectorError> {
         let bad = |m: &str| Err(CollectorError::Config(m.to_owned()));
-        if !(self.epsilon_cap.is_finite()
-            && self.epsilon_cap > 0.0
-            && self.epsilon_cap <= hush_ldp::MAX_EPSILON)
-        {
-            return bad("epsilon_cap must be in (0, 20]");
+        let valid = |e: f64| e.is_finite() && e > 0.0 && e <= hush_ldp::MAX_EPSILON;
+        if !valid(self.epsilon_per_report) || !valid(self.epsilon_per_value) {
+            return bad("epsilon_per_report and epsilon_per_value must be in (0, 20]");
+        }
+        if self.epsilon_per_report >= self.epsilon_per_value {
+            return bad(
+                "epsilon_per_report must be below epsilon_per_value: each report adds fresh noise to a permanent response",
+            );
         }
         if self.period_seconds == 0 {
             return bad("period_seconds must be positive");
@@ -105,8 +112,12 @@ listen = "127.0.0.1:8600"
 # synchronous=FULL: an acknowledged report survives a power cut).
 database = "hush-collector.sqlite"
 
-# Largest epsilon one report may carry. Agents never send more than this.
-epsilon_cap = 2.0
+# The privacy terms this collector asks of every report (agents refuse terms above
+# their person's own caps, and this collector refuses reports at other terms).
+# What one report reveals (epsilon_1):
+epsilon_per_report = 2.0
+# What all reports about one unchanged value reveal together (epsilon_perm):
+epsilon_per_value = 4.0
 
 # Length of a reporting period in seconds (one day).
 period_seconds = 86400

@@ -42,8 +42,10 @@ pub struct EstimateRow {
     pub post_processed: f64,
     /// Reports (each from a distinct device) in the cell.
     pub reports: u64,
-    /// The epsilon of each report in the cell.
+    /// What each report in the cell reveals (`epsilon_1`).
     pub epsilon: f64,
+    /// What all of one device's reports about one unchanged value reveal (`epsilon_perm`).
+    pub epsilon_perm: f64,
     /// The mechanism name.
     pub mechanism: String,
     /// The catalog hash, hex.
@@ -119,7 +121,7 @@ fn cell_rows(
         .get(usize::from(key.metric))
         .ok_or_else(|| internal(format!("cell for unknown metric {}", key.metric)))?;
     let mechanism = metric
-        .mechanism(key.epsilon())
+        .mechanism(key.epsilon_perm(), key.epsilon())
         .map_err(|e| internal(e.to_string()))?;
     let base = |bucket: String, bucket_index: i32| EstimateRow {
         metric: metric.name.to_owned(),
@@ -136,12 +138,8 @@ fn cell_rows(
         post_processed: 0.0,
         reports: state.reports(),
         epsilon: key.epsilon(),
-        mechanism: match &metric.encoding {
-            Encoding::Numeric { mechanism, .. } => mechanism.name().to_owned(),
-            Encoding::Buckets { mechanism, .. } | Encoding::Categories { mechanism, .. } => {
-                mechanism.name().to_owned()
-            }
-        },
+        epsilon_perm: key.epsilon_perm(),
+        mechanism: metric.mechanism_name().to_owned(),
         catalog_hash: key.catalog.to_string(),
     };
     match (state, &mechanism, &metric.encoding) {

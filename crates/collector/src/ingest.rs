@@ -237,6 +237,7 @@ fn apply(
                     period: report.period(),
                     cohort: job.cohort.clone(),
                     epsilon_bits: metric.epsilon().to_bits(),
+                    epsilon_perm_bits: metric.epsilon_perm().to_bits(),
                 },
                 r,
                 m,

@@ -8,7 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hush_ldp::{BudgetAccount, NoiseRng};
-use hush_report::{Catalog, KeyClass, Memo, PrivatizeRequest, RawMeasurements, Report, privatize};
+use hush_report::{
+    Catalog, DeviceMemory, DeviceSecret, KeyClass, PrivatizeRequest, RawMeasurements, Report,
+    bucket_of_day, privatize,
+};
 use rand::SeedableRng;
 
 use crate::tokens::{TokenKind, new_token};
@@ -95,7 +98,7 @@ pub fn run(
 
     // Device d sends its j-th report for period (current - j): one report per
     // device and period, so none conflicts.
-    let catalog = Catalog::default_v1();
+    let catalog = Catalog::builtin();
     let per_device = plan.reports.div_ceil(plan.devices);
     if per_device > u64::from(current) {
         return Err(CollectorError::Config(
@@ -105,6 +108,9 @@ pub fn run(
     let mut jobs: Vec<(usize, Vec<Report>)> = Vec::new();
     for d in 0..plan.devices {
         let mut mine = Vec::new();
+        let mut secret = [0u8; 32];
+        rand::Rng::fill_bytes(&mut rng, &mut secret);
+        let mut memory = DeviceMemory::new(DeviceSecret::from_bytes(secret));
         for j in 0..per_device {
             if d * per_device + j >= plan.reports {
                 break;
@@ -117,13 +123,18 @@ pub fn run(
                 catalog: &catalog,
                 period: current - j as u32,
                 period_seconds: config.period_seconds,
-                epsilon: config.epsilon_cap.min(2.0),
+                epsilon: config.epsilon_per_report,
+                epsilon_perm: config.epsilon_per_value,
+                max_draws: u32::MAX,
+                bucket: bucket_of_day(
+                    (u64::from(current) * u64::from(config.period_seconds) / 86_400) as u32,
+                ),
                 agent_version: "loadgen",
             };
-            let mut budget =
-                BudgetAccount::new(2.0).map_err(|e| CollectorError::Internal(e.to_string()))?;
+            let mut budget = BudgetAccount::new(config.epsilon_per_report)
+                .map_err(|e| CollectorError::Internal(e.to_string()))?;
             mine.push(
-                privatize(raw, &request, &mut budget, &mut Memo::default(), &mut rng)
+                privatize(raw, &request, &mut memory, &mut budget, &mut rng)
                     .map_err(|e| CollectorError::Internal(e.to_string()))?,
             );
         }

@@ -240,7 +240,8 @@ async fn estimates(
 
 async fn policy(State(state): State<AppState>) -> Response {
     Json(serde_json::json!({
-        "epsilon_cap": state.config.epsilon_cap,
+        "epsilon_1": state.config.epsilon_per_report,
+        "epsilon_perm": state.config.epsilon_per_value,
         "period_seconds": state.config.period_seconds,
         "catalogs": state.catalogs.all().iter().map(|c| c.hash().to_string()).collect::<Vec<_>>(),
     }))

@@ -58,8 +58,9 @@ CREATE TABLE IF NOT EXISTS cells (
     period INTEGER NOT NULL,
     cohort TEXT NOT NULL,
     epsilon_bits INTEGER NOT NULL,
+    epsilon_perm_bits INTEGER NOT NULL,
     state BLOB NOT NULL,
-    PRIMARY KEY (catalog, metric, period, cohort, epsilon_bits)
+    PRIMARY KEY (catalog, metric, period, cohort, epsilon_bits, epsilon_perm_bits)
 ) WITHOUT ROWID;
 ";
 
@@ -142,8 +143,8 @@ pub fn principal(conn: &Connection, token: &str) -> Result<Option<Principal>, Co
 pub fn load_cell(conn: &Connection, key: &CellKey) -> Result<Option<CellState>, CollectorError> {
     let bytes: Option<Vec<u8>> = conn
         .query_row(
-            "SELECT state FROM cells WHERE catalog = ?1 AND metric = ?2 AND period = ?3 AND cohort = ?4 AND epsilon_bits = ?5",
-            params![&key.catalog.0[..], key.metric, key.period, key.cohort, key.epsilon_bits as i64],
+            "SELECT state FROM cells WHERE catalog = ?1 AND metric = ?2 AND period = ?3 AND cohort = ?4 AND epsilon_bits = ?5 AND epsilon_perm_bits = ?6",
+            params![&key.catalog.0[..], key.metric, key.period, key.cohort, key.epsilon_bits as i64, key.epsilon_perm_bits as i64],
             |r| r.get(0),
         )
         .optional()?;
@@ -157,9 +158,9 @@ pub fn save_cell(
     state: &CellState,
 ) -> Result<(), CollectorError> {
     conn.execute(
-        "INSERT INTO cells (catalog, metric, period, cohort, epsilon_bits, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-         ON CONFLICT (catalog, metric, period, cohort, epsilon_bits) DO UPDATE SET state = excluded.state",
-        params![&key.catalog.0[..], key.metric, key.period, key.cohort, key.epsilon_bits as i64, state.to_bytes()],
+        "INSERT INTO cells (catalog, metric, period, cohort, epsilon_bits, epsilon_perm_bits, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (catalog, metric, period, cohort, epsilon_bits, epsilon_perm_bits) DO UPDATE SET state = excluded.state",
+        params![&key.catalog.0[..], key.metric, key.period, key.cohort, key.epsilon_bits as i64, key.epsilon_perm_bits as i64, state.to_bytes()],
     )?;
     Ok(())
 }
@@ -171,28 +172,29 @@ pub fn all_cells(
     to_period: Option<u32>,
 ) -> Result<Vec<(CellKey, CellState)>, CollectorError> {
     let mut stmt = conn.prepare(
-        "SELECT catalog, metric, period, cohort, epsilon_bits, state FROM cells
-         WHERE period >= ?1 AND period <= ?2 ORDER BY period, metric, cohort, epsilon_bits",
+        "SELECT catalog, metric, period, cohort, epsilon_bits, epsilon_perm_bits, state FROM cells
+         WHERE period >= ?1 AND period <= ?2 ORDER BY period, metric, cohort, epsilon_bits, epsilon_perm_bits",
     )?;
     let rows = stmt.query_map(
         params![from_period.unwrap_or(0), to_period.unwrap_or(u32::MAX)],
         |r| {
             let catalog: Vec<u8> = r.get(0)?;
             let bits: i64 = r.get(4)?;
-            let state: Vec<u8> = r.get(5)?;
+            let perm_bits: i64 = r.get(5)?;
+            let state: Vec<u8> = r.get(6)?;
             Ok((
                 catalog,
                 r.get::<_, u16>(1)?,
                 r.get::<_, u32>(2)?,
                 r.get::<_, String>(3)?,
-                bits as u64,
+                (bits as u64, perm_bits as u64),
                 state,
             ))
         },
     )?;
     let mut out = Vec::new();
     for row in rows {
-        let (catalog, metric, period, cohort, epsilon_bits, state) = row?;
+        let (catalog, metric, period, cohort, (epsilon_bits, epsilon_perm_bits), state) = row?;
         let catalog: [u8; 16] = catalog
             .try_into()
             .map_err(|_| CollectorError::Internal("corrupt catalog hash in cells".into()))?;
@@ -203,6 +205,7 @@ pub fn all_cells(
                 period,
                 cohort,
                 epsilon_bits,
+                epsilon_perm_bits,
             },
             CellState::from_bytes(&state)?,
         ));

@@ -35,7 +35,7 @@ impl Catalogs {
     /// The built-in catalogs.
     pub fn builtin() -> Self {
         Catalogs {
-            known: vec![Catalog::default_v1()],
+            known: vec![Catalog::builtin()],
         }
     }
 
@@ -90,11 +90,19 @@ pub fn validate(
     if report.period() > current_period.saturating_add(1) {
         return Err(Rejection::unprocessable("report for a future period"));
     }
-    if report.epsilon() > config.epsilon_cap * (1.0 + 1e-12) {
+    // The policy's terms exactly: a report at other epsilons would open a cell
+    // of its own (one report in a cell of one is no aggregate at all).
+    let k = f64::from(catalog.metrics_per_report());
+    let same = |a: f64, b: f64| (a - b).abs() <= 1e-12 * b.abs().max(1.0);
+    let (eps_1, eps_perm) = (config.epsilon_per_report / k, config.epsilon_per_value / k);
+    if report
+        .metrics()
+        .iter()
+        .any(|m| !same(m.epsilon(), eps_1) || !same(m.epsilon_perm(), eps_perm))
+    {
         return Err(Rejection::unprocessable(format!(
-            "epsilon {} is above this collector's cap of {}",
-            report.epsilon(),
-            config.epsilon_cap
+            "reports here carry epsilon {} per report and {} per value",
+            config.epsilon_per_report, config.epsilon_per_value
         )));
     }
     let mut seen = Vec::new();
@@ -113,7 +121,7 @@ pub fn validate(
         }
         seen.push(m.metric());
         let mechanism = metric
-            .mechanism(m.epsilon())
+            .mechanism(m.epsilon_perm(), m.epsilon())
             .map_err(|e| Rejection::unprocessable(format!("metric {}: {e}", metric.name)))?;
         let fits = match (&mechanism, m.value()) {
             (MetricMechanism::Frequency(o), v) => {

@@ -395,6 +395,8 @@ pub enum AnyPermanent {
     Bits(PackedBits),
     /// L-LH's seed and permanent hashed value.
     Hashed(OlhOutput),
+    /// A two-layer 1BitMean's permanent bit.
+    Bit(bool),
 }
 
 impl AnyFrequencyOracle {
@@ -617,6 +619,64 @@ impl AnyNumericMechanism {
             )?)),
             _ => Err(LdpError::Epsilons(
                 "this mechanism has one layer and no epsilon_perm; its two-layer form is l-onebit",
+            )),
+        }
+    }
+
+    /// The permanent layer's realized epsilon (two-layer mechanisms), or `None`.
+    pub fn epsilon_perm(&self) -> Option<f64> {
+        use crate::longitudinal::TwoLayer;
+        match self {
+            Self::LOneBit(m) => Some(m.epsilon_perm()),
+            _ => None,
+        }
+    }
+
+    /// How many grid points a two-layer mechanism memoizes over (`None` for one layer).
+    pub fn coarse_domain(&self) -> Option<u32> {
+        use crate::longitudinal::TwoLayer;
+        match self {
+            Self::LOneBit(m) => Some(m.coarse_domain()),
+            _ => None,
+        }
+    }
+
+    /// The grid point alpha-point rounding puts `x` on (two-layer mechanisms).
+    pub fn coarse(&self, x: f64, alpha: f64) -> Result<u32, LdpError> {
+        match self {
+            Self::LOneBit(m) => m.coarse(x, alpha),
+            _ => Err(LdpError::Epsilons(
+                "a one-layer mechanism has no permanent layer",
+            )),
+        }
+    }
+
+    /// The permanent response of grid point `coarse` (two-layer mechanisms).
+    pub fn permanent<R: CryptoRng + ?Sized>(
+        &self,
+        coarse: u32,
+        rng: &mut R,
+    ) -> Result<AnyPermanent, LdpError> {
+        use crate::longitudinal::TwoLayer;
+        match self {
+            Self::LOneBit(m) => Ok(AnyPermanent::Bit(m.permanent(coarse, rng)?)),
+            _ => Err(LdpError::Epsilons(
+                "a one-layer mechanism has no permanent layer",
+            )),
+        }
+    }
+
+    /// One report from a permanent response of this mechanism, with fresh randomness.
+    pub fn instantaneous<R: CryptoRng + ?Sized>(
+        &self,
+        permanent: &AnyPermanent,
+        rng: &mut R,
+    ) -> Result<GridPoint, LdpError> {
+        use crate::longitudinal::TwoLayer;
+        match (self, permanent) {
+            (Self::LOneBit(m), AnyPermanent::Bit(b)) => m.instantaneous(b, rng),
+            _ => Err(LdpError::Epsilons(
+                "the permanent response is not of this two-layer mechanism",
             )),
         }
     }

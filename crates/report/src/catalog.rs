@@ -3,7 +3,10 @@
 
 use std::fmt::Write as _;
 
-use hush_ldp::{AnyFrequencyOracle, AnyNumericMechanism, FrequencyKind, NumericKind, Range};
+use hush_ldp::{
+    AnyFrequencyOracle, AnyNumericMechanism, AnyPermanent, FrequencyKind, NumericKind, Range,
+};
+use rand::CryptoRng;
 use sha2::{Digest, Sha256};
 
 use crate::{RawMeasurements, ReportError, Shortcut};
@@ -153,6 +156,59 @@ pub enum MetricMechanism {
     Numeric(AnyNumericMechanism),
 }
 
+impl MetricMechanism {
+    /// How many coarse values the permanent layer memoizes over: the buckets or
+    /// categories, or the grid points of a numeric metric.
+    pub fn coarse_domain(&self) -> u32 {
+        use hush_ldp::FrequencyOracle;
+        match self {
+            Self::Frequency(o) => o.domain(),
+            Self::Numeric(m) => m.coarse_domain().unwrap_or(1),
+        }
+    }
+
+    /// The coarse value a metric value is memoized under: the bucket or category
+    /// itself, or the grid point alpha-point rounding puts a number on.
+    pub fn coarse(&self, value: MetricValue, alpha: f64) -> Result<u32, ReportError> {
+        Ok(match (self, value) {
+            (Self::Frequency(_), MetricValue::Category(c)) => c,
+            (Self::Numeric(m), MetricValue::Number(x)) => m.coarse(x, alpha)?,
+            _ => {
+                return Err(ReportError::Catalog(
+                    "value does not fit the metric's mechanism".into(),
+                ));
+            }
+        })
+    }
+
+    /// The permanent response of a coarse value, from `rng` (the device's
+    /// keyed generator for this value).
+    pub fn permanent<R: CryptoRng + ?Sized>(
+        &self,
+        coarse: u32,
+        rng: &mut R,
+    ) -> Result<AnyPermanent, ReportError> {
+        Ok(match self {
+            Self::Frequency(o) => o.permanent(coarse, rng)?,
+            Self::Numeric(m) => m.permanent(coarse, rng)?,
+        })
+    }
+
+    /// One report's value from a permanent response, with fresh randomness.
+    pub fn instantaneous<R: CryptoRng + ?Sized>(
+        &self,
+        permanent: &AnyPermanent,
+        rng: &mut R,
+    ) -> Result<crate::Privatized, ReportError> {
+        Ok(match self {
+            Self::Frequency(o) => {
+                crate::Privatized::from_frequency(o.instantaneous(permanent, rng)?)
+            }
+            Self::Numeric(m) => crate::Privatized::from_grid(m.instantaneous(permanent, rng)?),
+        })
+    }
+}
+
 /// One metric of the catalog.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Metric {
@@ -168,7 +224,8 @@ pub struct Metric {
     pub measure: Measure,
     /// Clipping or bucketing, and the mechanism.
     pub encoding: Encoding,
-    /// Relative share of a report's epsilon when this metric is in the report.
+    /// Relative probability of being sampled into a report (each metric in a
+    /// report gets an even share of its epsilons).
     pub weight: u32,
 }
 
@@ -215,17 +272,71 @@ impl Metric {
         }
     }
 
-    /// Builds the metric's mechanism for `epsilon`.
-    pub fn mechanism(&self, epsilon: f64) -> Result<MetricMechanism, ReportError> {
+    /// Builds the metric's two-layer mechanism: `epsilon_perm` per value,
+    /// `epsilon_1` per report.
+    pub fn mechanism(
+        &self,
+        epsilon_perm: f64,
+        epsilon_1: f64,
+    ) -> Result<MetricMechanism, ReportError> {
         Ok(match &self.encoding {
-            Encoding::Numeric { mechanism, lo, hi } => MetricMechanism::Numeric(
-                AnyNumericMechanism::new(*mechanism, epsilon, Range::new(*lo, *hi)?)?,
-            ),
+            Encoding::Numeric { mechanism, lo, hi } => {
+                MetricMechanism::Numeric(AnyNumericMechanism::two_layer(
+                    *mechanism,
+                    epsilon_perm,
+                    epsilon_1,
+                    Range::new(*lo, *hi)?,
+                )?)
+            }
             Encoding::Buckets { mechanism, .. } | Encoding::Categories { mechanism, .. } => {
                 let d = self.domain().map_or(0, u64::from);
-                MetricMechanism::Frequency(AnyFrequencyOracle::new(*mechanism, epsilon, d)?)
+                MetricMechanism::Frequency(AnyFrequencyOracle::two_layer(
+                    *mechanism,
+                    epsilon_perm,
+                    epsilon_1,
+                    d,
+                )?)
             }
         })
+    }
+
+    /// The mechanism's name.
+    pub fn mechanism_name(&self) -> &'static str {
+        match &self.encoding {
+            Encoding::Numeric { mechanism, .. } => mechanism.name(),
+            Encoding::Buckets { mechanism, .. } | Encoding::Categories { mechanism, .. } => {
+                mechanism.name()
+            }
+        }
+    }
+
+    /// The metric's canonical definition: every field that changes decoding or
+    /// estimation. The catalog hash covers it, and the device's permanent
+    /// responses are keyed by it, so a catalog change that leaves a metric
+    /// alone leaves its responses (and their budget) alone. `{:?}` prints f64
+    /// so that it parses back to the same value.
+    pub fn definition(&self) -> String {
+        let mut text = format!(
+            "metric={}|{}|{}|w={}|",
+            self.name,
+            self.kind.name(),
+            self.measure.name(),
+            self.weight
+        );
+        let _ = match &self.encoding {
+            Encoding::Numeric { mechanism, lo, hi } => {
+                write!(text, "numeric|{mechanism}|{lo:?}|{hi:?}")
+            }
+            Encoding::Buckets {
+                mechanism,
+                edges,
+                labels,
+            } => write!(text, "buckets|{mechanism}|{edges:?}|{labels:?}"),
+            Encoding::Categories { mechanism, labels } => {
+                write!(text, "categories|{mechanism}|{labels:?}")
+            }
+        };
+        text
     }
 }
 
@@ -288,6 +399,22 @@ impl Catalog {
             if m.weight == 0 {
                 return bad(format!("metric '{}' has weight 0", m.name));
             }
+            // Every report carries two layers (DESIGN.md, invariant 4), and no
+            // value in a report may stay constant for a device across periods:
+            // L-LH's seed would (it travels verbatim while the value is unchanged).
+            let two_layer = match &m.encoding {
+                Encoding::Numeric { mechanism, .. } => mechanism.is_two_layer(),
+                Encoding::Buckets { mechanism, .. } | Encoding::Categories { mechanism, .. } => {
+                    mechanism.is_two_layer() && *mechanism != FrequencyKind::LLh
+                }
+            };
+            if !two_layer {
+                return bad(format!(
+                    "metric '{}' uses {}: a catalog metric needs a two-layer mechanism whose reports carry nothing constant per device (l-grr, l-sue, l-oue, l-osue, dbitflip-pm, l-onebit)",
+                    m.name,
+                    m.mechanism_name()
+                ));
+            }
             match &m.encoding {
                 Encoding::Numeric { lo, hi, .. } => {
                     Range::new(*lo, *hi)?;
@@ -323,33 +450,9 @@ impl Catalog {
     }
 
     fn digest(version: u16, k: u8, metrics: &[Metric]) -> CatalogHash {
-        // A canonical text form: every field that changes decoding or estimation.
-        // `{:?}` prints f64 so that it parses back to the same value.
         let mut text = format!("hush-catalog\nversion={version}\nmetrics_per_report={k}\n");
         for m in metrics {
-            let _ = write!(
-                text,
-                "metric={}|{}|{}|w={}|",
-                m.name,
-                m.kind.name(),
-                m.measure.name(),
-                m.weight
-            );
-            let _ = match &m.encoding {
-                Encoding::Numeric { mechanism, lo, hi } => {
-                    writeln!(text, "numeric|{mechanism}|{lo:?}|{hi:?}")
-                }
-                Encoding::Buckets {
-                    mechanism,
-                    edges,
-                    labels,
-                } => {
-                    writeln!(text, "buckets|{mechanism}|{edges:?}|{labels:?}")
-                }
-                Encoding::Categories { mechanism, labels } => {
-                    writeln!(text, "categories|{mechanism}|{labels:?}")
-                }
-            };
+            let _ = writeln!(text, "{}", m.definition());
         }
         let digest = Sha256::digest(text.as_bytes());
         let mut out = [0u8; 16];
@@ -398,7 +501,10 @@ impl Catalog {
             .collect()
     }
 
-    /// Hush's default catalog (version 1): ten metrics per day, one per report.
+    /// Hush's built-in catalog (version 2): ten metrics per day, one per report,
+    /// each through a two-layer mechanism (counts: L-1BitMean with alpha-point
+    /// rounding onto nine grid points; buckets and categories: L-GRR, which has
+    /// the lowest variance at these domain sizes, examples/two_layer_table.rs).
     ///
     /// One metric per report at the full epsilon beats splitting the epsilon
     /// across all of them for mean and frequency estimation (Wang et al.,
@@ -406,7 +512,7 @@ impl Catalog {
     /// Ranges are per day and generous: clipping bounds the sensitivity, and
     /// Dhakal et al. (CHI 2018) put heavy typists near 120 words (about 600 keys)
     /// a minute at the top end, with a mean near 52 words per minute.
-    pub fn default_v1() -> Self {
+    pub fn builtin() -> Self {
         let labels = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
         let count = |name, description, unit, measure, hi| Metric {
             name,
@@ -415,7 +521,7 @@ impl Catalog {
             kind: MetricKind::Count,
             measure,
             encoding: Encoding::Numeric {
-                mechanism: NumericKind::Hybrid,
+                mechanism: NumericKind::LOneBit,
                 lo: 0.0,
                 hi,
             },
@@ -479,7 +585,7 @@ impl Catalog {
                 kind: MetricKind::Categorical,
                 measure: Measure::TypingSpeed,
                 encoding: Encoding::Buckets {
-                    mechanism: FrequencyKind::Oue,
+                    mechanism: FrequencyKind::LGrr,
                     edges: vec![50.0, 100.0, 150.0, 200.0, 250.0, 300.0, 400.0],
                     labels: labels(&[
                         "no typing",
@@ -502,7 +608,7 @@ impl Catalog {
                 kind: MetricKind::Ratio,
                 measure: Measure::CorrectionRate,
                 encoding: Encoding::Buckets {
-                    mechanism: FrequencyKind::Oue,
+                    mechanism: FrequencyKind::LGrr,
                     edges: vec![0.02, 0.04, 0.06, 0.08, 0.10, 0.15, 0.20],
                     labels: labels(&[
                         "no typing",
@@ -525,7 +631,7 @@ impl Catalog {
                 kind: MetricKind::Ratio,
                 measure: Measure::KeyboardShare,
                 encoding: Encoding::Buckets {
-                    mechanism: FrequencyKind::Oue,
+                    mechanism: FrequencyKind::LGrr,
                     edges: share_edges,
                     labels: share_labels,
                 },
@@ -538,13 +644,13 @@ impl Catalog {
                 kind: MetricKind::Categorical,
                 measure: Measure::TopShortcut,
                 encoding: Encoding::Categories {
-                    mechanism: FrequencyKind::Olh,
+                    mechanism: FrequencyKind::LGrr,
                     labels: shortcut_labels,
                 },
                 weight: 1,
             },
         ];
-        match Catalog::new(1, 1, metrics) {
+        match Catalog::new(2, 1, metrics) {
             Ok(c) => c,
             Err(e) => panic!("the built-in catalog is valid by construction: {e}"),
         }
@@ -558,8 +664,10 @@ pub struct SentLine {
     pub name: &'static str,
     /// The mechanism's name.
     pub mechanism: &'static str,
-    /// The metric's epsilon.
+    /// What the report reveals (`epsilon_1`).
     pub epsilon: f64,
+    /// What all reports about one unchanged value reveal (`epsilon_perm`).
+    pub epsilon_perm: f64,
     /// The noised value in words.
     pub in_words: String,
 }
@@ -575,12 +683,11 @@ impl Catalog {
             .iter()
             .filter_map(|m| {
                 let metric = self.metrics.get(usize::from(m.metric()))?;
-                let mechanism_name = match &metric.encoding {
-                    Encoding::Numeric { mechanism, .. } => mechanism.name(),
-                    Encoding::Buckets { mechanism, .. }
-                    | Encoding::Categories { mechanism, .. } => mechanism.name(),
-                };
-                let in_words = match (metric.mechanism(m.epsilon()).ok()?, m.value()) {
+                let mechanism_name = metric.mechanism_name();
+                let in_words = match (
+                    metric.mechanism(m.epsilon_perm(), m.epsilon()).ok()?,
+                    m.value(),
+                ) {
                     (MetricMechanism::Numeric(n), v) => {
                         let p = v.as_grid().filter(|p| n.is_valid_output(*p))?;
                         format!("{} {} (noised)", trim_float(n.decode(p)), metric.unit)
@@ -612,6 +719,7 @@ impl Catalog {
                     name: metric.name,
                     mechanism: mechanism_name,
                     epsilon: m.epsilon(),
+                    epsilon_perm: m.epsilon_perm(),
                     in_words,
                 })
             })

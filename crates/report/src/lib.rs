@@ -7,7 +7,10 @@
 //! - the [`RawMeasurements`] — one window's true counts; not serializable, not
 //!   clonable, redacted in `Debug`, zeroed on drop.
 //! - the [`privatize`] function — `RawMeasurements` in, [`Report`] out; the only
-//!   way to make a report.
+//!   way to make a report. Every metric goes through a two-layer mechanism: a
+//!   permanent response derived from the [`DeviceSecret`] (so no list of values
+//!   is ever stored) and a fresh instantaneous layer; new values are charged
+//!   to the [`Lifetime`] spending history and capped per rolling year.
 //! - the [`Report`] — the only type that leaves a device; encoded with
 //!   [`Report::encode`] and decoded, with limits, by [`Report::decode`].
 //! - [`KeyClass`], [`MouseButton`], [`Shortcut`] — the coarse vocabulary capture
@@ -17,8 +20,10 @@
 
 mod catalog;
 mod error;
+mod lifetime;
 mod privatize;
 mod raw;
+mod secret;
 mod vocabulary;
 mod wire;
 
@@ -27,8 +32,10 @@ pub use catalog::{
     PreviewLine, SentLine,
 };
 pub use error::ReportError;
-pub use privatize::{MEMO_STEPS, Memo, PrivatizeError, PrivatizeRequest, privatize};
+pub use lifetime::{BUCKET_DAYS, Draw, DrawTags, Lifetime, WINDOW_BUCKETS, bucket_of_day};
+pub use privatize::{DeviceMemory, PrivatizeError, PrivatizeRequest, context_of, privatize};
 pub use raw::RawMeasurements;
+pub use secret::{DeviceSecret, PermanentContext, SECRET_BYTES, TAG_BYTES};
 pub use vocabulary::{KeyClass, MouseButton, Shortcut};
 pub use wire::{
     CodecError, MAX_BATCH_BYTES, MAX_BATCH_REPORTS, MAX_REPORT_BYTES, MetricReport, Privatized,

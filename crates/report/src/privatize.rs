@@ -1,22 +1,23 @@
-//! The privatizer: raw measurements in, a `Report` out. The only constructor of `Report`.
-
-use std::collections::BTreeMap;
+//! The privatizer: raw measurements in, a two-layer `Report` out. The only
+//! constructor of `Report`.
+//!
+//! For each metric in the report the coarse value (a bucket, a category, or a
+//! count's grid point after alpha-point rounding) gets a permanent randomized
+//! response from the device's keyed generator for that value, so it is the same
+//! response every time without being stored anywhere, and every report passes
+//! it through a fresh instantaneous layer. New coarse values are charged to the
+//! spending history and capped per metric over a rolling year.
 
 use hush_ldp::sampling::UniformBelow;
-use hush_ldp::{BudgetAccount, BudgetExhausted, FrequencyOracle, NumericMechanism};
+use hush_ldp::{BudgetAccount, BudgetExhausted};
 use rand::CryptoRng;
-use serde::{Deserialize, Serialize};
 
-use crate::wire::{MetricReport, Privatized, Report, ReportId};
-use crate::{
-    Catalog, CatalogHash, Encoding, MetricMechanism, MetricValue, RawMeasurements, ReportError,
-};
+use crate::lifetime::{DrawTags, Lifetime};
+use crate::secret::{DeviceSecret, PermanentContext};
+use crate::wire::{MetricReport, Report, ReportId};
+use crate::{Catalog, Metric, MetricMechanism, RawMeasurements, ReportError};
 
-/// Grid steps a numeric metric's value is rounded to before it is memoized: a
-/// count is memoized per 1/32 of its range, not per exact value.
-pub const MEMO_STEPS: u32 = 32;
-
-/// What a report is made for.
+/// What a report is made for: the catalog, the period, and the terms in force.
 #[derive(Debug, Clone, Copy)]
 pub struct PrivatizeRequest<'a> {
     /// The catalog in force.
@@ -25,16 +26,47 @@ pub struct PrivatizeRequest<'a> {
     pub period: u32,
     /// The period's length in seconds.
     pub period_seconds: u32,
-    /// The report's epsilon, split over its metrics by weight.
+    /// What one report may reveal (`epsilon_1`), split evenly over its metrics.
     pub epsilon: f64,
+    /// What all reports about one unchanged value may reveal (`epsilon_perm`),
+    /// split like `epsilon`; above `epsilon`.
+    pub epsilon_perm: f64,
+    /// The most new permanent draws a metric may make within the accounting
+    /// window (a rolling year): the lifetime cap.
+    pub max_draws: u32,
+    /// The accounting bucket of the period ([`crate::bucket_of_day`]).
+    pub bucket: u32,
     /// This agent's version string (at most 32 bytes).
     pub agent_version: &'a str,
+}
+
+/// What a device keeps between reports: its secret, the tags of the values it
+/// has drawn (both deleted by `forget`), and the spending history (kept).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceMemory {
+    /// Keys every permanent response.
+    pub secret: DeviceSecret,
+    /// Which coarse values have permanent responses, as keyed tags.
+    pub tags: DrawTags,
+    /// Every permanent draw's month and epsilon, per metric; no values.
+    pub lifetime: Lifetime,
+}
+
+impl DeviceMemory {
+    /// A device with a fresh secret and no history (simulations, tests, load generation).
+    pub fn new(secret: DeviceSecret) -> Self {
+        DeviceMemory {
+            secret,
+            tags: DrawTags::default(),
+            lifetime: Lifetime::default(),
+        }
+    }
 }
 
 /// Why no report was produced.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum PrivatizeError {
-    /// The period's budget cannot pay for the fresh responses this report needs.
+    /// The period's budget cannot pay for the report.
     #[error(transparent)]
     Budget(#[from] BudgetExhausted),
     /// A mechanism or the catalog could not be used.
@@ -43,83 +75,51 @@ pub enum PrivatizeError {
     /// The agent version string is too long for the wire.
     #[error("agent version '{0}' is longer than 32 bytes")]
     AgentVersion(String),
+    /// Every metric has reached its yearly cap of new values and has no value
+    /// drawn within the year to report instead (after `forget`, say).
+    #[error(
+        "every metric has used its yearly permanent draws and has none left to report from; reports resume as old draws expire"
+    )]
+    NothingReportable,
 }
 
-/// The memo of permanent randomized responses, kept on the device only.
-///
-/// For each (metric, epsilon, coarse value) the first response is stored and
-/// reused whenever the same coarse value is reported again at the same epsilon,
-/// so an unchanged value costs no new budget and repeated reports cannot be
-/// averaged to remove the noise (RAPPOR's permanent randomized response;
-/// Ding, Kulkarni, Yekhanin, NeurIPS 2017, memoization with alpha-point
-/// rounding for numeric values). The memo's keys are coarse true values
-/// (bucket indices, or a numeric value rounded to 1/32 of its range): it is
-/// sensitive, never leaves the device, and is deleted by `hush agent forget`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Memo {
-    catalog: Option<CatalogHash>,
-    offsets: BTreeMap<u16, f64>,
-    entries: BTreeMap<(u16, u64, u32), Privatized>,
+/// One metric's part of a report, worked out before anything is charged.
+struct Planned {
+    index: usize,
+    context: PermanentContext,
+    mechanism: MetricMechanism,
+    coarse: u32,
+    /// The tag to record if this is a new draw.
+    new_draw: Option<[u8; crate::secret::TAG_BYTES]>,
 }
 
-impl Memo {
-    /// Number of memoized responses.
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// Whether nothing is memoized.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    /// Encodes the memo for the device's own storage (bincode, standard config).
-    pub fn to_bytes(&self) -> Vec<u8> {
-        match bincode::serde::encode_to_vec(self, bincode::config::standard()) {
-            Ok(v) => v,
-            Err(e) => panic!("encoding the memo into memory failed: {e}"),
-        }
-    }
-
-    /// Decodes a stored memo (limited to 16 MiB).
-    pub fn from_bytes(bytes: &[u8]) -> Result<Memo, crate::CodecError> {
-        let config = bincode::config::standard().with_limit::<{ 16 * 1024 * 1024 }>();
-        bincode::serde::decode_from_slice(bytes, config)
-            .map(|(m, _)| m)
-            .map_err(|e| crate::CodecError::Malformed(e.to_string()))
-    }
-
-    /// The alpha-point rounding offset of a metric, drawn once per device; a new
-    /// one is queued in `drawn` and kept only if the report is made.
-    fn offset<R: CryptoRng + ?Sized>(
-        &self,
-        metric: u16,
-        drawn: &mut Vec<(u16, f64)>,
-        rng: &mut R,
-    ) -> f64 {
-        if let Some(&u) = self.offsets.get(&metric) {
-            return u;
-        }
-        let u = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-        drawn.push((metric, u));
-        u
-    }
+/// The epsilon units of a permanent context: 10^-9, as the budget counts.
+fn units(epsilon: f64) -> u64 {
+    (epsilon * 1e9).round() as u64
 }
 
 /// Privatizes one period's measurements into a report.
 ///
-/// Picks `catalog.metrics_per_report()` metrics uniformly at random (Wang et
-/// al., ICDE 2019: fewer metrics per report, each with more epsilon), splits
-/// `epsilon` over them by weight, and perturbs each metric's clipped or
-/// bucketed value with its catalog mechanism, reusing memoized responses for
-/// unchanged values. Fresh responses are charged to `budget` before anything
-/// is memoized; if they do not fit, no report is made and nothing changes.
-/// `raw` is consumed (and zeroed as it drops).
+/// Picks `catalog.metrics_per_report()` metrics without replacement, each
+/// with probability proportional to its weight among the metrics that can be
+/// reported (a choice that depends on the device's accounting state, never on
+/// `raw`), gives each an even share of both epsilons, and reports each
+/// metric's coarse value through the permanent response the device's secret
+/// derives for it, with fresh instantaneous noise from `rng`.
+///
+/// A coarse value seen within the window reuses its response at no cost. A
+/// new one is charged `epsilon_perm` to the spending history, unless the
+/// metric has made `max_draws` draws within the window: then the nearest value
+/// it has drawn stands in for it (an ordinal neighbour for buckets and counts;
+/// for categories, the nearest index), so the report reveals nothing beyond
+/// the responses already drawn. The report's `epsilon_1` is charged to
+/// `budget`; if it does not fit, no report is made and nothing changes. `raw`
+/// is consumed (and zeroed as it drops).
 pub fn privatize<R: CryptoRng + ?Sized>(
     raw: RawMeasurements,
     request: &PrivatizeRequest<'_>,
+    memory: &mut DeviceMemory,
     budget: &mut BudgetAccount,
-    memo: &mut Memo,
     rng: &mut R,
 ) -> Result<Report, PrivatizeError> {
     let catalog = request.catalog;
@@ -128,67 +128,94 @@ pub fn privatize<R: CryptoRng + ?Sized>(
             request.agent_version.to_owned(),
         ));
     }
-    hush_ldp::check_epsilon(request.epsilon).map_err(ReportError::from)?;
-    if memo.catalog != Some(catalog.hash()) {
-        *memo = Memo {
-            catalog: Some(catalog.hash()),
-            ..Memo::default()
-        };
-    }
-
-    // Choose k of m metrics without replacement (a partial Fisher–Yates shuffle).
-    let metrics = catalog.metrics();
-    let mut order: Vec<usize> = (0..metrics.len()).collect();
     let k = usize::from(catalog.metrics_per_report());
-    for i in 0..k {
-        let j = i + UniformBelow::new((metrics.len() - i) as u64).sample(rng) as usize;
-        order.swap(i, j);
-    }
-    let chosen = &order[..k];
-    let total_weight: u64 = chosen.iter().map(|&i| u64::from(metrics[i].weight)).sum();
+    let share = |e: f64| e / k as f64;
+    let (epsilon_1, epsilon_perm) = (share(request.epsilon), share(request.epsilon_perm));
+    let now = memory.lifetime.clock(request.bucket);
+    memory.tags.prune(now);
 
-    let mut fresh_cost = 0.0;
-    let mut fresh = Vec::new();
-    let mut drawn = Vec::new();
-    let mut out = Vec::with_capacity(k);
-    for &i in chosen {
-        let metric = &metrics[i];
-        let index = i as u16;
-        let epsilon = request.epsilon * f64::from(metric.weight) / total_weight as f64;
-        let mechanism = metric.mechanism(epsilon)?;
-        let (key, value) = match (metric.value(&raw), &metric.encoding) {
-            (MetricValue::Number(x), Encoding::Numeric { lo, hi, .. }) => {
-                let step = (hi - lo) / f64::from(MEMO_STEPS);
-                let g = (((x - lo) / step) + memo.offset(index, &mut drawn, rng)).floor();
-                let g = g.clamp(0.0, f64::from(MEMO_STEPS)) as u32;
-                (g, MetricValue::Number(lo + f64::from(g) * step))
-            }
-            (v @ MetricValue::Category(c), _) => (c, v),
-            (MetricValue::Number(_), _) => {
-                return Err(
-                    ReportError::Catalog("numeric value from a bucketed metric".into()).into(),
-                );
-            }
-        };
-        let memo_key = (index, epsilon.to_bits(), key);
-        let response = match memo.entries.get(&memo_key) {
-            Some(r) => r.clone(),
-            None => {
-                // Charged at the epsilon the mechanism was built for: its realized
-                // loss is below that (hush-ldp's validation tests bound the
-                // difference by 1e-11), only its printed value carries a rounding margin.
-                let response = perturb(&mechanism, value, rng)?;
-                fresh_cost += epsilon;
-                fresh.push((memo_key, response.clone()));
-                response
-            }
-        };
-        out.push(MetricReport::new(index, epsilon, response));
+    // Which metrics can be reported: state only, never the measurements.
+    let mut candidates = Vec::new();
+    for (index, metric) in catalog.metrics().iter().enumerate() {
+        let mechanism = metric.mechanism(epsilon_perm, epsilon_1)?;
+        let context = context_of(metric, epsilon_perm);
+        let reportable = memory.lifetime.draws_in_window(metric.name, now) < request.max_draws
+            || (0..mechanism.coarse_domain())
+                .any(|c| memory.tags.contains(&memory.secret.tag(&context, c), now));
+        if reportable {
+            candidates.push((index, context, mechanism));
+        }
     }
-    budget.try_charge(fresh_cost)?;
-    memo.entries.extend(fresh);
-    memo.offsets.extend(drawn);
+    if candidates.len() < k {
+        return Err(PrivatizeError::NothingReportable);
+    }
+
+    // Weighted sampling without replacement: one bounded draw per pick.
+    let mut planned = Vec::with_capacity(k);
+    for _ in 0..k {
+        let total: u64 = candidates
+            .iter()
+            .map(|(i, _, _)| u64::from(catalog.metrics()[*i].weight))
+            .sum();
+        let mut pick = UniformBelow::new(total).sample(rng);
+        let mut chosen = 0;
+        for (j, (i, _, _)) in candidates.iter().enumerate() {
+            let w = u64::from(catalog.metrics()[*i].weight);
+            if pick < w {
+                chosen = j;
+                break;
+            }
+            pick -= w;
+        }
+        let (index, context, mechanism) = candidates.swap_remove(chosen);
+        let metric = &catalog.metrics()[index];
+        let alpha = memory.secret.alpha(&context);
+        let wanted = mechanism.coarse(metric.value(&raw), alpha)?;
+        let drawn = |c: u32| memory.tags.contains(&memory.secret.tag(&context, c), now);
+        let (coarse, new_draw) = if drawn(wanted) {
+            (wanted, None)
+        } else if memory.lifetime.draws_in_window(metric.name, now) < request.max_draws {
+            (wanted, Some(memory.secret.tag(&context, wanted)))
+        } else {
+            let domain = mechanism.coarse_domain();
+            let nearest = (1..domain)
+                .flat_map(|d| [wanted.checked_sub(d), wanted.checked_add(d)])
+                .flatten()
+                .find(|&c| c < domain && drawn(c))
+                .ok_or(PrivatizeError::NothingReportable)?;
+            (nearest, None)
+        };
+        planned.push(Planned {
+            index,
+            context,
+            mechanism,
+            coarse,
+            new_draw,
+        });
+    }
     drop(raw);
+
+    let mut out = Vec::with_capacity(k);
+    for p in &planned {
+        let mut keyed = memory.secret.permanent_rng(&p.context, p.coarse);
+        let permanent = p.mechanism.permanent(p.coarse, &mut keyed)?;
+        let value = p.mechanism.instantaneous(&permanent, rng)?;
+        out.push(MetricReport::new(
+            p.index as u16,
+            epsilon_1,
+            epsilon_perm,
+            value,
+        ));
+    }
+    budget.try_charge(epsilon_1 * k as f64)?;
+    for p in &planned {
+        if let Some(tag) = p.new_draw {
+            memory
+                .lifetime
+                .record(p.context.metric, now, p.context.epsilon_perm_units);
+            memory.tags.insert(tag, now);
+        }
+    }
 
     let mut id = [0u8; 16];
     id[..4].copy_from_slice(&request.period.to_be_bytes());
@@ -206,22 +233,11 @@ pub fn privatize<R: CryptoRng + ?Sized>(
     ))
 }
 
-fn perturb<R: CryptoRng + ?Sized>(
-    mechanism: &MetricMechanism,
-    value: MetricValue,
-    rng: &mut R,
-) -> Result<Privatized, ReportError> {
-    Ok(match (mechanism, value) {
-        (MetricMechanism::Numeric(m), MetricValue::Number(x)) => {
-            Privatized::from_grid(m.perturb(x, rng)?)
-        }
-        (MetricMechanism::Frequency(o), MetricValue::Category(c)) => {
-            Privatized::from_frequency(o.perturb(c, rng)?)
-        }
-        _ => {
-            return Err(ReportError::Catalog(
-                "value does not fit the metric's mechanism".into(),
-            ));
-        }
-    })
+/// The permanent context of a metric at its share of `epsilon_perm`.
+pub fn context_of(metric: &Metric, epsilon_perm: f64) -> PermanentContext {
+    PermanentContext {
+        metric: metric.name,
+        definition: metric.definition(),
+        epsilon_perm_units: units(epsilon_perm),
+    }
 }

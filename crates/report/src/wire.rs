@@ -1,13 +1,14 @@
 //! `Report`, the only thing that leaves a device, and its versioned bincode codec.
 //!
-//! Wire format, version 1: one version byte (`1`), then the bincode 2 encoding
+//! Wire format, version 2: one version byte (`2`), then the bincode 2 encoding
 //! of the value with the *standard* configuration (little endian, variable-length
 //! integers: reports are mostly small integers, and varints keep a day's
 //! upload under a few hundred bytes). A batch is the version byte and a bincode
 //! `Vec<Report>`. Decoding always runs with a byte limit, so a hostile length
 //! prefix cannot make the decoder allocate more than the limit, rejects
 //! trailing bytes, and validates every value's shape. Golden-bytes tests pin
-//! the format.
+//! the format. Version 2 added each metric's `epsilon_perm` (reports became
+//! two-layer); version 1 reports are refused with [`CodecError::Version`].
 
 use serde::{Deserialize, Serialize};
 
@@ -16,7 +17,7 @@ use hush_ldp::{FrequencyOutput, GridPoint, MAX_DOMAIN, MAX_EPSILON, OlhOutput, P
 use crate::CatalogHash;
 
 /// The wire format version this build writes and reads.
-pub const WIRE_VERSION: u8 = 1;
+pub const WIRE_VERSION: u8 = 2;
 
 /// The most bytes one encoded report may take.
 pub const MAX_REPORT_BYTES: usize = 64 * 1024;
@@ -143,19 +144,21 @@ impl Privatized {
     }
 }
 
-/// One metric in a report: which, at what epsilon, and its privatized value.
+/// One metric in a report: which, at what epsilons, and its privatized value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricReport {
     metric: u16,
     epsilon: f64,
+    epsilon_perm: f64,
     value: Privatized,
 }
 
 impl MetricReport {
-    pub(crate) fn new(metric: u16, epsilon: f64, value: Privatized) -> Self {
+    pub(crate) fn new(metric: u16, epsilon: f64, epsilon_perm: f64, value: Privatized) -> Self {
         MetricReport {
             metric,
             epsilon,
+            epsilon_perm,
             value,
         }
     }
@@ -165,9 +168,14 @@ impl MetricReport {
         self.metric
     }
 
-    /// The epsilon its mechanism was built for.
+    /// The per-report epsilon (`epsilon_1`) its mechanism was built for.
     pub fn epsilon(&self) -> f64 {
         self.epsilon
+    }
+
+    /// The permanent epsilon (`epsilon_perm`) its mechanism was built for.
+    pub fn epsilon_perm(&self) -> f64 {
+        self.epsilon_perm
     }
 
     /// The privatized value.
@@ -280,7 +288,7 @@ impl Report {
         self.id
     }
 
-    /// The total epsilon of its metrics (basic composition).
+    /// The total per-report epsilon of its metrics (basic composition).
     pub fn epsilon(&self) -> f64 {
         self.epsilon
     }
@@ -344,8 +352,8 @@ impl Report {
             return Err(CodecError::Invalid("report epsilon out of range"));
         }
         for m in &self.metrics {
-            if !eps_ok(m.epsilon) {
-                return Err(CodecError::Invalid("metric epsilon out of range"));
+            if !eps_ok(m.epsilon) || !eps_ok(m.epsilon_perm) || m.epsilon > m.epsilon_perm {
+                return Err(CodecError::Invalid("metric epsilons out of range"));
             }
             if !m.value.well_formed() {
                 return Err(CodecError::Invalid("malformed privatized value"));

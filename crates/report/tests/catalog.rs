@@ -9,7 +9,7 @@ use hush_report::{
 
 #[test]
 fn default_catalog_covers_the_required_metrics() {
-    let c = Catalog::default_v1();
+    let c = Catalog::builtin();
     for name in [
         "active_minutes",
         "keystrokes",
@@ -25,9 +25,9 @@ fn default_catalog_covers_the_required_metrics() {
         let m = c.metric(name).unwrap_or_else(|| panic!("missing {name}"));
         assert!(!m.description.is_empty());
         // Every metric builds its mechanism at a typical per-report epsilon.
-        assert!(m.mechanism(2.0).is_ok(), "{name}");
+        assert!(m.mechanism(4.0, 2.0).is_ok(), "{name}");
     }
-    assert_eq!(c.version(), 1);
+    assert_eq!(c.version(), 2);
     assert_eq!(c.metrics_per_report(), 1);
     assert_eq!(
         c.metric("top_shortcut").unwrap().domain(),
@@ -38,7 +38,10 @@ fn default_catalog_covers_the_required_metrics() {
         MetricKind::Count
     ));
     assert!(matches!(
-        c.metric("top_shortcut").unwrap().mechanism(1.0).unwrap(),
+        c.metric("top_shortcut")
+            .unwrap()
+            .mechanism(2.0, 1.0)
+            .unwrap(),
         MetricMechanism::Frequency(_)
     ));
 }
@@ -48,17 +51,17 @@ fn default_catalog_covers_the_required_metrics() {
 #[test]
 fn default_catalog_hash_is_pinned() {
     assert_eq!(
-        Catalog::default_v1().hash().to_string(),
+        Catalog::builtin().hash().to_string(),
         GOLDEN_HASH,
         "the default catalog changed: bump its version and update the golden hash"
     );
 }
 
-const GOLDEN_HASH: &str = "07f7229626e59edb8a901406c6cb06c4";
+const GOLDEN_HASH: &str = "26e56ced92b09eb01aec6a8f222db85f";
 
 #[test]
 fn hash_changes_with_any_field() {
-    let base = Catalog::default_v1();
+    let base = Catalog::builtin();
     let mut metrics = base.metrics().to_vec();
     if let Encoding::Numeric { hi, .. } = &mut metrics[0].encoding {
         *hi += 1.0;
@@ -72,14 +75,14 @@ fn hash_changes_with_any_field() {
     };
     assert_ne!(reweighted.hash(), base.hash());
     assert_ne!(
-        Catalog::new(2, 1, base.metrics().to_vec()).unwrap().hash(),
+        Catalog::new(3, 1, base.metrics().to_vec()).unwrap().hash(),
         base.hash()
     );
 }
 
 #[test]
 fn invalid_catalogs_are_refused() {
-    let base = Catalog::default_v1();
+    let base = Catalog::builtin();
     let mut dup = base.metrics().to_vec();
     dup.push(dup[0].clone());
     assert!(Catalog::new(1, 1, dup).is_err());
@@ -90,6 +93,23 @@ fn invalid_catalogs_are_refused() {
         edges.swap(0, 1);
     }
     assert!(Catalog::new(1, 1, bad_edges).is_err());
+    // Every metric needs two layers, and none whose reports carry a per-device constant.
+    for (kind, what) in [
+        (hush_ldp::FrequencyKind::Oue, "one layer"),
+        (hush_ldp::FrequencyKind::LLh, "a seed constant per device"),
+    ] {
+        let mut m = base.metrics().to_vec();
+        if let Encoding::Buckets { mechanism, .. } = &mut m[6].encoding {
+            *mechanism = kind;
+        }
+        let err = Catalog::new(1, 1, m).unwrap_err().to_string();
+        assert!(err.contains("two-layer"), "{what}: {err}");
+    }
+    let mut one_layer = base.metrics().to_vec();
+    if let Encoding::Numeric { mechanism, .. } = &mut one_layer[0].encoding {
+        *mechanism = hush_ldp::NumericKind::Hybrid;
+    }
+    assert!(Catalog::new(1, 1, one_layer).is_err());
 }
 
 fn sample_day() -> RawMeasurements {
@@ -115,7 +135,7 @@ fn sample_day() -> RawMeasurements {
 
 #[test]
 fn values_are_read_clipped_and_bucketed() {
-    let c = Catalog::default_v1();
+    let c = Catalog::builtin();
     let raw = sample_day();
     let v = |name: &str| c.metric(name).unwrap().value(&raw);
     assert_eq!(v("active_minutes"), MetricValue::Number(50.0));
@@ -154,7 +174,7 @@ fn values_are_read_clipped_and_bucketed() {
 
 #[test]
 fn preview_speaks_plain_words() {
-    let c = Catalog::default_v1();
+    let c = Catalog::builtin();
     let lines = c.preview(&sample_day());
     assert_eq!(lines.len(), c.metrics().len());
     let words = |name: &str| {

@@ -1,15 +1,25 @@
-//! The privatizer: budget charging, memoized responses, metric sampling, and an
-//! end-to-end unbiasedness check through the estimator.
+//! The privatizer: the per-report charge, permanent responses derived from the
+//! device secret (one draw per coarse value), the yearly cap and its stand-in
+//! values, weighted metric sampling, and an end-to-end unbiasedness check.
+//!
+//! The property test replays arbitrary histories (values, epsilon and catalog
+//! changes, `forget`, restarts, clocks set back and forward) against a ground
+//! truth of which permanent responses were revealed, and checks the spending
+//! history never undercounts them and never passes the cap.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
 
-use hush_ldp::{BudgetAccount, NumericMechanism};
+use std::collections::{BTreeMap, BTreeSet};
+
+use hush_ldp::{BudgetAccount, NumericKind, NumericMechanism};
 use hush_report::{
-    Catalog, KeyClass, Memo, MetricMechanism, PrivatizeError, PrivatizeRequest, RawMeasurements,
+    Catalog, DeviceMemory, DeviceSecret, DrawTags, Encoding, KeyClass, Lifetime, MetricMechanism,
+    PrivatizeError, PrivatizeRequest, RawMeasurements, Report, WINDOW_BUCKETS, context_of,
     privatize,
 };
-use rand::SeedableRng;
+use proptest::prelude::*;
 use rand::rngs::ChaCha12Rng;
+use rand::{Rng, SeedableRng};
 use statrs::distribution::{ChiSquared, ContinuousCDF};
 
 fn day(keys: u32) -> RawMeasurements {
@@ -27,128 +37,123 @@ fn request(catalog: &Catalog, period: u32) -> PrivatizeRequest<'_> {
         period,
         period_seconds: 86_400,
         epsilon: 2.0,
+        epsilon_perm: 4.0,
+        max_draws: 8,
+        bucket: period / 30,
         agent_version: "test",
     }
 }
 
+fn device(rng: &mut impl Rng) -> DeviceMemory {
+    let mut bytes = [0u8; 32];
+    rng.fill_bytes(&mut bytes);
+    DeviceMemory::new(DeviceSecret::from_bytes(bytes))
+}
+
 #[test]
-fn a_report_is_charged_and_a_second_does_not_fit_the_budget() {
-    let catalog = Catalog::default_v1();
+fn a_report_is_charged_epsilon_1_and_a_second_does_not_fit_the_period() {
+    let catalog = Catalog::builtin();
     let mut rng = ChaCha12Rng::seed_from_u64(1);
-    let mut memo = Memo::default();
+    let mut memory = device(&mut rng);
     let mut budget = BudgetAccount::new(2.0).unwrap();
     let r = privatize(
         day(500),
         &request(&catalog, 20_000),
+        &mut memory,
         &mut budget,
-        &mut memo,
         &mut rng,
     )
     .unwrap();
     assert_eq!(r.metrics().len(), 1);
     assert!((r.epsilon() - 2.0).abs() < 1e-12);
+    assert!((r.metrics()[0].epsilon_perm() - 4.0).abs() < 1e-12);
     assert!((budget.spent() - 2.0).abs() < 1e-6);
-    assert_eq!(r.period(), 20_000);
     assert_eq!(r.id().period(), 20_000);
-    assert_eq!(memo.len(), 1);
-    // A different value needs a fresh response, which the spent budget cannot pay for.
-    let before = memo.clone();
-    let mut refused = 0;
-    for k in 0..20 {
-        match privatize(
-            day(10_000 + k * 997),
-            &request(&catalog, 20_000),
-            &mut budget,
-            &mut memo,
-            &mut rng,
-        ) {
-            Err(PrivatizeError::Budget(e)) => {
-                refused += 1;
-                assert!(e.remaining < 1e-6);
-            }
-            Ok(_) => {
-                // Only a memo hit (same metric, same coarse value) is free.
-                assert_eq!(memo, before);
-            }
-            Err(e) => panic!("{e}"),
-        }
-    }
-    assert!(
-        refused > 10,
-        "most fresh reports must be refused, {refused}"
-    );
-    assert_eq!(memo, before, "a refused report memoizes nothing");
+    assert_eq!(memory.tags.len(), 1, "one new value, one tag");
+    let before = memory.clone();
+    let err = privatize(
+        day(500),
+        &request(&catalog, 20_000),
+        &mut memory,
+        &mut budget,
+        &mut rng,
+    )
+    .unwrap_err();
+    assert!(matches!(err, PrivatizeError::Budget(_)), "{err}");
+    assert_eq!(memory, before, "a refused report draws and records nothing");
 }
 
 #[test]
-fn unchanged_values_reuse_their_response_at_no_cost() {
-    let catalog = Catalog::default_v1();
+fn an_unchanged_day_costs_one_draw_per_metric_and_never_repeats_verbatim() {
+    let catalog = Catalog::builtin();
     let mut rng = ChaCha12Rng::seed_from_u64(2);
-    let mut memo = Memo::default();
-    let mut seen: std::collections::HashMap<u16, hush_report::Privatized> = Default::default();
-    let mut free = 0;
-    for period in 0..200 {
+    let mut memory = device(&mut rng);
+    let mut values: BTreeMap<u16, BTreeSet<String>> = BTreeMap::new();
+    for period in 0..400 {
         let mut budget = BudgetAccount::new(2.0).unwrap();
         let r = privatize(
             day(800),
-            &request(&catalog, period),
+            &request(&catalog, 20_000 + period),
+            &mut memory,
             &mut budget,
-            &mut memo,
             &mut rng,
         )
         .unwrap();
+        // Every report pays epsilon_1, new value or not.
+        assert!(budget.spent() > 1.99);
         let m = &r.metrics()[0];
-        if let Some(previous) = seen.get(&m.metric()) {
-            // Same metric, same true value: the same response, and no budget spent.
-            assert_eq!(previous, m.value());
-            assert_eq!(budget.spent(), 0.0);
-            free += 1;
-        } else {
-            assert!(budget.spent() > 1.99);
-            seen.insert(m.metric(), m.value().clone());
-        }
+        values
+            .entry(m.metric())
+            .or_default()
+            .insert(format!("{:?}", m.value()));
     }
-    // Ten metrics: after each has been seen once, every report is free.
-    assert_eq!(seen.len(), 10);
-    assert_eq!(free, 190);
-    assert_eq!(memo.len(), 10);
-    // The memo survives storage.
-    assert_eq!(Memo::from_bytes(&memo.to_bytes()).unwrap(), memo);
+    for m in catalog.metrics() {
+        assert_eq!(memory.lifetime.draws_in_window(m.name, 0), 1, "{}", m.name);
+    }
+    assert_eq!(memory.tags.len(), 10);
+    // The instantaneous layer varies the responses of an unchanged value.
+    assert!(values.values().all(|v| v.len() > 1), "{values:?}");
 }
 
 #[test]
-fn metrics_are_sampled_uniformly() {
-    let catalog = Catalog::default_v1();
+fn metrics_are_sampled_by_weight() {
+    let mut catalog_metrics = Catalog::builtin().metrics().to_vec();
+    catalog_metrics[0].weight = 3;
+    let catalog = Catalog::new(9, 1, catalog_metrics).unwrap();
     let mut rng = ChaCha12Rng::seed_from_u64(3);
-    let n = 20_000;
-    let mut counts = vec![0f64; 10];
+    let mut memory = device(&mut rng);
+    let n = 24_000u32;
+    let mut counts = [0f64; 10];
     for period in 0..n {
         let mut budget = BudgetAccount::new(2.0).unwrap();
-        let mut memo = Memo::default();
         let r = privatize(
             day(100),
             &request(&catalog, period),
+            &mut memory,
             &mut budget,
-            &mut memo,
             &mut rng,
         )
         .unwrap();
         counts[usize::from(r.metrics()[0].metric())] += 1.0;
     }
-    let expected = n as f64 / 10.0;
     let chi2: f64 = counts
         .iter()
-        .map(|c| (c - expected).powi(2) / expected)
+        .enumerate()
+        .map(|(i, c)| {
+            let e = f64::from(n) * if i == 0 { 3.0 } else { 1.0 } / 12.0;
+            (c - e).powi(2) / e
+        })
         .sum();
     let p = 1.0 - ChiSquared::new(9.0).unwrap().cdf(chi2);
     assert!(p > 1e-4, "chi2 {chi2}, counts {counts:?}");
 }
 
-/// Many devices with a known keystroke count: the decoded reports' mean is an
-/// unbiased estimate of it, through alpha-point rounding and the mechanism.
+/// Many fresh devices with a known keystroke count: the decoded reports' mean is
+/// an unbiased estimate of it, through each device's alpha-point rounding and
+/// both layers.
 #[test]
 fn privatized_counts_decode_to_an_unbiased_mean() {
-    let catalog = Catalog::default_v1();
+    let catalog = Catalog::builtin();
     let metric = catalog.metric("keystrokes").unwrap();
     let index = catalog
         .metrics()
@@ -158,14 +163,14 @@ fn privatized_counts_decode_to_an_unbiased_mean() {
     let mut rng = ChaCha12Rng::seed_from_u64(4);
     let truth = 7_777.0;
     let (mut sum, mut sum_sq, mut n) = (0.0, 0.0, 0.0);
-    for device in 0..60_000u32 {
+    for device_id in 0..60_000u32 {
         let mut budget = BudgetAccount::new(2.0).unwrap();
-        let mut memo = Memo::default();
+        let mut memory = device(&mut rng);
         let r = privatize(
             day(7_777),
-            &request(&catalog, device),
+            &request(&catalog, device_id),
+            &mut memory,
             &mut budget,
-            &mut memo,
             &mut rng,
         )
         .unwrap();
@@ -173,7 +178,9 @@ fn privatized_counts_decode_to_an_unbiased_mean() {
         if m.metric() != index {
             continue;
         }
-        let MetricMechanism::Numeric(mech) = metric.mechanism(m.epsilon()).unwrap() else {
+        let MetricMechanism::Numeric(mech) =
+            metric.mechanism(m.epsilon_perm(), m.epsilon()).unwrap()
+        else {
             panic!("keystrokes is numeric");
         };
         let point = m.value().as_grid().unwrap();
@@ -190,4 +197,216 @@ fn privatized_counts_decode_to_an_unbiased_mean() {
         (mean - truth).abs() < 4.0 * se,
         "mean {mean} vs {truth}, se {se}, n {n}"
     );
+}
+
+/// A one-metric catalog: the keystroke count on a grid, so every report is about it.
+fn keystrokes_only(hi: f64) -> Catalog {
+    let mut m = Catalog::builtin().metric("keystrokes").unwrap().clone();
+    m.encoding = Encoding::Numeric {
+        mechanism: NumericKind::LOneBit,
+        lo: 0.0,
+        hi,
+    };
+    Catalog::new(7, 1, vec![m]).unwrap()
+}
+
+#[test]
+fn past_the_cap_a_drawn_neighbour_stands_in_and_nothing_new_is_drawn() {
+    let catalog = keystrokes_only(8_000.0);
+    let metric = &catalog.metrics()[0];
+    let mut rng = ChaCha12Rng::seed_from_u64(5);
+    let mut memory = device(&mut rng);
+    let mut req = request(&catalog, 0);
+    req.max_draws = 3;
+    // A value that changes every day, across the whole range.
+    for period in 0..300u32 {
+        req.period = period;
+        let mut budget = BudgetAccount::new(2.0).unwrap();
+        privatize(
+            day(period * 97 % 8_000),
+            &req,
+            &mut memory,
+            &mut budget,
+            &mut rng,
+        )
+        .unwrap();
+        assert!(memory.lifetime.draws_in_window(metric.name, req.bucket) <= 3);
+    }
+    assert_eq!(memory.lifetime.draws_in_window(metric.name, req.bucket), 3);
+    assert_eq!(memory.tags.len(), 3);
+    assert!((memory.lifetime.spent_in_window(metric.name, req.bucket) - 12.0).abs() < 1e-9);
+}
+
+#[test]
+fn after_forget_a_capped_metric_has_nothing_to_report() {
+    let catalog = keystrokes_only(8_000.0);
+    let mut rng = ChaCha12Rng::seed_from_u64(6);
+    let mut memory = device(&mut rng);
+    let mut req = request(&catalog, 0);
+    req.max_draws = 2;
+    for (period, keys) in [(0u32, 100u32), (1, 7_000)] {
+        req.period = period;
+        let mut budget = BudgetAccount::new(2.0).unwrap();
+        privatize(day(keys), &req, &mut memory, &mut budget, &mut rng).unwrap();
+    }
+    // forget: a new secret and no tags, the spending history kept.
+    let kept = memory.lifetime.clone();
+    memory = DeviceMemory {
+        lifetime: kept,
+        ..device(&mut rng)
+    };
+    req.period = 2;
+    let mut budget = BudgetAccount::new(2.0).unwrap();
+    let err = privatize(day(100), &req, &mut memory, &mut budget, &mut rng).unwrap_err();
+    assert_eq!(err, PrivatizeError::NothingReportable);
+    assert_eq!(budget.spent(), 0.0);
+    // Once the draws leave the window, reports resume.
+    req.bucket += WINDOW_BUCKETS;
+    privatize(day(100), &req, &mut memory, &mut budget, &mut rng).unwrap();
+}
+
+/// What the test harness knows and the device does not: every permanent
+/// response a report was made from, by (secret, context, coarse value).
+#[derive(Default)]
+struct GroundTruth {
+    revealed: BTreeMap<(Vec<u8>, String, u64, u32), u32>,
+}
+
+/// Operations on a device over time.
+#[derive(Debug, Clone)]
+enum Step {
+    /// A day with this many keystrokes.
+    Report(u32),
+    /// The person changes epsilon_perm (within their cap of 4).
+    EpsilonPerm(f64),
+    /// A new catalog version that changes the range.
+    Range(f64),
+    /// `forget`: a new secret, no tags, the history kept.
+    Forget,
+    /// The agent restarts: its state goes through storage.
+    Restart,
+    /// The clock jumps by this many buckets (back when negative).
+    Clock(i32),
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        8 => (0u32..8_000).prop_map(Step::Report),
+        1 => prop::sample::select(vec![2.5, 3.0, 4.0]).prop_map(Step::EpsilonPerm),
+        1 => prop::sample::select(vec![4_000.0, 8_000.0, 9_999.0]).prop_map(Step::Range),
+        1 => Just(Step::Forget),
+        1 => Just(Step::Restart),
+        1 => (-20i32..20).prop_map(Step::Clock),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn no_history_spends_past_the_cap_or_reveals_an_uncounted_draw(
+        steps in prop::collection::vec(step(), 1..120),
+        seed in any::<u64>(),
+    ) {
+        const CAP: u32 = 4;
+        const PERM_CAP: f64 = 4.0;
+        let mut rng = ChaCha12Rng::seed_from_u64(seed);
+        let mut memory = device(&mut rng);
+        let (mut eps_perm, mut hi, mut bucket, mut period) = (4.0, 8_000.0, 1_000i64, 0u32);
+        let mut truth = GroundTruth::default();
+        for s in steps {
+            match s {
+                Step::Report(keys) => {
+                    let catalog = keystrokes_only(hi);
+                    let metric = &catalog.metrics()[0];
+                    let req = PrivatizeRequest {
+                        catalog: &catalog,
+                        period,
+                        period_seconds: 86_400,
+                        epsilon: 2.0,
+                        epsilon_perm: eps_perm,
+                        max_draws: CAP,
+                        bucket: bucket as u32,
+                        agent_version: "test",
+                    };
+                    period += 1;
+                    let mut budget = BudgetAccount::new(2.0).unwrap();
+                    let before = memory.tags.clone();
+                    match privatize(day(keys), &req, &mut memory, &mut budget, &mut rng) {
+                        Ok(r) => {
+                            let context = context_of(metric, eps_perm);
+                            // The coarse value used is the one whose tag exists now;
+                            // a new tag means a new draw, which the history must show.
+                            let now = memory.lifetime.clock(bucket as u32);
+                            let used: Vec<u32> = (0..=8)
+                                .filter(|&c| memory.tags.contains(&memory.secret.tag(&context, c), now))
+                                .filter(|&c| !before.contains(&memory.secret.tag(&context, c), now))
+                                .collect();
+                            prop_assert!(used.len() <= 1);
+                            for c in used {
+                                let key = (memory.secret.as_bytes().to_vec(), context.definition.clone(), context.epsilon_perm_units, c);
+                                truth.revealed.insert(key, now);
+                            }
+                            prop_assert_eq!(r.metrics().len(), 1);
+                        }
+                        Err(PrivatizeError::NothingReportable) => {}
+                        Err(e) => prop_assert!(false, "{e}"),
+                    }
+                }
+                Step::EpsilonPerm(e) => eps_perm = e,
+                Step::Range(h) => hi = h,
+                Step::Forget => {
+                    let kept = memory.lifetime.clone();
+                    memory = DeviceMemory { lifetime: kept, ..device(&mut rng) };
+                }
+                Step::Restart => {
+                    let lifetime: Lifetime = serde_json::from_str(&serde_json::to_string(&memory.lifetime).unwrap()).unwrap();
+                    let tags = DrawTags::from_bytes(&memory.tags.to_bytes()).unwrap();
+                    let secret = DeviceSecret::from_bytes(*memory.secret.as_bytes());
+                    memory = DeviceMemory { secret, tags, lifetime };
+                }
+                Step::Clock(d) => bucket = (bucket + i64::from(d)).max(0),
+            }
+            let now = memory.lifetime.clock(bucket as u32);
+            let name = "keystrokes";
+            // Never more than the cap of draws, nor their epsilon at the person's cap.
+            prop_assert!(memory.lifetime.draws_in_window(name, now) <= CAP);
+            prop_assert!(memory.lifetime.spent_in_window(name, now) <= f64::from(CAP) * PERM_CAP + 1e-9);
+            // Every permanent response revealed within the window is counted.
+            let revealed = truth.revealed.values().filter(|&&b| b + WINDOW_BUCKETS > now).count() as u32;
+            prop_assert!(revealed <= memory.lifetime.draws_in_window(name, now),
+                "{revealed} responses revealed, {} counted", memory.lifetime.draws_in_window(name, now));
+        }
+    }
+}
+
+/// The decoded value of a report, for the wire round trip below.
+fn decode(catalog: &Catalog, r: &Report) -> f64 {
+    let m = &r.metrics()[0];
+    let MetricMechanism::Numeric(mech) = catalog.metrics()[0]
+        .mechanism(m.epsilon_perm(), m.epsilon())
+        .unwrap()
+    else {
+        panic!("numeric");
+    };
+    mech.decode(m.value().as_grid().unwrap())
+}
+
+#[test]
+fn reports_survive_the_wire() {
+    let catalog = keystrokes_only(8_000.0);
+    let mut rng = ChaCha12Rng::seed_from_u64(8);
+    let mut memory = device(&mut rng);
+    let mut budget = BudgetAccount::new(2.0).unwrap();
+    let r = privatize(
+        day(10),
+        &request(&catalog, 5),
+        &mut memory,
+        &mut budget,
+        &mut rng,
+    )
+    .unwrap();
+    let back = Report::decode(&r.encode()).unwrap();
+    assert_eq!(back, r);
+    assert_eq!(decode(&catalog, &back), decode(&catalog, &r));
 }

@@ -5,8 +5,8 @@
 
 use hush_ldp::BudgetAccount;
 use hush_report::{
-    Catalog, CodecError, KeyClass, Memo, PrivatizeRequest, Privatized, RawMeasurements, Report,
-    WIRE_VERSION, privatize,
+    Catalog, CodecError, DeviceMemory, DeviceSecret, KeyClass, PrivatizeRequest, Privatized,
+    RawMeasurements, Report, WIRE_VERSION, privatize,
 };
 use proptest::prelude::*;
 use rand::SeedableRng;
@@ -21,7 +21,7 @@ fn unhex(s: &str) -> Vec<u8> {
 
 /// Reports made the way an agent makes them, from a fixed seed.
 fn reports(n: u32, seed: u64) -> Vec<Report> {
-    let catalog = Catalog::default_v1();
+    let catalog = Catalog::builtin();
     let mut rng = ChaCha12Rng::seed_from_u64(seed);
     (0..n)
         .map(|i| {
@@ -35,28 +35,34 @@ fn reports(n: u32, seed: u64) -> Vec<Report> {
                 period: 20_400 + i,
                 period_seconds: 86_400,
                 epsilon: 2.0,
+                epsilon_perm: 4.0,
+                max_draws: 8,
+                bucket: 680,
                 agent_version: "0.1.0",
             };
             let mut budget = BudgetAccount::new(2.0).unwrap();
-            privatize(raw, &request, &mut budget, &mut Memo::default(), &mut rng).unwrap()
+            let mut memory = DeviceMemory::new(DeviceSecret::from_bytes([i as u8; 32]));
+            privatize(raw, &request, &mut memory, &mut budget, &mut rng).unwrap()
         })
         .collect()
 }
 
-/// Version 1 of one report (made as `hex(&reports(3, 7)[0].encode())`). If this
+/// Version 2 of one report (made as `hex(&reports(3, 7)[0].encode())`). If this
 /// test fails, the wire format changed: that needs a new WIRE_VERSION, not a new
-/// constant here. Layout: version 01, catalog hash (16 bytes), catalog version
-/// 01, agent version (length 05, "0.1.0"), period (varint fb 04fc = 20400),
+/// constant here. Layout: version 02, catalog hash (16 bytes), catalog version
+/// 02, agent version (length 05, "0.1.0"), period (varint fb b04f = 20400),
 /// period seconds (fc 80510100 = 86400), id (16 bytes, starting 00004fb0),
-/// epsilon (f64 2.0), one metric (index, f64 epsilon, tagged value).
-const GOLDEN_REPORT: &str = "0107f7229626e59edb8a901406c6cb06c40105302e312e30fbb04ffc8051010000004fb0d2f49798ab0deb2c8ade5abe0000000000000040010000000000000000400300fbde03";
+/// epsilon (f64 2.0), one metric (index, f64 epsilon_1, f64 epsilon_perm,
+/// tagged value).
+const GOLDEN_REPORT: &str = "0226e56ced92b09eb01aec6a8f222db85f0205302e312e30fbb04ffc8051010000004fb0cdbc8b0f4632842499a0dfa60000000000000040010000000000000000400000000000001040030002";
 
 #[test]
 fn golden_report_bytes() {
     let bytes = unhex(GOLDEN_REPORT);
     let r = Report::decode(&bytes).unwrap();
-    assert_eq!(r.catalog_hash(), Catalog::default_v1().hash());
-    assert_eq!(r.catalog_version(), 1);
+    assert_eq!(r.catalog_hash(), Catalog::builtin().hash());
+    assert_eq!(r.catalog_version(), 2);
+    assert_eq!(r.metrics()[0].epsilon_perm(), 4.0);
     assert_eq!(r.agent_version(), "0.1.0");
     assert_eq!(r.period(), 20_400);
     assert_eq!(r.period_seconds(), 86_400);
@@ -67,8 +73,8 @@ fn golden_report_bytes() {
     assert_eq!(bytes[0], WIRE_VERSION);
 }
 
-/// Version 1 of a batch of three reports (`hex(&Report::encode_batch(&reports(3, 7)))`).
-const GOLDEN_BATCH: &str = "010307f7229626e59edb8a901406c6cb06c40105302e312e30fbb04ffc8051010000004fb0d2f49798ab0deb2c8ade5abe0000000000000040010000000000000000400300fbde0307f7229626e59edb8a901406c6cb06c40105302e312e30fbb14ffc8051010000004fb1776fb75f29f82848a82efda00000000000000040010400000000000000400300ae07f7229626e59edb8a901406c6cb06c40105302e312e30fbb24ffc8051010000004fb2af28c5d84b8734e6ddd51f45000000000000004001080000000000000040010b0100";
+/// Version 2 of a batch of three reports (`hex(&Report::encode_batch(&reports(3, 7)))`).
+const GOLDEN_BATCH: &str = "020326e56ced92b09eb01aec6a8f222db85f0205302e312e30fbb04ffc8051010000004fb0cdbc8b0f4632842499a0dfa6000000000000004001000000000000000040000000000000104003000226e56ced92b09eb01aec6a8f222db85f0205302e312e30fbb14ffc8051010000004fb1ab0deb2c8ade5abea069bb410000000000000040010600000000000000400000000000001040000526e56ced92b09eb01aec6a8f222db85f0205302e312e30fbb24ffc8051010000004fb2d2367f800c648da30520c3640000000000000040010100000000000000400000000000001040030000";
 
 #[test]
 fn golden_batch_bytes() {
@@ -104,9 +110,10 @@ fn round_trips_preserve_reports() {
 fn hostile_envelopes_are_refused() {
     let good = reports(1, 5).remove(0).encode();
     assert_eq!(Report::decode(&[]), Err(CodecError::Empty));
+    // Version 1 (one-layer reports, before epsilon_perm) is refused by name.
     assert_eq!(
-        Report::decode(&[2, 0, 0]),
-        Err(CodecError::Version { found: 2 })
+        Report::decode(&[1, 0, 0]),
+        Err(CodecError::Version { found: 1 })
     );
     let mut trailing = good.clone();
     trailing.push(0);
@@ -133,11 +140,31 @@ fn hostile_envelopes_are_refused() {
         Err(CodecError::Malformed(_))
     ));
     assert!(matches!(
-        Report::decode(&vec![1u8; 70_000]),
+        Report::decode(&vec![WIRE_VERSION; 70_000]),
         Err(CodecError::TooLarge { .. })
     ));
     // An empty batch is not a batch.
     assert!(Report::decode_batch(&Report::encode_batch(&[])).is_err());
+}
+
+#[test]
+fn epsilons_out_of_order_are_refused() {
+    // A metric whose epsilon_1 exceeds its epsilon_perm cannot be two-layer.
+    let good = reports(1, 5).remove(0);
+    let bytes = good.encode();
+    let eps_1 = 2.0f64.to_le_bytes();
+    let eps_perm = 4.0f64.to_le_bytes();
+    let at = bytes
+        .windows(16)
+        .position(|w| w[..8] == eps_1 && w[8..] == eps_perm)
+        .expect("the metric's two epsilons, side by side");
+    let mut swapped = bytes.clone();
+    swapped[at..at + 8].copy_from_slice(&eps_perm);
+    swapped[at + 8..at + 16].copy_from_slice(&eps_1);
+    assert!(matches!(
+        Report::decode(&swapped),
+        Err(CodecError::Invalid(_))
+    ));
 }
 
 #[test]

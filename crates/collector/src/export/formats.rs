@@ -149,14 +149,21 @@ pub(super) const COLUMNS: &[Column] = &[
         name: "epsilon",
         ty: Type::F64,
         unit: "log likelihood ratio",
-        meaning: "Local differential privacy parameter of every report in the cell. Each device noised its own value before sending it, so that no output is more than e^epsilon times likelier under one true value than under any other: whatever anyone does with this dataset, it reveals at most that much about any one device's value. Smaller is more private and noisier. Cells of different epsilons are never mixed.",
+        meaning: "What one report reveals (epsilon_1): each device noised its value on the device, so that no report is more than e^epsilon times likelier under one true value than under any other. Whatever anyone does with this dataset, one report reveals at most that much about one device's value. Smaller is more private and noisier. Cells of different epsilons are never mixed.",
         get: |r| Value::F64(r.epsilon),
+    },
+    Column {
+        name: "epsilon_perm",
+        ty: Type::F64,
+        unit: "log likelihood ratio",
+        meaning: "What all of one device's reports about one unchanged value reveal together (epsilon_perm): every report is a fresh randomization of one permanent, memoized randomized response of the value, so repeating the value for a year reveals no more than this.",
+        get: |r| Value::F64(r.epsilon_perm),
     },
     Column {
         name: "mechanism",
         ty: Type::Str,
         unit: "",
-        meaning: "The LDP mechanism the devices used (frequency oracles: grr, sue, oue, olh, hr; numeric: laplace, duchi, piecewise, hybrid, onebit).",
+        meaning: "The two-layer LDP mechanism the devices used: l-grr, l-sue, l-oue, l-osue or dbitflip-pm for buckets and categories, l-onebit (1BitMean with alpha-point rounding) for counts.",
         get: |r| Value::Str(&r.mechanism),
     },
     Column {
@@ -366,7 +373,7 @@ pub(super) fn data_dictionary(
     let _ = writeln!(s, "| cells withheld | {} |\n", summary.withheld_cells);
     let _ = writeln!(
         s,
-        "A *cell* is one (metric, period, cohort, epsilon, catalog): the reports it holds \
+        "A *cell* is one (metric, period, cohort, epsilons, catalog): the reports it holds \
          give one row per bucket, or one row for a mean. A cell with fewer than \
          `min_devices` = {} reports (distinct devices) is **withheld**: none of its rows \
          is written, because an estimate from a handful of devices is mostly noise and \
@@ -473,15 +480,20 @@ pub(super) fn data_dictionary(
 
     s.push_str("## Privacy\n\n");
     s.push_str(
-        "`epsilon` bounds what the reports of one device for one metric in one period \
-         reveal about that device's true value, against anyone holding this dataset and \
-         any other information. Across metrics and periods the bounds add up (basic \
-         composition): a device's agent never spends more than its configured budget per \
-         period (epsilon 2 per day by default) over all the metrics it reports. The noise \
-         was drawn on the device from a cryptographic generator and cannot be removed from \
-         the released numbers; averaging many cells reduces it, as it should, without \
-         weakening anyone's bound. Withholding small cells and post-processing are not \
-         privacy mechanisms; they only keep the release useful and unsurprising.\n\n",
+        "Every report has two layers. Its value is a fresh randomization of a permanent \
+         randomized response that the device drew once for that value and derives again \
+         whenever the value recurs. `epsilon` (per report) bounds what one report \
+         reveals about the device's true value, against anyone holding this dataset and \
+         any other information; `epsilon_perm` bounds what all of a device's reports about \
+         one unchanged value reveal together, however many there are. A value that changes \
+         costs `epsilon_perm` for each new value, and each device caps its new values per \
+         metric and year (the person's agent shows the sum). The noise was drawn on the \
+         device and cannot be removed from the released numbers. Because a device's reports \
+         of an unchanged value share their permanent response, the noise of one device's \
+         days is correlated: averaging a device's days does not shrink it the way averaging \
+         independent devices does, so pool days only with standard errors clustered by \
+         device. Withholding small cells and post-processing are not privacy mechanisms; \
+         they only keep the release useful and unsurprising.\n\n",
     );
 
     s.push_str("## Metrics\n\n");

@@ -569,6 +569,7 @@ mod tests {
             period,
             cohort: "a,\"b\"".into(),
             epsilon_bits: 2.0_f64.to_bits(),
+            epsilon_perm_bits: 4.0_f64.to_bits(),
         };
         let cell = |n: u64| {
             CellState::Frequency(hush_stats::FrequencyAggregate::from_counts(
