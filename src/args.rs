@@ -202,6 +202,11 @@ pub struct TrialArgs {
     /// Privacy parameter epsilon per report, in (0, 20].
     #[arg(long, short, value_parser = parse_epsilon)]
     pub epsilon: f64,
+    /// For two-layer mechanisms (l-grr, l-sue, l-oue, l-osue, l-lh, dbitflip-pm,
+    /// l-onebit): what all reports about one value reveal, above --epsilon, which is
+    /// then what one report reveals [default: twice --epsilon].
+    #[arg(long, value_parser = parse_epsilon)]
+    pub epsilon_perm: Option<f64>,
     /// Number of simulated users, each sending one report per trial.
     #[arg(long, short = 'n', default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(2..=1_000_000_000))]
     pub users: u64,
@@ -225,7 +230,8 @@ pub struct TrialArgs {
 /// `hush simulate frequency`.
 #[derive(Debug, Args)]
 pub struct FrequencyArgs {
-    /// Frequency oracle: grr, sue, oue, olh or hr.
+    /// Frequency oracle: grr, sue, oue, olh, hr, or two-layer l-grr, l-sue, l-oue,
+    /// l-osue, l-lh, dbitflip-pm.
     #[arg(long, short, value_parser = parse_frequency_kind)]
     pub mechanism: FrequencyKind,
     /// Domain size D: values are 0..D, D in [2, 1048576].
@@ -242,7 +248,7 @@ pub struct FrequencyArgs {
 /// `hush simulate mean`.
 #[derive(Debug, Args)]
 pub struct MeanArgs {
-    /// Numeric mechanism: laplace, duchi, piecewise, hybrid or onebit.
+    /// Numeric mechanism: laplace, duchi, piecewise, hybrid, onebit, or two-layer l-onebit.
     #[arg(long, short, value_parser = parse_numeric_kind)]
     pub mechanism: NumericKind,
     /// The users' values: constant:X, uniform, or beta:A,B (stretched over the range).
@@ -256,12 +262,22 @@ pub struct MeanArgs {
 /// `hush sample`.
 #[derive(Debug, Args)]
 pub struct SampleArgs {
-    /// Any mechanism: grr, sue, oue, olh, hr, laplace, duchi, piecewise, hybrid, onebit.
+    /// Any mechanism: grr, sue, oue, olh, hr, l-grr, l-sue, l-oue, l-osue, l-lh,
+    /// dbitflip-pm, laplace, duchi, piecewise, hybrid, onebit, l-onebit.
     #[arg(long, short)]
     pub mechanism: String,
-    /// Privacy parameter epsilon, in (0, 20].
+    /// Privacy parameter epsilon (per report, for a two-layer mechanism), in (0, 20].
     #[arg(long, short, value_parser = parse_epsilon)]
     pub epsilon: f64,
+    /// For two-layer mechanisms (l-grr, l-sue, l-oue, l-osue, l-lh, dbitflip-pm,
+    /// l-onebit): what all reports about one value reveal, above --epsilon, which is
+    /// then what one report reveals [default: twice --epsilon].
+    #[arg(long, value_parser = parse_epsilon)]
+    pub epsilon_perm: Option<f64>,
+    /// All samples from one simulated device (two-layer mechanisms): one permanent
+    /// response, drawn once, and a fresh instantaneous randomization per sample.
+    #[arg(long)]
+    pub same_device: bool,
     /// Domain size for frequency oracles, in [2, 1048576].
     #[arg(long, short, value_parser = parse_domain)]
     pub domain: Option<u64>,
@@ -295,12 +311,20 @@ pub struct BenchArgs {
 /// `hush audit`.
 #[derive(Debug, Args)]
 pub struct AuditArgs {
-    /// Any mechanism: grr, sue, oue, olh, hr, laplace, duchi, piecewise, hybrid, onebit.
+    /// Any mechanism: grr, sue, oue, olh, hr, l-grr, l-sue, l-oue, l-osue, l-lh,
+    /// dbitflip-pm, laplace, duchi, piecewise, hybrid, onebit, l-onebit.
     #[arg(long, short)]
     pub mechanism: String,
-    /// The epsilon the mechanism is built for (the claim being audited), in (0, 20].
+    /// The epsilon the mechanism is built for (the claim being audited; per report,
+    /// from fresh devices, for a two-layer mechanism), in (0, 20].
     #[arg(long, short, value_parser = parse_epsilon)]
     pub epsilon: f64,
+    /// For two-layer mechanisms (l-grr, l-sue, l-oue, l-osue, l-lh, dbitflip-pm,
+    /// l-onebit): what all reports about one value reveal, above --epsilon, which is
+    /// then what one report reveals [default: twice --epsilon].
+    #[arg(long, value_parser = parse_epsilon)]
+    pub epsilon_perm: Option<f64>,
+
     /// Domain size for frequency oracles, in [2, 1048576].
     #[arg(long, short, value_parser = parse_domain)]
     pub domain: Option<u64>,

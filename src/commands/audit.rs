@@ -11,7 +11,12 @@ use crate::args::AuditArgs;
 
 /// Runs the audit; exits 1 if the lower bound exceeds the claimed epsilon.
 pub fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
-    let mechanism = Mechanism::from_args(&args.mechanism, args.epsilon, args.domain)?;
+    let mechanism = Mechanism::from_args(
+        &args.mechanism,
+        args.epsilon,
+        args.epsilon_perm,
+        args.domain,
+    )?;
     let mut rng = NoiseRng::seed_from_u64(args.seed);
     let (outcome, realized): (AuditOutcome, f64) = match &mechanism {
         Mechanism::Frequency(o) => (

@@ -7,7 +7,7 @@ pub mod demo;
 pub mod sample;
 pub mod simulate;
 
-use hush_ldp::{AnyFrequencyOracle, AnyNumericMechanism, FrequencyKind, NumericKind};
+use hush_ldp::{AnyFrequencyOracle, AnyNumericMechanism, FrequencyKind, NumericKind, Privacy};
 
 pub use crate::exit::Usage;
 
@@ -21,7 +21,13 @@ pub enum Mechanism {
 
 impl Mechanism {
     /// Builds the mechanism named `name`; frequency oracles require a domain, numeric ones refuse it.
-    pub fn from_args(name: &str, epsilon: f64, domain: Option<u64>) -> anyhow::Result<Self> {
+    pub fn from_args(
+        name: &str,
+        epsilon: f64,
+        epsilon_perm: Option<f64>,
+        domain: Option<u64>,
+    ) -> anyhow::Result<Self> {
+        let privacy = privacy(epsilon, epsilon_perm)?;
         if let Ok(kind) = FrequencyKind::from_name(name) {
             let Some(d) = domain else {
                 return Err(Usage(format!(
@@ -30,8 +36,8 @@ impl Mechanism {
                 ))
                 .into());
             };
-            return Ok(Mechanism::Frequency(AnyFrequencyOracle::new(
-                kind, epsilon, d,
+            return Ok(Mechanism::Frequency(AnyFrequencyOracle::build(
+                kind, privacy, d,
             )?));
         }
         if let Ok(kind) = NumericKind::from_name(name) {
@@ -43,8 +49,8 @@ impl Mechanism {
                 .into());
             }
             let range = hush_stats::simulate::simulation_range(kind);
-            return Ok(Mechanism::Numeric(AnyNumericMechanism::new(
-                kind, epsilon, range,
+            return Ok(Mechanism::Numeric(AnyNumericMechanism::build(
+                kind, privacy, range,
             )?));
         }
         Err(Usage(format!(
@@ -54,6 +60,22 @@ impl Mechanism {
         ))
         .into())
     }
+}
+
+/// The privacy of `--epsilon` and `--epsilon-perm`, checked against each other.
+pub fn privacy(epsilon: f64, epsilon_perm: Option<f64>) -> anyhow::Result<Privacy> {
+    if let Some(perm) = epsilon_perm
+        && perm <= epsilon
+    {
+        return Err(Usage(format!(
+            "--epsilon-perm ({perm}) must be above --epsilon ({epsilon}): each report adds fresh noise to a permanent response"
+        ))
+        .into());
+    }
+    Ok(Privacy {
+        epsilon,
+        epsilon_perm,
+    })
 }
 
 /// `[lo, hi]` for messages.

@@ -47,13 +47,24 @@ fn coverage_se(level: f64, k: f64) -> f64 {
     (level * (1.0 - level) / k).sqrt()
 }
 
+/// The epsilon per value of a two-layer mechanism, as given or defaulted.
+fn perm_of(two_layer: bool, epsilon: f64, epsilon_perm: Option<f64>) -> Option<f64> {
+    two_layer.then(|| epsilon_perm.unwrap_or(hush_ldp::DEFAULT_PERM_RATIO * epsilon))
+}
+
+/// ", N per value" for a two-layer mechanism (one report per fresh device).
+fn perm_words(two_layer: bool, epsilon: f64, epsilon_perm: Option<f64>) -> String {
+    perm_of(two_layer, epsilon, epsilon_perm)
+        .map_or_else(String::new, |perm| format!(" per report, {perm} per value"))
+}
+
 /// Runs `hush simulate frequency`.
 pub fn frequency(a: &FrequencyArgs) -> anyhow::Result<ExitCode> {
     let t = trials(&a.trials);
     let bar = progress_bar(&a.trials);
     let s = simulate_frequency(
         a.mechanism,
-        a.trials.epsilon,
+        super::privacy(a.trials.epsilon, a.trials.epsilon_perm)?,
         a.domain,
         a.distribution,
         t,
@@ -65,6 +76,7 @@ pub fn frequency(a: &FrequencyArgs) -> anyhow::Result<ExitCode> {
         let json = serde_json::json!({
             "mechanism": s.kind.name(),
             "epsilon": a.trials.epsilon,
+            "epsilon_perm": perm_of(s.kind.is_two_layer(), a.trials.epsilon, a.trials.epsilon_perm),
             "realized_epsilon": s.realized_epsilon,
             "domain": s.domain,
             "users": t.users,
@@ -84,9 +96,14 @@ pub fn frequency(a: &FrequencyArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "simulate frequency: {} at epsilon {} (realized {:.6}), domain {}, {} users ({}), {} trials, seed {}",
+        "simulate frequency: {} at epsilon {}{} (realized {:.6}), domain {}, {} users ({}), {} trials, seed {}",
         s.kind,
         a.trials.epsilon,
+        perm_words(
+            s.kind.is_two_layer(),
+            a.trials.epsilon,
+            a.trials.epsilon_perm
+        ),
         s.realized_epsilon,
         s.domain,
         t.users,
@@ -108,8 +125,14 @@ pub fn frequency(a: &FrequencyArgs) -> anyhow::Result<ExitCode> {
         "theoretical variance", s.theoretical_variance
     );
     println!(
-        "  {:<34} {:>12.4e}  Wang et al. 2017, q(1-q)/(n(p-q)^2)",
-        "paper variance", s.paper_variance
+        "  {:<34} {:>12.4e}  {}, q(1-q)/(n(p-q)^2)",
+        "paper variance",
+        s.paper_variance,
+        if s.kind.is_two_layer() {
+            "Arcolezi et al. 2022 / Ding et al. 2017 layers"
+        } else {
+            "Wang et al. 2017"
+        }
     );
     println!(
         "  {:<34} {:>12.4}  expect 1 +- {:.3} (one standard error)",
@@ -139,7 +162,8 @@ pub fn frequency(a: &FrequencyArgs) -> anyhow::Result<ExitCode> {
 pub fn mean(a: &MeanArgs) -> anyhow::Result<ExitCode> {
     let t = trials(&a.trials);
     let bar = progress_bar(&a.trials);
-    let s = simulate_mean(a.mechanism, a.trials.epsilon, a.population, t, &|done| {
+    let privacy = super::privacy(a.trials.epsilon, a.trials.epsilon_perm)?;
+    let s = simulate_mean(a.mechanism, privacy, a.population, t, &|done| {
         bar.set_position(done)
     })?;
     bar.finish_and_clear();
@@ -148,6 +172,7 @@ pub fn mean(a: &MeanArgs) -> anyhow::Result<ExitCode> {
         let json = serde_json::json!({
             "mechanism": s.kind.name(),
             "epsilon": a.trials.epsilon,
+            "epsilon_perm": perm_of(s.kind.is_two_layer(), a.trials.epsilon, a.trials.epsilon_perm),
             "realized_epsilon": s.realized_epsilon,
             "range": [s.range.lo(), s.range.hi()],
             "population": a.population.to_string(),
@@ -168,9 +193,14 @@ pub fn mean(a: &MeanArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "simulate mean: {} at epsilon {} (realized {:.6}), range {}, {} users ({}), {} trials, seed {}",
+        "simulate mean: {} at epsilon {}{} (realized {:.6}), range {}, {} users ({}), {} trials, seed {}",
         s.kind,
         a.trials.epsilon,
+        perm_words(
+            s.kind.is_two_layer(),
+            a.trials.epsilon,
+            a.trials.epsilon_perm
+        ),
         s.realized_epsilon,
         super::describe_range(s.range),
         t.users,

@@ -12,6 +12,34 @@ use crate::{
     OlhOutput, OneBitMean, PackedBits, Piecewise, Range, SupportProbabilities, UnaryEncoding,
 };
 
+/// The privacy parameters of a mechanism built by name: what one report
+/// reveals, and for two-layer mechanisms what all reports about one value
+/// reveal ([`DEFAULT_PERM_RATIO`] times `epsilon` when `None`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Privacy {
+    /// Per report (`epsilon_1` of a two-layer mechanism).
+    pub epsilon: f64,
+    /// Per unchanged value (`epsilon_perm`); two-layer mechanisms only.
+    pub epsilon_perm: Option<f64>,
+}
+
+impl From<f64> for Privacy {
+    fn from(epsilon: f64) -> Self {
+        Privacy {
+            epsilon,
+            epsilon_perm: None,
+        }
+    }
+}
+
+impl Privacy {
+    /// The permanent epsilon a two-layer mechanism gets.
+    pub fn perm(self) -> f64 {
+        self.epsilon_perm
+            .unwrap_or(DEFAULT_PERM_RATIO * self.epsilon)
+    }
+}
+
 /// The positions dBitFlipPM reveals per report when it is built by name: the
 /// fewest at which a report spends its whole `epsilon_1` (with one, the two
 /// positions where inputs differ can never both show).
@@ -107,9 +135,15 @@ impl FrequencyKind {
     /// [`DEFAULT_PERM_RATIO`] times it as `epsilon_perm`, with the paper's
     /// instantaneous parameters (Arcolezi et al. 2022; `multi-freq-ldpy` 0.2.5).
     pub fn paper_count_variance_per_user(self, epsilon: f64, domain: u32) -> f64 {
+        self.paper_count_variance(epsilon.into(), domain)
+    }
+
+    /// [`FrequencyKind::paper_count_variance_per_user`] with both epsilons given.
+    pub fn paper_count_variance(self, privacy: Privacy, domain: u32) -> f64 {
+        let epsilon = privacy.epsilon;
         let e = epsilon.exp();
         let d = f64::from(domain);
-        let perm = DEFAULT_PERM_RATIO * epsilon;
+        let perm = privacy.perm();
         let f = perm.exp();
         // Two layers compose to P - Q = (p1 - q1)(p2 - q2) and Q = q1 (p2 - q2) + q2.
         let layered = |p1: f64, q1: f64, p2: f64, q2: f64| {
@@ -214,8 +248,20 @@ impl AnyFrequencyOracle {
     /// [`DEFAULT_PERM_RATIO`] times it as `epsilon_perm`;
     /// [`AnyFrequencyOracle::two_layer`] sets both.
     pub fn new(kind: FrequencyKind, epsilon: f64, domain: u64) -> Result<Self, LdpError> {
+        Self::build(kind, epsilon.into(), domain)
+    }
+
+    /// Builds the oracle of `kind` with `privacy`: a one-layer oracle refuses an
+    /// `epsilon_perm`, a two-layer one defaults it.
+    pub fn build(kind: FrequencyKind, privacy: Privacy, domain: u64) -> Result<Self, LdpError> {
+        let epsilon = privacy.epsilon;
         if kind.is_two_layer() {
-            return Self::two_layer(kind, DEFAULT_PERM_RATIO * epsilon, epsilon, domain);
+            return Self::two_layer(kind, privacy.perm(), epsilon, domain);
+        }
+        if privacy.epsilon_perm.is_some() {
+            return Err(LdpError::Epsilons(
+                "epsilon_perm applies to two-layer mechanisms only (l-grr, l-sue, l-oue, l-osue, l-lh, dbitflip-pm, l-onebit)",
+            ));
         }
         Ok(match kind {
             FrequencyKind::Grr => Self::Grr(Grr::new(epsilon, domain)?),
@@ -590,12 +636,22 @@ impl AnyNumericMechanism {
     /// grids. A two-layer mechanism takes `epsilon` as `epsilon_1` and
     /// [`DEFAULT_PERM_RATIO`] times it as `epsilon_perm`.
     pub fn new(kind: NumericKind, epsilon: f64, range: Range) -> Result<Self, LdpError> {
+        Self::build(kind, epsilon.into(), range)
+    }
+
+    /// Builds the mechanism of `kind` with `privacy`: a one-layer mechanism
+    /// refuses an `epsilon_perm`, a two-layer one defaults it.
+    pub fn build(kind: NumericKind, privacy: Privacy, range: Range) -> Result<Self, LdpError> {
+        let epsilon = privacy.epsilon;
+        if !kind.is_two_layer() && privacy.epsilon_perm.is_some() {
+            return Err(LdpError::Epsilons(
+                "epsilon_perm applies to two-layer mechanisms only (l-grr, l-sue, l-oue, l-osue, l-lh, dbitflip-pm, l-onebit)",
+            ));
+        }
         Ok(match kind {
-            NumericKind::LOneBit => Self::LOneBit(LOneBitMean::new(
-                DEFAULT_PERM_RATIO * epsilon,
-                epsilon,
-                range,
-            )?),
+            NumericKind::LOneBit => {
+                Self::LOneBit(LOneBitMean::new(privacy.perm(), epsilon, range)?)
+            }
             NumericKind::Laplace => Self::Laplace(DiscreteLaplace::new(epsilon, range)?),
             NumericKind::Duchi => Self::Duchi(Duchi::new(epsilon, range)?),
             NumericKind::Piecewise => Self::Piecewise(Piecewise::new(epsilon, range)?),

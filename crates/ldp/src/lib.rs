@@ -49,7 +49,7 @@ pub use error::LdpError;
 pub use frequency::{Grr, HadamardResponse, Olh, OlhOutput, UnaryEncoding, UnaryVariant};
 pub use kind::{
     AnyFrequencyOracle, AnyNumericMechanism, AnyPermanent, DBITFLIP_SAMPLED, FrequencyKind,
-    FrequencyOutput, NumericKind,
+    FrequencyOutput, NumericKind, Privacy,
 };
 pub use longitudinal::{
     DBitFlipPm, DEFAULT_PERM_RATIO, LGrr, LLh, LOneBitMean, LUnary, LUnaryVariant, TwoLayer,

@@ -12,7 +12,7 @@ use hush_ldp::batch::{FrequencyBatch, NumericBatch};
 use hush_ldp::sampling::UniformBelow;
 use hush_ldp::{
     AnyFrequencyOracle, AnyNumericMechanism, FrequencyKind, FrequencyOracle, GridPoint, NoiseRng,
-    NumericKind, NumericMechanism, Range,
+    NumericKind, NumericMechanism, Privacy, Range,
 };
 use rand::SeedableRng;
 
@@ -141,14 +141,15 @@ pub struct FrequencySummary {
 /// domain by `distribution` (fixed across trials), through the oracle and its estimator.
 pub fn simulate_frequency(
     kind: FrequencyKind,
-    epsilon: f64,
+    privacy: impl Into<Privacy>,
     domain: u64,
     distribution: Distribution,
     trials: Trials,
     progress: Progress<'_>,
 ) -> Result<FrequencySummary, StatsError> {
     trials.validate()?;
-    let oracle = AnyFrequencyOracle::new(kind, epsilon, domain)?;
+    let privacy = privacy.into();
+    let oracle = AnyFrequencyOracle::build(kind, privacy, domain)?;
     let d = oracle.domain();
     let counts = distribution.counts(d, trials.users);
     let probs = oracle.support_probabilities();
@@ -212,7 +213,7 @@ pub fn simulate_frequency(
         domain: d,
         empirical_variance: emp / df,
         theoretical_variance: theo / df,
-        paper_variance: kind.paper_count_variance_per_user(epsilon, d) / n,
+        paper_variance: kind.paper_count_variance(privacy, d) / n,
         bias: bias / df,
         max_bias_z: max_z,
         ci_coverage: covered as f64 / (df * tcount),
@@ -263,14 +264,16 @@ pub fn simulation_range(kind: NumericKind) -> Range {
 /// with variance `(mean_x Var[y | x] + Var[x]) / n`.
 pub fn simulate_mean(
     kind: NumericKind,
-    epsilon: f64,
+    privacy: impl Into<Privacy>,
     population: Population,
     trials: Trials,
     progress: Progress<'_>,
 ) -> Result<MeanSummary, StatsError> {
     trials.validate()?;
+    let privacy = privacy.into();
+    let epsilon = privacy.epsilon;
     let range = simulation_range(kind);
-    let mechanism = AnyNumericMechanism::new(kind, epsilon, range)?;
+    let mechanism = AnyNumericMechanism::build(kind, privacy, range)?;
     let values: Vec<f64> = population
         .values(range, trials.users)?
         .into_iter()
