@@ -37,6 +37,10 @@ fn bench_quick_json_reports_every_kernel_with_ratios() {
         "duchi",
         "piecewise",
         "hybrid",
+        "l-osue-d1024",
+        "l-sue-d16",
+        "l-grr-d1024",
+        "l-onebit",
     ] {
         assert!(
             names.contains(&expected),

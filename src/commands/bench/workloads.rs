@@ -12,14 +12,19 @@ use std::hint::black_box;
 
 use hush_ldp::batch::{FrequencyBatch, NumericBatch};
 use hush_ldp::{
-    DiscreteLaplace, Duchi, FrequencyOracle, GridPoint, Grr, HadamardResponse, Hybrid, LdpError,
-    NoiseRng, Olh, OlhOutput, PackedBits, Piecewise, Range, UnaryEncoding,
+    DiscreteLaplace, Duchi, FrequencyOracle, GridPoint, Grr, HadamardResponse, Hybrid, LGrr,
+    LOneBitMean, LUnary, LUnaryVariant, LdpError, NoiseRng, Olh, OlhOutput, PackedBits, Piecewise,
+    Range, UnaryEncoding,
 };
 use rand::{Rng, RngExt, SeedableRng, TryCryptoRng, TryRng};
 use rand_distr::{Distribution, Geometric};
 
-/// Privacy parameter of every workload (the eps = 1).
+/// Privacy parameter of every workload (the eps = 1): per report for
+/// the two-layer workloads.
 pub const EPSILON: f64 = 1.0;
+
+/// The two-layer workloads' epsilon per value: twice [`EPSILON`], as Hush's default terms.
+pub const EPSILON_PERM: f64 = 2.0;
 
 /// A generator that counts the bytes drawn from it, so a run reports the random
 /// bytes its kernel consumed per element.
@@ -152,6 +157,85 @@ fn unary(name: &'static str, m: UnaryEncoding, d: u32, users: usize) -> Result<W
                     .collect();
                 black_box(bits);
             }
+        }),
+        scalar,
+        kernel,
+    })
+}
+
+/// A two-layer unary workload: the baseline draws each permanent bit with
+/// `random_bool`, then each reported bit from it with `random_bool` again.
+fn two_layer_unary(
+    name: &'static str,
+    variant: LUnaryVariant,
+    d: u32,
+    users: usize,
+) -> Result<Workload, LdpError> {
+    let m = LUnary::new(variant, EPSILON_PERM, EPSILON, u64::from(d))?;
+    let perm = m.permanent_layer();
+    let (p1, q1) = (perm.p_threshold().prob(), perm.q_threshold().prob());
+    let (one, zero) = m.instantaneous_thresholds();
+    let (p2, q2) = (one.prob(), zero.prob());
+    let vals = values(users, d);
+    let baseline_vals = vals.clone();
+    let (scalar, kernel) = frequency(m, vals, 0);
+    Ok(Workload {
+        name,
+        description: format!("{variant} eps={EPSILON_PERM}/{EPSILON}, d={d}: {users} reports"),
+        unit: "bit",
+        elements: users * d as usize,
+        target_speedup: Some(10.0),
+        target_bound_ratio: Some(2.0),
+        baseline: Box::new(move || {
+            let mut rng = rand::rng();
+            for &v in &baseline_vals {
+                let bits: Vec<bool> = (0..d)
+                    .map(|j| {
+                        let permanent = rng.random_bool(if j == v { p1 } else { q1 });
+                        rng.random_bool(if permanent { p2 } else { q2 })
+                    })
+                    .collect();
+                black_box(bits);
+            }
+        }),
+        scalar,
+        kernel,
+    })
+}
+
+/// L-GRR: the baseline is GRR's twice, the second on the first's output.
+fn two_layer_grr(users: usize, d: u32) -> Result<Workload, LdpError> {
+    let m = LGrr::new(EPSILON_PERM, EPSILON, u64::from(d))?;
+    let keep1 = m.permanent_layer().keep_probability();
+    let keep2 = m.instantaneous_layer().keep_probability();
+    let vals = values(users, d);
+    let baseline_vals = vals.clone();
+    let (scalar, kernel) = frequency(m, vals, 0);
+    Ok(Workload {
+        name: "l-grr-d1024",
+        description: format!("L-GRR eps={EPSILON_PERM}/{EPSILON}, d={d}: {users} reports"),
+        unit: "report",
+        elements: users,
+        target_speedup: None,
+        target_bound_ratio: None,
+        baseline: Box::new(move || {
+            let mut rng = rand::rng();
+            let mut grr = |v: u32, keep: f64| {
+                if rng.random_bool(keep) {
+                    v
+                } else {
+                    let o = rng.random_range(0..d - 1);
+                    if o >= v { o + 1 } else { o }
+                }
+            };
+            let reports: Vec<u32> = baseline_vals
+                .iter()
+                .map(|&v| {
+                    let permanent = grr(v, keep1);
+                    grr(permanent, keep2)
+                })
+                .collect();
+            black_box(reports);
         }),
         scalar,
         kernel,
@@ -435,6 +519,44 @@ fn duchi(n: usize) -> Result<Workload, LdpError> {
     ))
 }
 
+/// Two-layer 1BitMean on [0, 1]: the baseline rounds with a fresh offset, draws
+/// the permanent bit and flips it with `random_bool`.
+fn two_layer_onebit(n: usize) -> Result<Workload, LdpError> {
+    let m = LOneBitMean::new(EPSILON_PERM, EPSILON, Range::UNIT)?;
+    let steps = f64::from(m.steps());
+    let e = EPSILON_PERM.exp();
+    let keep = m.keep_threshold().prob();
+    let xs: Vec<f64> = numbers(n).into_iter().map(|x| (x + 1.0) / 2.0).collect();
+    let baseline_xs = xs.clone();
+    Ok(numeric(
+        "l-onebit",
+        format!(
+            "two-layer 1BitMean eps={EPSILON_PERM}/{EPSILON}, {} grid steps: {n} values",
+            m.steps()
+        ),
+        m,
+        xs,
+        3.0,
+        Box::new(move || {
+            let mut rng = rand::rng();
+            let noisy: Vec<bool> = baseline_xs
+                .iter()
+                .map(|&x| {
+                    let point = (x * steps + rng.random::<f64>()).floor() / steps;
+                    let p = 1.0 / (e + 1.0) + point * (e - 1.0) / (e + 1.0);
+                    let permanent = rng.random_bool(p);
+                    if rng.random_bool(keep) {
+                        permanent
+                    } else {
+                        !permanent
+                    }
+                })
+                .collect();
+            black_box(noisy);
+        }),
+    ))
+}
+
 /// The continuous Piecewise Mechanism as its paper states it, in `f64`.
 fn naive_piecewise(rng: &mut impl Rng, x: f64, eps: f64) -> f64 {
     let h = (eps / 2.0).exp();
@@ -536,5 +658,14 @@ pub fn workloads(scale: Scale) -> Result<Vec<Workload>, LdpError> {
         duchi(values)?,
         piecewise(values)?,
         hybrid(values)?,
+        two_layer_unary(
+            "l-osue-d1024",
+            LUnaryVariant::Osue,
+            1024,
+            (bits / 1024).max(1),
+        )?,
+        two_layer_unary("l-sue-d16", LUnaryVariant::Sue, 16, bits / 16)?,
+        two_layer_grr(users, 1024)?,
+        two_layer_onebit(values)?,
     ])
 }

@@ -5,18 +5,13 @@
 //! draws both layers from one generator: the layers are independent draws
 //! either way.
 
-use rand::{CryptoRng, Rng};
+use rand::CryptoRng;
 
 use super::bits::BitSlicer;
-use super::buffer::RandomBuffer;
-use super::numeric::binary_kernel;
-use super::unary::flip_rows;
+use super::unary::unary_rows;
 use super::{FrequencyBatch, Inputs, check_len, check_values, dispatch, whole_reports};
 use crate::longitudinal::TwoLayer;
-use crate::{
-    DBitFlipPm, FrequencyOracle, GridPoint, Grr, LGrr, LLh, LOneBitMean, LUnary, LdpError,
-    OlhOutput, PackedBits,
-};
+use crate::{DBitFlipPm, FrequencyOracle, Grr, LGrr, LLh, LUnary, LdpError, OlhOutput, PackedBits};
 
 /// Reports per call of the instantaneous GRR kernel.
 const CHUNK: usize = 1024;
@@ -64,18 +59,18 @@ impl FrequencyBatch for LGrr {
     }
 }
 
-/// The instantaneous unary layer over permanent rows already in `out`, in place:
-/// a permanent 1 stays 1 with `one`, a permanent 0 becomes 1 with `zero`.
-fn second_unary<R: CryptoRng + ?Sized>(oracle: &LUnary, out: &mut [u64], rng: &mut R) {
-    let (one, zero) = oracle.instantaneous_thresholds();
-    let slicer = BitSlicer::new(one, zero);
-    let (per, len) = (PackedBits::words_for(oracle.domain()), oracle.domain());
-    dispatch::vectorized(
-        #[inline(always)]
-        || flip_rows(&slicer, out, per, len, rng),
-    );
+impl LUnary {
+    /// The instantaneous layer as a bit slicer: a permanent 1 stays 1 with the
+    /// first threshold, a permanent 0 becomes 1 with the second.
+    fn second_slicer(&self) -> BitSlicer {
+        let (one, zero) = self.instantaneous_thresholds();
+        BitSlicer::new(one, zero)
+    }
 }
 
+/// Both layers in one pass over the dense lanes: the permanent unary vector
+/// through the one-layer engine, then each lane again through the
+/// instantaneous slicer before the copy into rows.
 impl FrequencyBatch for LUnary {
     type Slot = u64;
 
@@ -89,9 +84,16 @@ impl FrequencyBatch for LUnary {
         out: &mut [u64],
         rng: &mut R,
     ) -> Result<(), LdpError> {
-        self.permanent_layer().perturb_batch(values, out, rng)?;
-        second_unary(self, out, rng);
-        Ok(())
+        check_len(
+            "output buffer (words)",
+            values.len() * self.slots_per_report(),
+            out.len(),
+        )?;
+        let second = self.second_slicer();
+        dispatch::vectorized(
+            #[inline(always)]
+            || unary_rows(self.permanent_layer(), values, out, Some(&second), rng),
+        )
     }
 
     fn perturb_repeated<R: CryptoRng + ?Sized>(
@@ -100,9 +102,20 @@ impl FrequencyBatch for LUnary {
         out: &mut [u64],
         rng: &mut R,
     ) -> Result<(), LdpError> {
-        self.permanent_layer().perturb_repeated(value, out, rng)?;
-        second_unary(self, out, rng);
-        Ok(())
+        let count = whole_reports(out.len(), self.slots_per_report())?;
+        let second = self.second_slicer();
+        dispatch::vectorized(
+            #[inline(always)]
+            || {
+                unary_rows(
+                    self.permanent_layer(),
+                    super::Repeat { value, count },
+                    out,
+                    Some(&second),
+                    rng,
+                )
+            },
+        )
     }
 }
 
@@ -196,55 +209,11 @@ impl FrequencyBatch for LLh {
     }
 }
 
-/// Inputs per pass of the two-layer 1BitMean kernel.
-const MEAN_CHUNK: usize = 512;
-
-/// Two-layer 1BitMean: each input's alpha-point rounding from 53 fresh bits,
-/// the permanent bit through the 1BitMean kernel at that grid position, then
-/// the instantaneous flip of 64 bits per word through the bit slicer.
-#[inline(always)]
-fn lonebit_kernel<R: Rng + ?Sized>(
-    m: &LOneBitMean,
-    xs: impl Inputs<f64>,
-    out: &mut [GridPoint],
-    rng: &mut R,
-) -> Result<(), LdpError> {
-    let keep = m.keep_threshold();
-    let slicer = BitSlicer::new(keep, keep.complement());
-    let steps = f64::from(m.steps());
-    let mut positions = [0f64; MEAN_CHUNK];
-    let mut alphas = [0u64; MEAN_CHUNK];
-    let mut words = [0u64; MEAN_CHUNK / 64];
-    for (c, chunk) in out.chunks_mut(MEAN_CHUNK).enumerate() {
-        let (n, first) = (chunk.len(), c * MEAN_CHUNK);
-        RandomBuffer::new(rng, 8 * n).take_u64s(&mut alphas[..n]);
-        for (k, (p, &a)) in positions[..n].iter_mut().zip(&alphas[..n]).enumerate() {
-            let alpha = (a >> 11) as f64 / (1u64 << 53) as f64;
-            *p = f64::from(m.coarse(xs.at(first + k), alpha)?) / steps;
-        }
-        binary_kernel(m.unit_core(), &positions[..n], chunk, rng)?;
-        let per = n.div_ceil(64);
-        let words = &mut words[..per];
-        words.fill(0);
-        for (k, o) in chunk.iter().enumerate() {
-            words[k / 64] |= (o.index as u64 & 1) << (k % 64);
-        }
-        flip_rows(&slicer, words, per, n as u32, rng);
-        for (k, o) in chunk.iter_mut().enumerate() {
-            o.index = ((words[k / 64] >> (k % 64)) & 1) as i64;
-        }
-    }
-    Ok(())
-}
-
-numeric_kernel!(LOneBitMean, |m, xs, out, rng| lonebit_kernel(
-    m, xs, out, rng
-));
-
 #[cfg(test)]
 mod tests {
+    use super::super::numeric::lonebit_kernel;
     use super::*;
-    use crate::{LUnaryVariant, NoiseRng, Range};
+    use crate::{GridPoint, LUnaryVariant, NoiseRng, Range};
     use rand::SeedableRng;
 
     /// The dispatched copy and the baseline copy give the same reports.
@@ -259,15 +228,18 @@ mod tests {
             vec![0u64; values.len() * per],
         );
         m.perturb_batch(&values, &mut a, &mut seeded()).unwrap();
-        let mut rng = seeded();
-        m.permanent_layer()
-            .perturb_batch(&values, &mut b, &mut rng)
-            .unwrap();
-        let (one, zero) = m.instantaneous_thresholds();
-        flip_rows(&BitSlicer::new(one, zero), &mut b, per, 100, &mut rng);
+        let second = m.second_slicer();
+        unary_rows(
+            m.permanent_layer(),
+            &values[..],
+            &mut b,
+            Some(&second),
+            &mut seeded(),
+        )
+        .unwrap();
         assert_eq!(a, b);
 
-        let mean = LOneBitMean::new(4.0, 2.0, Range::UNIT).unwrap();
+        let mean = crate::LOneBitMean::new(4.0, 2.0, Range::UNIT).unwrap();
         let xs: Vec<f64> = (0..3000).map(|i| f64::from(i) / 3000.0).collect();
         let (mut a, mut b) = (
             vec![

@@ -18,7 +18,7 @@ use super::buffer::RandomBuffer;
 use super::{Inputs, for_flagged, map_finite};
 use crate::numeric::BinaryCore;
 use crate::sampling::{NarrowUniform, PrefixKey, Threshold};
-use crate::{Duchi, GridPoint, Hybrid, LdpError, OneBitMean, Piecewise};
+use crate::{Duchi, GridPoint, Hybrid, LOneBitMean, LdpError, OneBitMean, Piecewise};
 
 /// Samples per pass.
 const CHUNK: usize = 512;
@@ -50,7 +50,7 @@ fn finish_trial<R: Rng + ?Sized>(r: u64, t: Threshold, src: &mut RandomBuffer<'_
 /// exact threshold for the rare inputs whose estimate was uncertain or whose
 /// byte tied, and finishes them from the same byte and fresh bits.
 #[inline(always)]
-pub(crate) fn binary_kernel<R: Rng + ?Sized>(
+fn binary_kernel<R: Rng + ?Sized>(
     core: &BinaryCore,
     xs: impl Inputs<f64>,
     out: &mut [GridPoint],
@@ -109,6 +109,110 @@ numeric_kernel!(OneBitMean, |m, xs, out, rng| binary_kernel(
     xs,
     out,
     rng
+));
+
+/// Two-layer 1BitMean: a fresh device's grid point by randomized rounding
+/// (one random byte against the fraction's prefix key, as the Piecewise
+/// window's), its permanent bit through the 1BitMean kernel at that point, and
+/// the instantaneous flip of 64 bits per word through the bit slicer. The
+/// scalar `perturb` makes the same three draws against the same thresholds.
+#[inline(always)]
+pub(crate) fn lonebit_kernel<R: Rng + ?Sized>(
+    m: &LOneBitMean,
+    xs: impl Inputs<f64>,
+    out: &mut [GridPoint],
+    rng: &mut R,
+) -> Result<(), LdpError> {
+    // The flip: a mask whose every bit is 1 with the complement of the keep
+    // probability (no lane selected, so every lane has the "other" threshold).
+    let flip = m.keep_threshold().complement();
+    let slicer = super::bits::BitSlicer::new(flip, flip);
+    let core = m.unit_core();
+    let range = m.clip_range();
+    let steps = m.steps();
+    // The permanent bit's exact threshold at each of the few grid points, as
+    // prefix keys: no float estimate (and no uncertain one) per input.
+    let thresholds: Vec<Threshold> = (0..=steps)
+        .map(|k| core.threshold_at(f64::from(k) / f64::from(steps)))
+        .collect();
+    let bit_keys: Vec<PrefixKey> = thresholds.iter().map(|&t| PrefixKey::of(t, BYTE)).collect();
+    let mut src = RandomBuffer::new(rng, 3 * out.len() + 64);
+    let mut floors = [0u32; CHUNK];
+    let mut keys = [PrefixKey::default(); CHUNK];
+    let mut points = [0u32; CHUNK];
+    let mut rs = [0u8; 2 * CHUNK];
+    let mut open = [0u8; CHUNK];
+    let mut mask = [0u64; CHUNK / 64];
+    for (c, chunk) in out.chunks_mut(CHUNK).enumerate() {
+        let (n, first) = (chunk.len(), c * CHUNK);
+        let (floors, keys, points, open) = (
+            &mut floors[..n],
+            &mut keys[..n],
+            &mut points[..n],
+            &mut open[..n],
+        );
+        map_finite(&xs, first, floors, keys, |x| {
+            PrefixKey::rounding(m.grid_position(range.to_unit_finite(x)), BYTE)
+        })?;
+        // Two bytes per input: the rounding's, then the permanent bit's.
+        src.ensure(2 * n);
+        let rs = &mut rs[..2 * n];
+        rs.copy_from_slice(&src.bytes()[..2 * n]);
+        src.consume(2 * n);
+        let (round_bytes, bit_bytes) = rs.split_at(n);
+        for ((((p, o), &f), &key), &r) in points
+            .iter_mut()
+            .zip(open.iter_mut())
+            .zip(floors.iter())
+            .zip(keys.iter())
+            .zip(round_bytes.iter())
+        {
+            let (up, tie) = key.trial(u32::from(r));
+            *o = u8::from(tie);
+            *p = (f + u32::from(up)).min(steps);
+        }
+        // The rare tied roundings finish with fresh bits before any bit depends on them.
+        for_flagged(open, |k| {
+            let x = xs.at(first + k);
+            let (floor, frac) =
+                crate::sampling::floor_fraction(m.grid_position(range.to_unit_finite(x)));
+            let up = finish_trial(u64::from(round_bytes[k]), Threshold::floor(frac), &mut src);
+            points[k] = (floor + u32::from(up)).min(steps);
+        });
+        // The permanent bit at the grid point, as the 1BitMean kernel draws it.
+        for (((o, flag), &p), &r) in chunk
+            .iter_mut()
+            .zip(open.iter_mut())
+            .zip(points.iter())
+            .zip(bit_bytes.iter())
+        {
+            let (bit, tie) = bit_keys[p as usize].trial(u32::from(r));
+            *flag = u8::from(tie);
+            *o = GridPoint {
+                branch: 0,
+                index: i64::from(bit),
+            };
+        }
+        for_flagged(open, |k| {
+            let t = thresholds[points[k] as usize];
+            chunk[k].index = i64::from(finish_trial(u64::from(bit_bytes[k]), t, &mut src));
+        });
+        // The instantaneous flip.
+        let words = &mut mask[..n.div_ceil(64)];
+        words.fill(0);
+        let per = words.len();
+        super::unary::flip_rows_from(&slicer, words, per, n as u32, &mut src);
+        for (&w, points) in words.iter().zip(chunk.chunks_mut(64)) {
+            for (k, o) in points.iter_mut().enumerate() {
+                o.index ^= ((w >> k) & 1) as i64;
+            }
+        }
+    }
+    Ok(())
+}
+
+numeric_kernel!(LOneBitMean, |m, xs, out, rng| lonebit_kernel(
+    m, xs, out, rng
 ));
 
 /// Flags of a Piecewise sample the fast pass could not finish.

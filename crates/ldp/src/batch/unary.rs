@@ -34,7 +34,7 @@ impl FrequencyBatch for UnaryEncoding {
         )?;
         dispatch::vectorized(
             #[inline(always)]
-            || unary_rows(self, values, out, rng),
+            || unary_rows(self, values, out, None, rng),
         )
     }
 
@@ -47,17 +47,23 @@ impl FrequencyBatch for UnaryEncoding {
         let count = whole_reports(out.len(), self.slots_per_report())?;
         dispatch::vectorized(
             #[inline(always)]
-            || unary_rows(self, Repeat { value, count }, out, rng),
+            || unary_rows(self, Repeat { value, count }, out, None, rng),
         )
     }
 }
 
 /// Each report's lane for its value is selected (threshold `p`), every other lane has `q`.
+///
+/// With a `second` slicer each lane is then set again through it, the lane
+/// just decided as its selection: the instantaneous layer of a two-layer
+/// encoding, on the dense lanes before they are copied into rows, so a small
+/// domain's padding costs no random words.
 #[inline(always)]
-fn unary_rows<R: Rng + ?Sized>(
+pub(crate) fn unary_rows<R: Rng + ?Sized>(
     oracle: &UnaryEncoding,
     values: impl Inputs<u32>,
     out: &mut [u64],
+    second: Option<&BitSlicer>,
     rng: &mut R,
 ) -> Result<(), LdpError> {
     let d = oracle.domain() as usize;
@@ -65,7 +71,8 @@ fn unary_rows<R: Rng + ?Sized>(
     let row_words = PackedBits::words_for(oracle.domain());
     let slicer = BitSlicer::new(oracle.p_threshold(), oracle.q_threshold());
     let lanes = values.count() * d;
-    let mut src = RandomBuffer::new(rng, lanes.div_ceil(64) * slicer.bytes_per_word());
+    let per_word = slicer.bytes_per_word() + second.map_or(0, BitSlicer::bytes_per_word);
+    let mut src = RandomBuffer::new(rng, lanes.div_ceil(64) * per_word);
 
     if 64 % d == 0 {
         // Small domains that divide a word (2 to 64 values): each report is one
@@ -73,13 +80,13 @@ fn unary_rows<R: Rng + ?Sized>(
         // is a shift and a mask. A compile-time number of reports per word lets
         // the packing loops unroll and vectorize.
         match d {
-            2 => small_rows::<32, R>(&slicer, &values, out, &mut src),
-            4 => small_rows::<16, R>(&slicer, &values, out, &mut src),
-            8 => small_rows::<8, R>(&slicer, &values, out, &mut src),
-            16 => small_rows::<4, R>(&slicer, &values, out, &mut src),
-            32 => small_rows::<2, R>(&slicer, &values, out, &mut src),
+            2 => small_rows::<32, R>(&slicer, second, &values, out, &mut src),
+            4 => small_rows::<16, R>(&slicer, second, &values, out, &mut src),
+            8 => small_rows::<8, R>(&slicer, second, &values, out, &mut src),
+            16 => small_rows::<4, R>(&slicer, second, &values, out, &mut src),
+            32 => small_rows::<2, R>(&slicer, second, &values, out, &mut src),
             // 64, the only other divisor of 64 that is a domain size.
-            _ => small_rows::<1, R>(&slicer, &values, out, &mut src),
+            _ => small_rows::<1, R>(&slicer, second, &values, out, &mut src),
         }
         return Ok(());
     }
@@ -105,6 +112,10 @@ fn unary_rows<R: Rng + ?Sized>(
             }
         }
         slicer.block(&select, &live, n, &mut dense, &mut src);
+        if let Some(second) = second {
+            let first_layer = dense;
+            second.block(&first_layer, &live, n, &mut dense, &mut src);
+        }
         for row in first_row..=last_row {
             let (start, end) = ((row * d).max(first), ((row + 1) * d).min(first + len));
             or_bits(
@@ -124,6 +135,7 @@ fn unary_rows<R: Rng + ?Sized>(
 #[inline(always)]
 fn small_rows<const PER: usize, R: Rng + ?Sized>(
     slicer: &BitSlicer,
+    second: Option<&BitSlicer>,
     values: &impl Inputs<u32>,
     out: &mut [u64],
     src: &mut RandomBuffer<'_, R>,
@@ -149,6 +161,10 @@ fn small_rows<const PER: usize, R: Rng + ?Sized>(
             }
         }
         slicer.block(&select, &live, n, &mut dense, src);
+        if let Some(second) = second {
+            let first_layer = dense;
+            second.block(&first_layer, &live, n, &mut dense, src);
+        }
         let mut groups = rows.chunks_exact_mut(PER);
         for (group, &word) in groups.by_ref().zip(dense.iter()) {
             for (i, row) in group.iter_mut().enumerate() {
@@ -166,7 +182,7 @@ fn small_rows<const PER: usize, R: Rng + ?Sized>(
 }
 
 /// ORs `len` bits of `src` starting at bit `src_at` into `dst` starting at bit `dst_at`.
-fn or_bits(src: &[u64], src_at: usize, dst: &mut [u64], dst_at: usize, len: usize) {
+pub(crate) fn or_bits(src: &[u64], src_at: usize, dst: &mut [u64], dst_at: usize, len: usize) {
     let mut done = 0;
     while done < len {
         let (to, from) = (dst_at + done, src_at + done);
@@ -236,6 +252,18 @@ pub(crate) fn flip_rows<R: Rng + ?Sized>(
     rng: &mut R,
 ) {
     let mut src = RandomBuffer::new(rng, rows.len() * slicer.bytes_per_word());
+    flip_rows_from(slicer, rows, per, len, &mut src);
+}
+
+/// [`flip_rows`] drawing from a buffer the caller already holds.
+#[inline(always)]
+pub(crate) fn flip_rows_from<R: Rng + ?Sized>(
+    slicer: &BitSlicer,
+    rows: &mut [u64],
+    per: usize,
+    len: u32,
+    src: &mut RandomBuffer<'_, R>,
+) {
     let tail = len % 64;
     let tail_mask = if tail == 0 {
         u64::MAX
@@ -254,7 +282,7 @@ pub(crate) fn flip_rows<R: Rng + ?Sized>(
             }
         });
         let mut decided = [0u64; BLOCK];
-        slicer.block(&select, &live, n, &mut decided, &mut src);
+        slicer.block(&select, &live, n, &mut decided, src);
         block.copy_from_slice(&decided[..n]);
     }
 }
@@ -276,7 +304,7 @@ mod tests {
             let len = values.len() * m.slots_per_report();
             let (mut a, mut b) = (vec![0u64; len], vec![0u64; len]);
             m.perturb_batch(&values, &mut a, &mut seeded()).unwrap();
-            unary_rows(&m, &values[..], &mut b, &mut seeded()).unwrap();
+            unary_rows(&m, &values[..], &mut b, None, &mut seeded()).unwrap();
             assert_eq!(a, b, "d = {d}");
         }
         let rr = Grr::new(1.0, 2).unwrap();

@@ -6,7 +6,7 @@ use rand::CryptoRng;
 use super::{TwoLayer, check_layers, symmetric_keep};
 use crate::epsilon::round_up_loss;
 use crate::numeric::BinaryCore;
-use crate::sampling::Threshold;
+use crate::sampling::{Threshold, floor_fraction};
 use crate::{Affine, GridPoint, LdpError, NumericMechanism, Range};
 
 /// Longitudinal 1BitMean: Ding et al.'s 1BitMean with alpha-point rounding and
@@ -136,6 +136,17 @@ impl LOneBitMean {
         (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
+    /// The position of unit input `u` on the grid, in `[0, steps]`.
+    #[inline(always)]
+    pub(crate) fn grid_position(&self, u: f64) -> f64 {
+        u * f64::from(self.steps)
+    }
+
+    /// The clipping range.
+    pub(crate) fn clip_range(&self) -> Range {
+        self.range
+    }
+
     /// Composed probability of a 1 for an input at position `u` of the unit interval.
     fn probability_at(&self, u: f64) -> f64 {
         self.low + u * (self.high - self.low)
@@ -151,8 +162,13 @@ impl NumericMechanism for LOneBitMean {
         self.epsilon_1
     }
 
+    /// A fresh device: its rounding offset is fresh too, so the grid point is
+    /// `floor(u steps)`, one up with probability [`Threshold::floor`] of the
+    /// fraction (alpha-point rounding with a 64-bit offset; the batch kernel
+    /// compares the same threshold).
     fn perturb<R: CryptoRng + ?Sized>(&self, x: f64, rng: &mut R) -> Result<GridPoint, LdpError> {
-        let coarse = self.coarse(x, Self::draw_alpha(rng))?;
+        let (floor, frac) = floor_fraction(self.grid_position(self.range.to_unit(x)?));
+        let coarse = (floor + u32::from(Threshold::floor(frac).sample(rng))).min(self.steps);
         let bit = self.permanent(coarse, rng)?;
         self.instantaneous(&bit, rng)
     }
