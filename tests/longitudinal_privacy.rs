@@ -250,11 +250,18 @@ fn no_file_in_the_agent_home_holds_a_value() {
             entry.file_name().unwrap().to_str().unwrap()
         };
         names.insert(kind.to_owned());
+        // A queued report is randomized bits that hold any short byte pattern by
+        // chance (its privacy is the Report type's: only privatized values), so
+        // it is searched for the counts as text only; every other file in every
+        // encoding.
+        let report = kind == "outbox/*.report";
         for c in canaries {
             for day in 0..60u64 {
-                for needle in encodings(c + day) {
+                let needles = encodings(c + day);
+                let needles = if report { &needles[..1] } else { &needles[..] };
+                for needle in needles {
                     assert!(
-                        !contains(&bytes, &needle),
+                        !contains(&bytes, needle),
                         "{relative} holds the canary count {} ({needle:?})",
                         c + day
                     );

@@ -57,7 +57,7 @@ fn default_catalog_hash_is_pinned() {
     );
 }
 
-const GOLDEN_HASH: &str = "26e56ced92b09eb01aec6a8f222db85f";
+const GOLDEN_HASH: &str = "017028c55c38b9230a61d105bd8b8650";
 
 #[test]
 fn hash_changes_with_any_field() {

@@ -89,7 +89,9 @@ fn an_unchanged_day_costs_one_draw_per_metric_and_never_repeats_verbatim() {
     let mut rng = ChaCha12Rng::seed_from_u64(2);
     let mut memory = device(&mut rng);
     let mut values: BTreeMap<u16, BTreeSet<String>> = BTreeMap::new();
-    for period in 0..400 {
+    // 2,000 days: about 200 reports per metric, so even a one-bit report that
+    // repeats its permanent bit 9 times in 10 shows both values (1 - 0.9^200).
+    for period in 0..2000 {
         let mut budget = BudgetAccount::new(2.0).unwrap();
         let r = privatize(
             day(800),
