@@ -212,3 +212,19 @@ fn linux_builds_link_no_x11_library() {
         }
     }
 }
+
+/// The service files start the agent with no core dumps and private files,
+/// and the launchd agent logs under the person's own Library, not /tmp.
+#[test]
+fn service_files_turn_core_dumps_off_and_keep_logs_private() {
+    let unit = fs::read_to_string(root().join("packaging/systemd/hush-agent.service")).unwrap();
+    assert!(unit.lines().any(|l| l.trim() == "LimitCORE=0"), "{unit}");
+    assert!(unit.lines().any(|l| l.trim() == "UMask=0077"), "{unit}");
+    let plist = fs::read_to_string(root().join("packaging/launchd/org.hush.agent.plist")).unwrap();
+    assert!(
+        plist.contains("<key>Core</key>\n        <integer>0</integer>"),
+        "{plist}"
+    );
+    assert!(plist.contains("Library/Logs/Hush/agent.log"), "{plist}");
+    assert!(!plist.contains("/tmp/"), "{plist}");
+}

@@ -78,6 +78,9 @@ pub fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
         AgentCommand::Enroll(a) => {
             let paths = paths(&a.home)?;
             let config = AgentConfig::load(&paths.config)?;
+            // A running agent keeps the terms it started with: enrolling again
+            // (new terms, new consent) takes effect on a stopped agent only.
+            let _lock = hush_agent::lock::HomeLock::acquire(&paths)?;
             let offer = control::offer(&config, &a.collector)?;
             let metrics = Catalog::builtin().metrics().len();
             if !a.yes {
@@ -253,7 +256,6 @@ pub fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
         }
         AgentCommand::Forget(a) => {
             let paths = paths(&a.home)?;
-            let config = AgentConfig::load(&paths.config)?;
             if !a.yes
                 && !confirm(
                     "Delete this device's secret (future reports start from new random answers) and all queued reports? What was already spent stays counted.",
@@ -262,19 +264,35 @@ pub fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
                 eprintln!("nothing deleted");
                 return Ok(ExitCode::from(1));
             }
-            control::forget(&paths, &config)?;
+            let by = match control::forget(&paths, std::time::Duration::from_secs(15))? {
+                control::Forgotten::Now => "",
+                control::Forgotten::ByTheRunningAgent => " (by the running agent)",
+            };
             println!(
-                "forgotten: the device secret and queued reports are deleted; the spending history stays, so forgetting cannot reset what a year reveals"
+                "forgotten{by}: the device secret and queued reports are deleted; the spending history stays, so forgetting cannot reset what a year reveals"
             );
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-/// Logs to stderr (the journal under systemd), `info` unless RUST_LOG says otherwise.
+/// Logs to stderr (the journal under systemd), `info` unless RUST_LOG says
+/// otherwise. The HTTP and TLS libraries are capped at `warn` whatever RUST_LOG
+/// says: at debug and trace they print request headers, the device token among them.
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    for capped in [
+        "ureq=warn",
+        "ureq_proto=warn",
+        "rustls=warn",
+        "hyper=warn",
+        "h2=warn",
+    ] {
+        if let Ok(directive) = capped.parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

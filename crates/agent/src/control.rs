@@ -34,6 +34,15 @@ pub fn check_collector_url(collector: &str) -> Result<String, AgentError> {
     if authority.as_str().contains('@') {
         return Err(bad("names a user before its host"));
     }
+    // The whole authority must be the host and port the parser found, so a
+    // name the parser reads partly (`[::1].attacker.example`) is refused.
+    let rebuilt = match authority.port() {
+        Some(port) => format!("{}:{}", authority.host(), port.as_str()),
+        None => authority.host().to_owned(),
+    };
+    if rebuilt != authority.as_str() {
+        return Err(bad("has a host that does not parse cleanly"));
+    }
     let host = authority
         .host()
         .trim_start_matches('[')
@@ -98,24 +107,7 @@ pub fn accept_policy(policy: &Policy, config: &AgentConfig) -> Result<Terms, Age
 
 /// Fetches a collector's policy.
 pub fn fetch_policy(config: &AgentConfig, url: &str) -> Result<Policy, AgentError> {
-    let agent = http_agent(config.ca_cert.as_deref())?;
-    let mut response = agent
-        .get(format!("{url}/v1/policy"))
-        .call()
-        .map_err(|e| AgentError::Network(format!("cannot reach the collector at {url}: {e}")))?;
-    if response.status().as_u16() != 200 {
-        return Err(AgentError::Network(format!(
-            "{url}/v1/policy answered {}",
-            response.status()
-        )));
-    }
-    let text = response
-        .body_mut()
-        .read_to_string()
-        .map_err(|e| AgentError::Network(e.to_string()))?;
-    serde_json::from_str(&text).map_err(|e| {
-        AgentError::Network(format!("{url} did not answer like a Hush collector: {e}"))
-    })
+    crate::uploader::get_policy(&http_agent(config.ca_cert.as_deref())?, url)
 }
 
 /// A collector's checked offer: where, and the terms the person will be asked to consent to.
@@ -288,7 +280,41 @@ pub fn resume(paths: &AgentPaths) -> Result<(), AgentError> {
 /// makes forgetting unable to reset the yearly budget or to send a second
 /// report in a period. The enrollment and the sent log stay too (the sent log
 /// records what the collector already has; delete it by hand if wanted).
-pub fn forget(paths: &AgentPaths, _config: &AgentConfig) -> Result<(), AgentError> {
+///
+/// A running agent holds the home's lock: then `forget` leaves it a request
+/// and waits (up to `wait`) for it to carry it out between two of its own
+/// writes, instead of racing them.
+pub fn forget(paths: &AgentPaths, wait: std::time::Duration) -> Result<Forgotten, AgentError> {
+    if let Some(_lock) = crate::lock::HomeLock::try_acquire(paths)? {
+        forget_locked(paths)?;
+        return Ok(Forgotten::Now);
+    }
+    atomic_write(&paths.forget_request(), b"forget\n")?;
+    let start = std::time::Instant::now();
+    while start.elapsed() < wait {
+        if !paths.forget_request().exists() {
+            return Ok(Forgotten::ByTheRunningAgent);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    Err(AgentError::Config(format!(
+        "the running agent did not carry out the request within {} s; it stays in {} and is carried out when the agent next looks",
+        wait.as_secs(),
+        paths.forget_request().display()
+    )))
+}
+
+/// Who carried out a `forget`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forgotten {
+    /// This process, no agent running.
+    Now,
+    /// The running agent, at this process's request.
+    ByTheRunningAgent,
+}
+
+/// [`forget`]'s deletions, by whoever holds the home's lock.
+pub(crate) fn forget_locked(paths: &AgentPaths) -> Result<(), AgentError> {
     crate::device::rotate(paths)?;
     match std::fs::remove_dir_all(paths.outbox()) {
         Ok(()) => {}
@@ -299,4 +325,63 @@ pub fn forget(paths: &AgentPaths, _config: &AgentConfig) -> Result<(), AgentErro
         sync_dir(&paths.data)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_only_reaches_this_computer() {
+        for ok in [
+            "https://collector.example",
+            "https://collector.example:8443/",
+            "http://localhost:8600",
+            "http://127.0.0.1:8600",
+            "http://127.9.9.9",
+            "http://[::1]:8600",
+        ] {
+            assert!(check_collector_url(ok).is_ok(), "{ok}");
+        }
+        // A prefix check passed all of these; the parsed host does not.
+        for bad in [
+            "http://localhost.attacker.example",
+            "http://localhost@attacker.example",
+            "http://127.0.0.1@attacker.example",
+            "http://127.0.0.1.attacker.example",
+            "http://[::1].attacker.example",
+            "http://10.0.0.5:8600",
+            "https://user@collector.example",
+            "ftp://localhost",
+            "localhost:8600",
+            "",
+        ] {
+            assert!(check_collector_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_persons_caps_bound_the_terms() {
+        let config = AgentConfig::default();
+        let policy = |one, perm, period| Policy {
+            epsilon_1: one,
+            epsilon_perm: perm,
+            period_seconds: period,
+            catalogs: Vec::new(),
+        };
+        let t = accept_policy(&policy(2.0, 4.0, 86_400), &config).unwrap();
+        assert_eq!(
+            (t.epsilon_1, t.epsilon_perm, t.period_seconds),
+            (2.0, 4.0, 86_400)
+        );
+        assert!(accept_policy(&policy(2.5, 4.0, 86_400), &config).is_err());
+        assert!(accept_policy(&policy(2.0, 5.0, 86_400), &config).is_err());
+        assert!(accept_policy(&policy(2.0, 2.0, 86_400), &config).is_err());
+        assert!(accept_policy(&policy(f64::NAN, 4.0, 86_400), &config).is_err());
+        // Lower terms are fine: more private than the person asked.
+        assert!(accept_policy(&policy(1.0, 2.0, 86_400), &config).is_ok());
+        if !dev_periods() {
+            assert!(accept_policy(&policy(2.0, 4.0, 3_600), &config).is_err());
+        }
+    }
 }

@@ -15,6 +15,7 @@ use rand::rngs::ChaCha20Rng;
 
 use crate::device::{load_memory, os_random, save_tags};
 use crate::enrollment::Terms;
+use crate::lock::HomeLock;
 use crate::outbox::Outbox;
 use crate::period::{Pause, PeriodBuilder};
 use crate::uploader::{UploadLoop, Uploader};
@@ -22,6 +23,10 @@ use crate::{AgentConfig, AgentError, AgentPaths, Enrollment, Ledger};
 
 /// How often the main loop takes the interactions queued by the capture thread.
 const TICK: Duration = Duration::from_millis(250);
+
+/// How many periods back the agent reports periods it missed (the laptop was
+/// off): a week of days, the collector's grace window.
+pub const MISSED_PERIODS: u32 = 7;
 
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> u64 {
@@ -85,9 +90,20 @@ impl Agent {
     /// Runs until `stop` is set (or the display is lost). Raw measurements live
     /// only in this function's memory: at a period's end they are consumed by
     /// the privatizer, and on shutdown the current period's are dropped.
+    ///
+    /// Holds the home's lock throughout (one agent per home). Every period is
+    /// reported, paused or idle, and periods the agent missed (the laptop was
+    /// off or asleep) are reported with what was measured in them, nothing, up
+    /// to [`MISSED_PERIODS`] back: whether a report comes says nothing.
     pub fn run<S: EventSource>(&self, source: S, stop: Arc<AtomicBool>) -> Result<(), AgentError> {
+        let _lock = HomeLock::acquire(&self.paths)?;
         crate::hardening::disable_core_dumps()?;
         let terms = self.terms()?;
+        let development = terms.period_seconds < crate::control::MIN_PERIOD_SECONDS;
+        // Every log line of a run with short periods says so.
+        let _span = development.then(|| {
+            tracing::warn_span!("development_periods", seconds = terms.period_seconds).entered()
+        });
         let epoch = Epoch::now();
         let (sink, stream) = channel(4096);
         let mut capture = CaptureThread::spawn(source, sink)?;
@@ -95,28 +111,29 @@ impl Agent {
             Uploader::new(&self.enrollment, self.config.ca_cert.as_deref())?,
             self.paths.clone(),
             &self.config,
+            terms,
         )?;
 
         let window_ms = self.config.window_seconds.saturating_mul(1000);
         let paused = self.paused();
         let mut gathering = PeriodBuilder::new(
-            period_of(unix_now(), self.enrollment.terms.period_seconds),
-            self.enrollment.terms.period_seconds,
+            period_of(unix_now(), terms.period_seconds),
+            terms.period_seconds,
             window_ms,
             epoch.elapsed_ms(),
-            !paused,
         )?;
         let mut pause = Pause {
             paused,
             since_ms: 0,
         };
-        let mut last_pause_check = Instant::now();
+        let mut last_check = Instant::now();
         tracing::info!(
             period = gathering.period,
             epsilon_1 = terms.epsilon_1,
             epsilon_perm = terms.epsilon_perm,
             "agent running"
         );
+        self.catch_up(gathering.period, &upload)?;
         while !stop.load(Ordering::SeqCst) {
             // Wake a few times a second and take everything queued since, rather
             // than being woken for every event: while typing that halves the
@@ -132,29 +149,58 @@ impl Agent {
             if capture.ended()? {
                 tracing::info!("the event source ended; periods continue on schedule");
             }
-            if last_pause_check.elapsed() > Duration::from_secs(1) {
-                last_pause_check = Instant::now();
+            if last_check.elapsed() > Duration::from_secs(1) {
+                last_check = Instant::now();
                 pause.set(self.paused(), epoch.elapsed_ms());
-                if !pause.paused {
-                    gathering.note_unpaused(unix_now_ms());
+                if self.paths.forget_request().exists() {
+                    self.forget_now()?;
                 }
             }
             if let Some(closed) = closed {
-                if closed.ran_unpaused {
-                    self.produce(closed.period, closed.raw)?;
-                    upload.wake();
-                } else {
-                    tracing::info!(
-                        period = closed.period,
-                        "paused for the whole period: no report"
-                    );
-                }
+                self.produce(closed.period, closed.raw)?;
+                upload.queued(closed.period);
+                // After a suspend the next period may be days later.
+                self.catch_up(gathering.period, &upload)?;
             }
         }
         tracing::info!(
             "stopping; this period's measurements are discarded, queued reports stay queued"
         );
         upload.finish();
+        Ok(())
+    }
+
+    /// Reports, with empty measurements, the periods before `current` that were
+    /// not reported, from the enrollment on and at most [`MISSED_PERIODS`] back.
+    fn catch_up(&self, current: u32, upload: &UploadLoop) -> Result<(), AgentError> {
+        let ledger = Ledger::load(&self.paths)?;
+        let seconds = self.enrollment.terms.period_seconds;
+        let enrolled = period_of(self.enrollment.consented_at, seconds);
+        let after_last = ledger.last_period().map_or(0, |p| p.saturating_add(1));
+        let from = current
+            .saturating_sub(MISSED_PERIODS)
+            .max(enrolled)
+            .max(after_last);
+        for period in from..current {
+            if !Ledger::load(&self.paths)?.reported(period) {
+                tracing::info!(
+                    period,
+                    "a period the agent missed: reporting it with nothing measured"
+                );
+                self.produce(period, RawMeasurements::new(0))?;
+                upload.queued(period);
+            }
+        }
+        Ok(())
+    }
+
+    /// Carries out a `forget` that a person asked for while this agent ran.
+    fn forget_now(&self) -> Result<(), AgentError> {
+        crate::control::forget_locked(&self.paths)?;
+        std::fs::remove_file(self.paths.forget_request())?;
+        tracing::info!(
+            "forgotten: device secret and queued reports deleted, spending history kept"
+        );
         Ok(())
     }
 

@@ -14,6 +14,9 @@ pub enum AgentError {
     /// The collector could not be reached or answered wrongly.
     #[error("{0}")]
     Network(String),
+    /// Another agent runs on this home (the lock holder, in words).
+    #[error("another Hush agent is running on this home ({0}); stop it first (one agent per home)")]
+    Running(String),
     /// Reading or writing a file failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),

@@ -18,6 +18,7 @@ mod enrollment;
 mod error;
 pub mod hardening;
 mod ledger;
+pub mod lock;
 pub mod outbox;
 mod paths;
 mod period;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use hush_report::{Report, ReportId};
 
-use crate::durable::{append_line, atomic_write, sync_dir};
+use crate::durable::{append_line, atomic_write, private_dir, sync_dir};
 use crate::{AgentError, AgentPaths};
 
 /// Reports waiting for the collector, one file each (`<id>.report`, the wire bytes).
@@ -30,7 +30,7 @@ impl Outbox {
     /// Durably stores a report; if the outbox is full, drops the oldest and logs it.
     /// Accepts nothing but a [`Report`].
     pub fn push(&self, report: &Report) -> Result<(), AgentError> {
-        fs::create_dir_all(&self.dir)?;
+        private_dir(&self.dir)?;
         atomic_write(&self.file(report.id()), &report.encode())?;
         let ids = self.ids()?;
         if ids.len() > self.max {

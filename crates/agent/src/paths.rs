@@ -52,6 +52,10 @@ impl AgentPaths {
     pub fn draws(&self) -> PathBuf {
         self.data.join("draws.bin")
     }
+    /// Present while `forget` waits for the running agent to carry it out.
+    pub fn forget_request(&self) -> PathBuf {
+        self.data.join("forget.request")
+    }
     /// Held by the running agent: one agent per home.
     pub fn lock(&self) -> PathBuf {
         self.data.join("agent.lock")

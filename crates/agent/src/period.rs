@@ -61,17 +61,14 @@ pub(crate) struct PeriodBuilder {
     last_now_ms: u64,
     /// Where the period ended on the interactions' clock, once it has.
     ended_ms: Option<u64>,
-    /// Whether the agent was found unpaused during this period, and during the next.
-    ran_unpaused: bool,
-    next_unpaused: bool,
 }
 
-/// A finished period, ready to be privatized.
+/// A finished period, ready to be privatized. Every period is reported, paused
+/// or not (a paused period's measurements are empty): whether a report comes
+/// must not say whether the person paused.
 pub(crate) struct ClosedPeriod {
     pub(crate) period: u32,
     pub(crate) raw: RawMeasurements,
-    /// False if the agent was paused for the whole period: then no report.
-    pub(crate) ran_unpaused: bool,
 }
 
 impl PeriodBuilder {
@@ -83,7 +80,6 @@ impl PeriodBuilder {
         period_seconds: u32,
         window_ms: u64,
         start_ms: u64,
-        unpaused: bool,
     ) -> Result<PeriodBuilder, AgentError> {
         Ok(PeriodBuilder {
             period,
@@ -94,24 +90,12 @@ impl PeriodBuilder {
             next: Vec::new(),
             last_now_ms: start_ms,
             ended_ms: None,
-            ran_unpaused: unpaused,
-            next_unpaused: false,
         })
     }
 
     /// The period's end on the wall clock.
     fn end_unix_ms(&self) -> u64 {
         (u64::from(self.period) + 1) * self.period_ms
-    }
-
-    /// Records that a check at `unix_ms` found the agent unpaused, for the
-    /// period that time falls in.
-    pub(crate) fn note_unpaused(&mut self, unix_ms: u64) {
-        if unix_ms < self.end_unix_ms() {
-            self.ran_unpaused = true;
-        } else {
-            self.next_unpaused = true;
-        }
     }
 
     /// Folds in what `arrived` since the last tick and closes the windows that
@@ -167,11 +151,9 @@ impl PeriodBuilder {
         let closed = ClosedPeriod {
             period: self.period,
             raw,
-            ran_unpaused: self.ran_unpaused,
         };
         self.period = u32::try_from(unix_ms / self.period_ms).unwrap_or(u32::MAX);
         self.ended_ms = None;
-        self.ran_unpaused = std::mem::take(&mut self.next_unpaused);
         for interaction in std::mem::take(&mut self.next) {
             for w in self.aggregator.observe(interaction) {
                 self.raw.absorb(w);
@@ -200,7 +182,7 @@ mod tests {
 
     #[test]
     fn a_late_interaction_lands_in_the_period_it_happened_in() {
-        let mut gathering = PeriodBuilder::new(10, 60, 3_600_000, 0, true).unwrap();
+        let mut gathering = PeriodBuilder::new(10, 60, 3_600_000, 0).unwrap();
         let end = 660_000 - OFFSET;
         // 300 ms after the end, one from just before it and one from just after arrive.
         let closed = gathering
@@ -229,7 +211,7 @@ mod tests {
     #[test]
     fn a_window_waits_for_its_late_interactions() {
         // 60 s windows from 0; the period is far from over.
-        let mut gathering = PeriodBuilder::new(10, 3600, 60_000, 0, true).unwrap();
+        let mut gathering = PeriodBuilder::new(10, 3600, 60_000, 0).unwrap();
         let wall = |ms: u64| 36_000_000 + ms;
         gathering
             .tick([letter(59_000)], 59_100, wall(59_100))
@@ -249,7 +231,7 @@ mod tests {
     #[test]
     fn a_suspend_across_the_end_keeps_the_last_window_whole() {
         // Daily periods, hourly windows, wall clock = interactions' clock at first.
-        let mut gathering = PeriodBuilder::new(0, 86_400, 3_600_000, 0, true).unwrap();
+        let mut gathering = PeriodBuilder::new(0, 86_400, 3_600_000, 0).unwrap();
         // Two keys at 17:13 and 17:30, in the window that began at 17:00.
         let t = 63_000_250;
         assert!(
@@ -268,20 +250,6 @@ mod tests {
         assert_eq!(closed.raw.keys_of(hush_report::KeyClass::Letter), 2);
         assert_eq!(closed.raw.active_minutes(), 2, "minutes cut off at the end");
         assert_eq!(gathering.period, 1);
-    }
-
-    #[test]
-    fn a_resume_after_the_end_counts_for_the_next_period() {
-        let mut gathering = PeriodBuilder::new(10, 60, 3_600_000, 0, false).unwrap();
-        let end = 660_000 - OFFSET;
-        gathering.tick([], end + 100, end + 100 + OFFSET).unwrap();
-        gathering.note_unpaused(end + 200 + OFFSET);
-        let closed = gathering
-            .tick([], end + 600, end + 600 + OFFSET)
-            .unwrap()
-            .expect("closes");
-        assert!(!closed.ran_unpaused, "paused for all of period 10");
-        assert!(gathering.ran_unpaused, "period 11 ran unpaused");
     }
 
     #[test]

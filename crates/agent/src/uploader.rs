@@ -11,8 +11,9 @@ use hush_report::Report;
 use rand::CryptoRng;
 
 use crate::daemon::unix_now;
+use crate::enrollment::Terms;
 use crate::outbox::{Outbox, SentStatus, log_sent};
-use crate::{AgentConfig, AgentError, AgentPaths, Enrollment};
+use crate::{AgentConfig, AgentError, AgentPaths, Enrollment, Policy};
 
 /// Reports per upload request.
 pub const BATCH: usize = 100;
@@ -51,6 +52,11 @@ impl Uploader {
         })
     }
 
+    /// The collector's published policy.
+    pub fn policy(&self) -> Result<Policy, AgentError> {
+        get_policy(&self.agent, &self.url)
+    }
+
     /// Sends one batch.
     pub fn upload(&self, reports: &[Report]) -> UploadOutcome {
         let body = Report::encode_batch(reports);
@@ -77,6 +83,14 @@ impl Uploader {
             Err(e) => UploadOutcome::Retry(e.to_string()),
         }
     }
+}
+
+/// Whether a policy asks exactly the terms an enrollment consented to.
+fn same_terms(policy: &Policy, terms: &Terms) -> bool {
+    let same = |a: f64, b: f64| (a - b).abs() <= 1e-12 * b.abs().max(1.0);
+    same(policy.epsilon_1, terms.epsilon_1)
+        && same(policy.epsilon_perm, terms.epsilon_perm)
+        && policy.period_seconds == terms.period_seconds
 }
 
 /// An HTTP client with certificate verification against the web PKI roots, or
@@ -107,6 +121,27 @@ pub fn http_agent(ca_cert: Option<&Path>) -> Result<ureq::Agent, AgentError> {
         );
     }
     Ok(builder.build().into())
+}
+
+/// Fetches a collector's policy (`GET /v1/policy`).
+pub fn get_policy(agent: &ureq::Agent, url: &str) -> Result<Policy, AgentError> {
+    let mut response = agent
+        .get(format!("{url}/v1/policy"))
+        .call()
+        .map_err(|e| AgentError::Network(format!("cannot reach the collector at {url}: {e}")))?;
+    if response.status().as_u16() != 200 {
+        return Err(AgentError::Network(format!(
+            "{url}/v1/policy answered {}",
+            response.status()
+        )));
+    }
+    let text = response
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| AgentError::Network(e.to_string()))?;
+    serde_json::from_str(&text).map_err(|e| {
+        AgentError::Network(format!("{url} did not answer like a Hush collector: {e}"))
+    })
 }
 
 /// What a flush did.
@@ -212,7 +247,7 @@ pub struct Backoff {
 
 impl Backoff {
     /// First retry after about 5 s, doubling to at most an hour.
-    const BASE: Duration = Duration::from_secs(5);
+    pub(crate) const BASE: Duration = Duration::from_secs(5);
     const MAX: Duration = Duration::from_secs(3600);
 
     /// Records a failure and returns how long to wait: the doubled delay times a
@@ -231,42 +266,165 @@ impl Backoff {
     }
 }
 
-/// The uploader thread: flushes the outbox every interval, when woken, and once
-/// more on shutdown; backs off exponentially with jitter after failures.
+/// When the uploader sends: a uniformly random moment within the period after
+/// the one reported, so the arrival time says nothing about when the laptop
+/// was used, woke up or shut down.
 ///
-/// It does not watch the process's stop flag: that is set by a signal, possibly
-/// while the main loop is still writing a finished period to the outbox, and a
-/// thread that saw it and left would miss that report. It leaves only when
-/// [`UploadLoop::finish`] (or drop) asks, after the main loop's last write, and
-/// only after one more flush that began after the asking.
+/// A moment missed while the laptop slept is not caught up at wake-up (which
+/// would reveal the wake-up time): a new one is drawn within what is left of
+/// the current period. Everything queued leaves together. Times are Unix
+/// milliseconds, passed in with the randomness, so the rules are tested
+/// without clocks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Schedule {
+    period_ms: u64,
+    /// The moment of the next upload, if one is due.
+    next: Option<u64>,
+}
+
+/// What the upload thread does now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Nothing is scheduled: wait to be told.
+    Idle,
+    /// Wait this long, then ask again.
+    Wait(Duration),
+    /// Upload everything queued.
+    Send,
+}
+
+impl Schedule {
+    pub(crate) fn new(period_seconds: u32) -> Self {
+        Schedule {
+            period_ms: u64::from(period_seconds.max(1)) * 1000,
+            next: None,
+        }
+    }
+
+    /// How late past its moment a wake-up may be before the moment counts as
+    /// missed: a tenth of a period, at most two minutes.
+    fn slack_ms(&self) -> u64 {
+        (self.period_ms / 10).min(120_000)
+    }
+
+    /// A uniform moment in `[from, to)`.
+    fn draw(from: u64, to: u64, rng: &mut (impl CryptoRng + ?Sized)) -> u64 {
+        from + hush_ldp::sampling::UniformBelow::new(to.saturating_sub(from).max(1)).sample(rng)
+    }
+
+    /// A uniform moment in what is left of the current period, or in the next
+    /// period if less than a quarter is left.
+    fn draw_from_now(&self, now: u64, rng: &mut (impl CryptoRng + ?Sized)) -> u64 {
+        let end = (now / self.period_ms + 1) * self.period_ms;
+        if end - now < self.period_ms / 4 {
+            Self::draw(end, end + self.period_ms, rng)
+        } else {
+            Self::draw(now, end, rng)
+        }
+    }
+
+    /// A report for `period` was queued: unless an upload is already scheduled
+    /// (it will take this one along), schedule one in the period after it, or
+    /// from now on if that period is over (a report for a missed day).
+    pub(crate) fn queued(&mut self, period: u32, now: u64, rng: &mut (impl CryptoRng + ?Sized)) {
+        if self.next.is_some() {
+            return;
+        }
+        let start = (u64::from(period) + 1) * self.period_ms;
+        self.next = Some(if start + self.period_ms > now {
+            Self::draw(start.max(now), start + self.period_ms, rng)
+        } else {
+            self.draw_from_now(now, rng)
+        });
+    }
+
+    /// Reports are queued from an earlier run: schedule them from now on.
+    pub(crate) fn pending(&mut self, now: u64, rng: &mut (impl CryptoRng + ?Sized)) {
+        if self.next.is_none() {
+            self.next = Some(self.draw_from_now(now, rng));
+        }
+    }
+
+    /// The upload went through (or had nothing to send).
+    pub(crate) fn sent(&mut self) {
+        self.next = None;
+    }
+
+    /// The upload failed: try again at `at`, a backoff's time from now.
+    pub(crate) fn retry(&mut self, at: u64) {
+        self.next = Some(at);
+    }
+
+    /// What to do at `now`.
+    pub(crate) fn step(&mut self, now: u64, rng: &mut (impl CryptoRng + ?Sized)) -> Step {
+        let Some(at) = self.next else {
+            return Step::Idle;
+        };
+        if now < at {
+            return Step::Wait(Duration::from_millis(at - now));
+        }
+        if now - at > self.slack_ms() {
+            // Slept through it: a new moment, not the wake-up's.
+            let again = self.draw_from_now(now, rng);
+            self.next = Some(again);
+            return Step::Wait(Duration::from_millis(again - now));
+        }
+        Step::Send
+    }
+}
+
+/// The uploader thread: uploads what is queued at the moments [`Schedule`]
+/// draws, and backs off exponentially with jitter after failures.
+///
+/// It does not flush on shutdown: an upload when the agent stops would tell
+/// the collector when the person logged out. Queued reports stay in the
+/// durable outbox for the next run. It leaves when [`UploadLoop::finish`] (or
+/// drop) asks.
 pub(crate) struct UploadLoop {
     signal: Arc<(Mutex<Wake>, Condvar)>,
     handle: Option<thread::JoinHandle<()>>,
 }
 
-/// What the uploader thread is woken for.
+/// What the uploader thread is told.
 struct Wake {
-    /// Something new is in the outbox: flush now rather than at the interval.
-    flush: bool,
-    /// Flush once more, then exit.
+    /// Periods whose reports were queued since it last looked.
+    queued: Vec<u32>,
+    /// Exit.
     finish: bool,
 }
 
+/// The longest the thread sleeps at once: a suspended laptop's wall clock
+/// jumps, and the thread must notice within this.
+const LONGEST_SLEEP: Duration = Duration::from_secs(30);
+
+/// Unix time in milliseconds.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 impl UploadLoop {
-    /// Starts the thread for `uploader`, flushing the outbox in `paths`.
+    /// Starts the thread for `uploader`, uploading the outbox in `paths` for
+    /// an enrollment with periods of `period_seconds`.
     pub(crate) fn start(
         uploader: Uploader,
         paths: AgentPaths,
         config: &AgentConfig,
+        terms: Terms,
     ) -> Result<UploadLoop, AgentError> {
-        // Jitter that a collector watching arrival times cannot predict.
+        let period_seconds = terms.period_seconds;
+        // Moments and jitter that a collector watching arrival times cannot predict.
         let mut rng = crate::daemon::report_rng()?;
-        let interval = Duration::from_secs(config.upload_interval_seconds);
         let outbox = Outbox::new(&paths, config.outbox_max_reports);
-        // Flush at once on start: reports queued by an earlier run go first.
+        let mut schedule = Schedule::new(period_seconds);
+        if !outbox.ids()?.is_empty() {
+            schedule.pending(now_ms(), &mut rng);
+        }
+        let retry_base = Duration::from_secs(config.upload_interval_seconds);
         let signal = Arc::new((
             Mutex::new(Wake {
-                flush: true,
+                queued: Vec::new(),
                 finish: false,
             }),
             Condvar::new(),
@@ -274,38 +432,56 @@ impl UploadLoop {
         let theirs = Arc::clone(&signal);
         let handle = thread::Builder::new().name("hush-upload".into()).spawn(move || {
             let mut backoff = Backoff::default();
-            let mut wait = Duration::ZERO;
+            let (lock, cvar) = &*theirs;
             loop {
-                let (lock, cvar) = &*theirs;
                 let Ok(mut wake) = lock.lock() else { return };
-                if !wake.flush && !wake.finish {
-                    wake = match cvar.wait_timeout(wake, wait) {
-                        Ok((g, _)) => g,
-                        Err(_) => return,
-                    };
+                if wake.finish {
+                    return;
                 }
-                wake.flush = false;
-                let last = wake.finish;
+                for period in wake.queued.drain(..) {
+                    schedule.queued(period, now_ms(), &mut rng);
+                }
+                let wait = match schedule.step(now_ms(), &mut rng) {
+                    Step::Idle => Some(LONGEST_SLEEP),
+                    Step::Wait(d) => Some(d.min(LONGEST_SLEEP)),
+                    Step::Send => None,
+                };
+                if let Some(wait) = wait {
+                    let _ = cvar.wait_timeout(wake, wait);
+                    continue;
+                }
                 drop(wake);
+                // The terms are checked at the upload's own random moment (a
+                // check at start-up would tell when the laptop started).
+                match uploader.policy() {
+                    Ok(policy) if !same_terms(&policy, &terms) => {
+                        tracing::error!(
+                            "the collector changed its terms (epsilon {} per report, {} per value, a report every {} s); nothing is sent until you consent again with `hush agent enroll`",
+                            policy.epsilon_1, policy.epsilon_perm, policy.period_seconds
+                        );
+                        schedule.retry(now_ms() + u64::from(period_seconds) * 1000);
+                        continue;
+                    }
+                    _ => {}
+                }
                 match flush(&uploader, &outbox, &paths, unix_now()) {
                     Ok(s) if s.retry.is_none() => {
                         if s.sent > 0 {
                             tracing::info!(sent = s.sent, refused = s.refused, "uploaded");
                         }
                         backoff.succeeded();
-                        wait = interval;
+                        schedule.sent();
                     }
                     Ok(s) => {
-                        wait = backoff.failed(&mut rng).min(interval.max(Duration::from_secs(1)) * 6);
+                        let wait = backoff.failed(&mut rng).max(retry_base.min(Backoff::BASE));
                         tracing::warn!(pending = s.pending, retry_in = ?wait, "upload failed: {}", s.retry.unwrap_or_default());
+                        schedule.retry(now_ms() + u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
                     }
                     Err(e) => {
-                        wait = backoff.failed(&mut rng);
+                        let wait = backoff.failed(&mut rng);
                         tracing::error!("upload error: {e}");
+                        schedule.retry(now_ms() + u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
                     }
-                }
-                if last {
-                    return;
                 }
             }
         })?;
@@ -315,16 +491,16 @@ impl UploadLoop {
         })
     }
 
-    /// Asks for a flush now: something new is in the outbox.
-    pub(crate) fn wake(&self) {
+    /// Tells the thread that `period`'s report is in the outbox.
+    pub(crate) fn queued(&self, period: u32) {
         let (lock, cvar) = &*self.signal;
         if let Ok(mut w) = lock.lock() {
-            w.flush = true;
+            w.queued.push(period);
             cvar.notify_one();
         }
     }
 
-    /// One last flush of everything queued so far, then join.
+    /// Stops the thread (without a last upload) and joins it.
     pub(crate) fn finish(self) {
         drop(self);
     }
@@ -361,55 +537,6 @@ mod tests {
 
     use super::*;
 
-    /// A loopback HTTP server that acknowledges every request and tells the
-    /// number of reports in each as it arrives; it holds its first answer until
-    /// `release` fires.
-    fn collector(release: mpsc::Receiver<()>) -> (String, mpsc::Receiver<usize>) {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let (seen, reports) = mpsc::channel();
-        thread::spawn(move || {
-            let mut first = true;
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { return };
-                let mut reader = BufReader::new(stream);
-                // ureq keeps the connection alive: serve requests until it closes.
-                loop {
-                    let mut length = 0;
-                    let mut line = String::new();
-                    loop {
-                        line.clear();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                            break;
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                            length = v.trim().parse().unwrap();
-                        }
-                    }
-                    if line != "\r\n" {
-                        break;
-                    }
-                    let mut body = vec![0; length];
-                    reader.read_exact(&mut body).unwrap();
-                    seen.send(Report::decode_batch(&body).unwrap().len())
-                        .unwrap();
-                    if first {
-                        first = false;
-                        release.recv().unwrap();
-                    }
-                    reader
-                        .get_mut()
-                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
-                        .unwrap();
-                }
-            }
-        });
-        (url, reports)
-    }
-
     fn report(period: u32, seed: u64) -> Report {
         let catalog = Catalog::builtin();
         let request = PrivatizeRequest {
@@ -435,14 +562,118 @@ mod tests {
         .unwrap()
     }
 
-    /// The shutdown race of stop 9: the uploader must not leave before the main
-    /// loop's last write. Here a report is queued while a flush is in flight,
-    /// then `finish` is called without a wake; it must still be sent.
+    fn rng() -> NoiseRng {
+        NoiseRng::seed_from_u64(77)
+    }
+
     #[test]
-    fn finish_sends_what_was_queued_while_a_flush_was_in_flight() {
+    fn an_upload_falls_uniformly_within_the_period_after_the_report() {
+        let day = 86_400_000u64;
+        let mut rng = rng();
+        let mut tenths = [0u32; 10];
+        for _ in 0..5000 {
+            let mut s = Schedule::new(86_400);
+            // Queued just after day 100 ended: the moment is somewhere in day 101.
+            s.queued(100, 101 * day + 500, &mut rng);
+            let at = s.next.unwrap();
+            assert!((101 * day..102 * day).contains(&at), "{at}");
+            tenths[((at - 101 * day) * 10 / day) as usize] += 1;
+        }
+        // Uniform: each tenth of the day gets 500 ± 4 sd (sd ≈ 21).
+        assert!(
+            tenths.iter().all(|&n| (415..=585).contains(&n)),
+            "{tenths:?}"
+        );
+    }
+
+    #[test]
+    fn later_reports_ride_along_and_missed_moments_are_redrawn() {
+        let day = 86_400_000u64;
+        let mut rng = rng();
+        let mut s = Schedule::new(86_400);
+        s.queued(100, 101 * day, &mut rng);
+        let at = s.next.unwrap();
+        s.queued(101, 101 * day + 1, &mut rng);
+        assert_eq!(s.next, Some(at), "batched with what is queued");
+        assert_eq!(
+            s.step(at - 5, &mut rng),
+            Step::Wait(Duration::from_millis(5))
+        );
+        assert_eq!(s.step(at + 1000, &mut rng), Step::Send);
+        // Asleep through the moment: woken an hour late, it does not send at
+        // wake-up but draws a new moment from now on.
+        let woke = at + 3_600_000;
+        match s.step(woke, &mut rng) {
+            Step::Wait(d) => assert!(d > Duration::ZERO),
+            other => panic!("{other:?}"),
+        }
+        assert!(s.next.unwrap() > woke);
+        s.sent();
+        assert_eq!(s.step(woke, &mut rng), Step::Idle);
+        // A report for a day long past (a missed day): scheduled from now on.
+        s.queued(90, woke, &mut rng);
+        assert!(s.next.unwrap() >= woke);
+    }
+
+    /// A loopback HTTP server that acknowledges every request and tells the
+    /// number of reports in each as it arrives.
+    fn collector() -> (String, mpsc::Receiver<usize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (seen, reports) = mpsc::channel();
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let mut reader = BufReader::new(stream);
+                // ureq keeps the connection alive: serve requests until it closes.
+                loop {
+                    let mut length = 0;
+                    let mut line = String::new();
+                    let mut get = false;
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            break;
+                        }
+                        get |= line.starts_with("GET ");
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap();
+                        }
+                    }
+                    if line != "\r\n" {
+                        break;
+                    }
+                    let mut body = vec![0; length];
+                    reader.read_exact(&mut body).unwrap();
+                    if get {
+                        // No policy here: the uploader goes ahead on its enrolled terms.
+                        reader
+                            .get_mut()
+                            .write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
+                            .unwrap();
+                        continue;
+                    }
+                    seen.send(Report::decode_batch(&body).unwrap().len())
+                        .unwrap();
+                    reader
+                        .get_mut()
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                        .unwrap();
+                }
+            }
+        });
+        (url, reports)
+    }
+
+    /// Two-second periods: a report for the period that just ended leaves within
+    /// the current one, everything queued together; stopping sends nothing.
+    #[test]
+    fn the_thread_uploads_at_the_drawn_moment_and_not_on_shutdown() {
         let home = tempfile::tempdir().unwrap();
-        let (release, held) = mpsc::channel();
-        let (url, reports) = collector(held);
+        let (url, reports) = collector();
         let paths = AgentPaths::in_home(home.path());
         let enrollment = Enrollment {
             collector: url,
@@ -450,22 +681,35 @@ mod tests {
             terms: crate::enrollment::Terms {
                 epsilon_1: 1.0,
                 epsilon_perm: 2.0,
-                period_seconds: 60,
+                period_seconds: 2,
             },
             consented_at: 0,
             consent_version: crate::CONSENT_VERSION,
         };
         let outbox = Outbox::new(&paths, 100);
-        outbox.push(&report(1, 1)).unwrap();
+        let current = (now_ms() / 2000) as u32;
+        outbox.push(&report(current - 1, 1)).unwrap();
+        outbox.push(&report(current - 2, 2)).unwrap();
         let uploader = Uploader::new(&enrollment, None).unwrap();
-        let upload = UploadLoop::start(uploader, paths, &AgentConfig::default()).unwrap();
-        let next = || reports.recv_timeout(Duration::from_secs(30)).ok();
-        assert_eq!(next(), Some(1), "the start-up flush");
-        // That flush now waits on the server; queue another report meanwhile.
-        outbox.push(&report(2, 2)).unwrap();
-        release.send(()).unwrap();
+        let upload = UploadLoop::start(
+            uploader,
+            paths.clone(),
+            &AgentConfig::default(),
+            enrollment.terms,
+        )
+        .unwrap();
+        upload.queued(current - 1);
+        let got = reports.recv_timeout(Duration::from_secs(8)).unwrap();
+        assert_eq!(got, 2, "one upload takes everything queued");
+        // A report whose moment is far away: finishing does not send it.
+        outbox.push(&report(current + 1000, 3)).unwrap();
+        upload.queued(current + 1000);
         upload.finish();
-        assert_eq!(next(), Some(1), "the report queued during it");
-        assert!(outbox.ids().unwrap().is_empty());
+        assert!(reports.recv_timeout(Duration::from_millis(300)).is_err());
+        assert_eq!(
+            outbox.ids().unwrap().len(),
+            1,
+            "it stays queued for the next run"
+        );
     }
 }
