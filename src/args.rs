@@ -158,7 +158,8 @@ pub enum TokenCommand {
 /// `hush collector loadgen`.
 #[derive(Debug, Args)]
 pub struct LoadgenArgs {
-    /// The configuration of the collector under test (its database receives the minted device tokens).
+    /// The configuration of the collector under test. Its database receives the
+    /// minted device tokens (revoked at the end) and must hold no other devices.
     #[command(flatten)]
     pub config: ConfigArg,
     /// Collector base URL; only loopback addresses are accepted.
@@ -170,15 +171,17 @@ pub struct LoadgenArgs {
     /// Concurrent clients.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=512))]
     pub concurrency: u64,
-    /// Distinct devices.
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
-    pub devices: u64,
-    /// Reports per upload request.
+    /// Distinct devices [default: the fewest that can send --reports: a device
+    /// sends one report per open period, grace_periods + 1 of them].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub devices: Option<u64>,
+    /// Reports per upload request (a request carries one device's reports only).
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub batch: u64,
-    /// Seed of the privatizer.
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
+    /// Seed of the synthetic measurements and their noise [default: from the
+    /// operating system, so every run sends new report ids].
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Append the id of every acknowledged report to this file.
     #[arg(long)]
     pub acked: Option<std::path::PathBuf>,

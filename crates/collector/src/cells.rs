@@ -1,7 +1,7 @@
 //! Aggregation cells: per (metric, period, cohort, epsilons) the mergeable sufficient
 //! statistics of hush-stats, and their compact stored form.
 
-use hush_report::{Metric, MetricMechanism, Privatized};
+use hush_report::{Metric, MetricMechanism, MetricReport, Privatized, Report};
 use hush_stats::{BranchMoments, FrequencyAggregate, MeanAggregate};
 
 use crate::CollectorError;
@@ -25,6 +25,18 @@ pub struct CellKey {
 }
 
 impl CellKey {
+    /// The cell one metric of a report lands in, for a device of `cohort`.
+    pub fn of(report: &Report, metric: &MetricReport, cohort: &str) -> CellKey {
+        CellKey {
+            catalog: report.catalog_hash(),
+            metric: metric.metric(),
+            period: report.period(),
+            cohort: cohort.to_owned(),
+            epsilon_bits: metric.epsilon().to_bits(),
+            epsilon_perm_bits: metric.epsilon_perm().to_bits(),
+        }
+    }
+
     /// The per-report epsilon (`epsilon_1`) as a number.
     pub fn epsilon(&self) -> f64 {
         f64::from_bits(self.epsilon_bits)
