@@ -82,6 +82,38 @@ pub enum CollectorCommand {
     /// Write the released estimates as a dataset (Parquet, CSV or JSON Lines), one
     /// `period=YYYY-MM-DD` directory per period, with a data dictionary.
     Export(ExportArgs),
+    /// Delete the stored reports of closed periods before a date; the released
+    /// estimates stay.
+    Prune(PruneArgs),
+    /// Manage enrolled devices.
+    #[command(subcommand)]
+    Device(DeviceCommand),
+}
+
+/// `hush collector prune`.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// The configuration (its database, period length and grace window).
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Delete the reports of periods that end by this UTC date YYYY-MM-DD (or
+    /// below this raw period id); refused if any of them is still open.
+    #[arg(long)]
+    pub before: hush_collector::export::PeriodBound,
+}
+
+/// `hush collector device`.
+#[derive(Debug, Subcommand)]
+pub enum DeviceCommand {
+    /// Erase a device: its stored reports, its token, and its contributions to
+    /// every aggregate, released ones included (a person's right to be forgotten).
+    Erase {
+        /// The configuration.
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The device's token, or its id as `hush collector token create` printed it.
+        device: String,
+    },
 }
 
 /// `hush collector export`.

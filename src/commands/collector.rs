@@ -1,4 +1,5 @@
-//! `hush collector ...`: serve, tokens, example config, load generation, dataset export.
+//! `hush collector ...`: serve, tokens, example config, load generation, dataset
+//! export, pruning and device erasure.
 
 use std::process::ExitCode;
 
@@ -11,7 +12,9 @@ use hush_collector::{
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::args::{ConfigArg, ExportArgs, LoadgenArgs, ServeArgs, TokenCommand};
+use crate::args::{
+    ConfigArg, DeviceCommand, ExportArgs, LoadgenArgs, PruneArgs, ServeArgs, TokenCommand,
+};
 
 fn load(arg: &ConfigArg) -> anyhow::Result<CollectorConfig> {
     match &arg.config {
@@ -284,5 +287,52 @@ fn released_through(config: &CollectorConfig, clock: &hush_collector::PeriodCloc
             config.grace_periods
         ),
         None => "no period is closed yet".to_owned(),
+    }
+}
+
+/// Deletes the stored reports of closed periods before a date.
+pub fn prune(args: &PruneArgs) -> anyhow::Result<ExitCode> {
+    let config = load(&args.config)?;
+    let before = args
+        .before
+        .periods_before(config.period_seconds)
+        .map_err(usage)?;
+    require_database(&config)?;
+    let conn = store::open(&config.database)?;
+    let clock = config.clock();
+    let pruned = store::prune(&conn, &clock, before).map_err(usage)?;
+    println!(
+        "pruned {pruned} stored reports of periods before {}; released cells are unchanged",
+        hush_collector::estimate::period_start(before, config.period_seconds)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Device management: erasure.
+pub fn device(cmd: &DeviceCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        DeviceCommand::Erase { config, device } => {
+            let config = load(config)?;
+            let which = match device.trim().parse::<i64>() {
+                Ok(id) => store::DeviceRef::Id(id),
+                Err(_) => store::DeviceRef::Token(device.trim().to_owned()),
+            };
+            require_database(&config)?;
+            let conn = store::open(&config.database)?;
+            match store::erase_device(&conn, &Catalogs::builtin(), &which)? {
+                Some(erased) => {
+                    println!(
+                        "erased device {}: {} stored reports deleted, {} cells changed, token deleted",
+                        erased.device, erased.reports, erased.cells
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                None => Err(super::Usage(format!(
+                    "no such device in {}",
+                    config.database.display()
+                ))
+                .into()),
+            }
+        }
     }
 }

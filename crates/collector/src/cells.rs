@@ -94,6 +94,30 @@ impl CellState {
         }
     }
 
+    /// Takes one value out again: the exact inverse of [`add`](Self::add), for
+    /// erasure. Fails, changing nothing, if the value was never folded in.
+    pub fn remove(
+        &mut self,
+        mechanism: &MetricMechanism,
+        value: &Privatized,
+    ) -> Result<(), CollectorError> {
+        let invalid = || CollectorError::Internal("a stored value does not fit its cell".into());
+        let absent = |e: hush_stats::StatsError| {
+            CollectorError::Internal(format!("cannot take a stored report out of its cell: {e}"))
+        };
+        match (self, mechanism) {
+            (CellState::Frequency(a), MetricMechanism::Frequency(o)) => {
+                let out = value.as_frequency().ok_or_else(invalid)?;
+                a.remove(o, &out).map_err(absent)
+            }
+            (CellState::Mean(a), MetricMechanism::Numeric(m)) => {
+                let p = value.as_grid().ok_or_else(invalid)?;
+                a.remove(m, p).map_err(absent)
+            }
+            _ => Err(invalid()),
+        }
+    }
+
     /// Stored form: a tag byte, then little-endian integers.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::new();

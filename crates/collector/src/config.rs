@@ -40,6 +40,9 @@ pub struct CollectorConfig {
     /// released only once this window has closed, and never change afterwards
     /// (except by erasure, a person's right).
     pub grace_periods: u32,
+    /// Stored reports of closed periods older than this many days are deleted
+    /// (at start and then daily); the released aggregate cells stay.
+    pub retention_days: u32,
     /// For tests and demonstrations only: seconds added to the system clock when
     /// the collector decides which periods are open, closed or expired, so a test
     /// can upload "today" and read the released cells "a week later". Leave at 0.
@@ -64,6 +67,7 @@ impl Default for CollectorConfig {
             group_commit: 256,
             failed_requests_per_minute: 60,
             grace_periods: 7,
+            retention_days: 400,
             clock_offset_seconds: 0,
             tls_cert: None,
             tls_key: None,
@@ -113,6 +117,9 @@ impl CollectorConfig {
         }
         if self.failed_requests_per_minute == 0 {
             return bad("failed_requests_per_minute must be at least 1");
+        }
+        if self.retention_days == 0 {
+            return bad("retention_days must be at least 1");
         }
         // Roughly 136 years either way: beyond that the period arithmetic is meaningless.
         if self.clock_offset_seconds.unsigned_abs() > u64::from(u32::MAX) {
@@ -183,6 +190,11 @@ failed_requests_per_minute = 60
 # comparing two releases.
 grace_periods = 7
 
+# Stored reports of closed periods older than this are deleted, at start and
+# then daily; the released aggregates stay. `hush collector prune` does the same
+# on demand.
+retention_days = 400
+
 # For tests and demonstrations only: seconds added to the clock when deciding
 # which periods are open, released or expired. Leave at 0.
 # clock_offset_seconds = 0
@@ -207,6 +219,7 @@ mod tests {
         for key in [
             "failed_requests_per_minute",
             "grace_periods",
+            "retention_days",
             "clock_offset_seconds",
         ] {
             assert!(CollectorConfig::example().contains(key), "{key}");

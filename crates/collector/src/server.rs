@@ -1,5 +1,5 @@
 //! The HTTP service: routes, bearer authentication, rate limits per device and
-//! per client address, body limits, and TLS when a certificate is
+//! per client address, body limits, retention, and TLS when a certificate is
 //! configured.
 //!
 //! axum on tokio: the most used Rust HTTP stack, with body limits and
@@ -34,7 +34,10 @@ use crate::limits::{Buckets, TOKEN_TTL, TokenCache, client_key};
 use crate::store::{self, Principal};
 use crate::tokens::token_hash;
 use crate::validate::{Catalogs, category, validate};
-use crate::{CollectorConfig, CollectorError};
+use crate::{CollectorConfig, CollectorError, PeriodClock};
+
+/// How often the retention task runs after the one at start.
+const RETENTION_INTERVAL: Duration = Duration::from_secs(86_400);
 
 /// Shared state of the request handlers.
 #[derive(Clone)]
@@ -334,6 +337,22 @@ async fn policy(State(state): State<AppState>) -> Response {
     .into_response()
 }
 
+/// Deletes the stored reports that `retention_days` lets go (closed periods
+/// only); returns how many. The same code path as `hush collector prune`.
+pub fn prune_expired(config: &CollectorConfig) -> Result<u64, CollectorError> {
+    let conn = store::open(&config.database)?;
+    let now = config.now();
+    let clock = PeriodClock::at(config, now);
+    let before = store::retention_limit(&clock, now, config.retention_days, config.period_seconds);
+    let pruned = store::prune(&conn, &clock, before)?;
+    if pruned > 0 {
+        tracing::info!(
+            "retention: deleted {pruned} stored reports of periods before {before}; released cells stay"
+        );
+    }
+    Ok(pruned)
+}
+
 /// Serves until ctrl-c or SIGTERM; calls `on_listening` with the bound address.
 pub async fn serve(
     config: CollectorConfig,
@@ -343,6 +362,9 @@ pub async fn serve(
 }
 
 /// Serves until `shutdown` completes (for embedding the collector, as the demo does).
+///
+/// Before listening it prunes what `retention_days` lets go, and then again
+/// once a day while it runs.
 pub async fn serve_until(
     config: CollectorConfig,
     on_listening: impl FnOnce(SocketAddr),
@@ -351,11 +373,30 @@ pub async fn serve_until(
     let tls = config.tls_cert.clone().zip(config.tls_key.clone());
     let listen = config.listen;
     let state = AppState::new(config.clone())?;
+    let at_start = config.clone();
+    tokio::task::spawn_blocking(move || prune_expired(&at_start))
+        .await
+        .map_err(|e| CollectorError::Internal(format!("the retention task failed: {e}")))??;
+    let retention = tokio::spawn(async move {
+        let mut daily = tokio::time::interval(RETENTION_INTERVAL);
+        daily.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first tick is immediate, and the start already pruned.
+        daily.tick().await;
+        loop {
+            daily.tick().await;
+            let config = config.clone();
+            match tokio::task::spawn_blocking(move || prune_expired(&config)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!("retention: {e}"),
+                Err(e) => tracing::warn!("retention: {e}"),
+            }
+        }
+    });
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let listener = std::net::TcpListener::bind(listen)?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
-    async {
+    let served = async {
         match tls {
             Some((cert, key)) => {
                 let rustls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
@@ -383,7 +424,9 @@ pub async fn serve_until(
         }
         Ok::<_, CollectorError>(())
     }
-    .await
+    .await;
+    retention.abort();
+    served
 }
 
 async fn shutdown_signal() {

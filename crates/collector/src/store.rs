@@ -1,4 +1,6 @@
-//! The SQLite store: schema and its version, tokens, reports and aggregate cells.
+//! The SQLite store: schema and its version, tokens, reports, aggregate cells,
+//! and the two ways stored reports go away: pruning closed periods and erasing
+//! a device.
 //!
 //! What is not here matters as much as what is: no table holds a report's
 //! arrival time, a client address or a user agent, and reports are keyed by
@@ -6,14 +8,17 @@
 //! order of arrival. The employer runs the collector; it keeps only what the
 //! estimates need.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
+use hush_report::Report;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::CollectorError;
 use crate::cells::{CellKey, CellState};
 use crate::periods::PeriodClock;
 use crate::tokens::{TokenKind, token_hash};
+use crate::validate::{Catalogs, validate_structure};
 
 /// Who a bearer token belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -292,6 +297,15 @@ pub fn save_cell(
     Ok(())
 }
 
+/// Deletes one cell (the last report in it was erased).
+fn delete_cell(conn: &Connection, key: &CellKey) -> Result<(), CollectorError> {
+    conn.prepare_cached(
+        "DELETE FROM cells WHERE catalog = ?1 AND metric = ?2 AND period = ?3 AND cohort = ?4 AND epsilon_bits = ?5 AND epsilon_perm_bits = ?6",
+    )?
+    .execute(params![&key.catalog.0[..], key.metric, key.period, key.cohort, key.epsilon_bits as i64, key.epsilon_perm_bits as i64])?;
+    Ok(())
+}
+
 /// Every stored cell, optionally limited to a period range, open periods
 /// included. What may be *released* is [`released_cells`]; this is the raw
 /// store, for tests, the demo's own view and maintenance.
@@ -366,6 +380,153 @@ pub fn report_count(conn: &Connection) -> Result<u64, CollectorError> {
     Ok(conn.query_row("SELECT COUNT(*) FROM reports", [], |r| r.get::<_, i64>(0))? as u64)
 }
 
+/// Deletes the stored reports of every period before `before` (exclusive),
+/// which must all be closed at `clock`; the cells stay as released. Returns how
+/// many reports were deleted. With them go the rows that tied a device to a
+/// period, so the database no longer says who reported in those periods.
+pub fn prune(conn: &Connection, clock: &PeriodClock, before: u32) -> Result<u64, CollectorError> {
+    let Some(limit) = before.checked_sub(1) else {
+        return Ok(0);
+    };
+    if clock.last_closed().is_none_or(|last| limit > last) {
+        let first_open = clock.last_closed().map_or(0, |l| l + 1);
+        return Err(CollectorError::Refused(format!(
+            "periods from {first_open} on are still open (their grace window has not closed), so their reports must stay; prune before period {first_open} at the latest"
+        )));
+    }
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let deleted = conn
+        .execute("DELETE FROM reports WHERE period < ?1", params![before])
+        .map_err(CollectorError::from);
+    let n = finish(conn, deleted)?;
+    checkpoint(conn);
+    Ok(n as u64)
+}
+
+/// The period before which `retention_days` lets reports be deleted at `now`,
+/// clipped to the closed periods.
+pub fn retention_limit(
+    clock: &PeriodClock,
+    now: i64,
+    retention_days: u32,
+    period_seconds: u32,
+) -> u32 {
+    let cutoff = now
+        .saturating_sub(i64::from(retention_days) * 86_400)
+        .max(0) as u64;
+    // Periods that end at or before the cutoff.
+    let by_age = u32::try_from(cutoff / u64::from(period_seconds.max(1))).unwrap_or(u32::MAX);
+    let by_closure = clock.last_closed().map_or(0, |l| l.saturating_add(1));
+    by_age.min(by_closure)
+}
+
+/// A device to erase: by its token or its id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceRef {
+    /// The device's bearer token.
+    Token(String),
+    /// The `devices` table's id.
+    Id(i64),
+}
+
+/// What an erasure did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Erased {
+    /// The erased device's id.
+    pub device: i64,
+    /// Stored reports deleted.
+    pub reports: u64,
+    /// Cells whose statistics changed (some may have been released already).
+    pub cells: u64,
+}
+
+/// Erases a device: takes each of its stored reports out of its cells (exact
+/// integer subtraction, the inverse of ingestion), deletes the reports and the
+/// device's token row, all in one transaction. Returns `Ok(None)` if no such
+/// device exists.
+///
+/// This is the one case where a released cell changes: forgetting a person is
+/// their right. Reports already pruned cannot be taken out, because nothing
+/// links them to the device any more; their cells are aggregates of at least
+/// `min_devices` devices.
+pub fn erase_device(
+    conn: &Connection,
+    catalogs: &Catalogs,
+    device: &DeviceRef,
+) -> Result<Option<Erased>, CollectorError> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let result = erase_in_transaction(conn, catalogs, device);
+    let erased = finish(conn, result)?;
+    if erased.is_some() {
+        checkpoint(conn);
+    }
+    Ok(erased)
+}
+
+fn erase_in_transaction(
+    conn: &Connection,
+    catalogs: &Catalogs,
+    device: &DeviceRef,
+) -> Result<Option<Erased>, CollectorError> {
+    let found: Option<(i64, String)> = match device {
+        DeviceRef::Token(token) => conn
+            .query_row(
+                "SELECT id, cohort FROM devices WHERE token_hash = ?1",
+                params![&token_hash(token)[..]],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?,
+        DeviceRef::Id(id) => conn
+            .query_row(
+                "SELECT id, cohort FROM devices WHERE id = ?1",
+                params![id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?,
+    };
+    let Some((id, cohort)) = found else {
+        return Ok(None);
+    };
+    let bodies: Vec<Vec<u8>> = conn
+        .prepare("SELECT body FROM reports WHERE device = ?1")?
+        .query_map(params![id], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut cells: BTreeMap<CellKey, CellState> = BTreeMap::new();
+    for body in &bodies {
+        let corrupt = |what: String| CollectorError::Internal(format!("a stored report {what}"));
+        let report = Report::decode(body).map_err(|e| corrupt(format!("does not decode: {e}")))?;
+        let valid = validate_structure(report, catalogs)
+            .map_err(|r| corrupt(format!("no longer validates: {}", r.reason)))?;
+        for (m, mechanism) in valid.report.metrics().iter().zip(&valid.mechanisms) {
+            let key = CellKey::of(&valid.report, m, &cohort);
+            let state = match cells.get_mut(&key) {
+                Some(s) => s,
+                None => {
+                    let stored = load_cell(conn, &key)?.ok_or_else(|| {
+                        CollectorError::Internal("a stored report's cell is missing".into())
+                    })?;
+                    cells.entry(key).or_insert(stored)
+                }
+            };
+            state.remove(mechanism, m.value())?;
+        }
+    }
+    for (key, state) in &cells {
+        if state.reports() == 0 {
+            delete_cell(conn, key)?;
+        } else {
+            save_cell(conn, key, state)?;
+        }
+    }
+    let reports = conn.execute("DELETE FROM reports WHERE device = ?1", params![id])?;
+    conn.execute("DELETE FROM devices WHERE id = ?1", params![id])?;
+    Ok(Some(Erased {
+        device: id,
+        reports: reports as u64,
+        cells: cells.len() as u64,
+    }))
+}
+
 /// Commits after `result` succeeded, rolls back otherwise.
 fn finish<T>(conn: &Connection, result: Result<T, CollectorError>) -> Result<T, CollectorError> {
     match result {
@@ -378,6 +539,13 @@ fn finish<T>(conn: &Connection, result: Result<T, CollectorError>) -> Result<T, 
             Err(e)
         }
     }
+}
+
+/// Copies the WAL into the database and empties it, so deleted reports do not
+/// linger in the log (best effort: a busy reader only delays this to the next
+/// automatic checkpoint).
+fn checkpoint(conn: &Connection) {
+    let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
 }
 
 #[cfg(test)]
@@ -418,5 +586,18 @@ mod tests {
             .unwrap();
         let e = open(&newer).unwrap_err().to_string();
         assert!(e.contains("newer Hush"), "{e}");
+    }
+
+    #[test]
+    fn retention_never_reaches_an_open_period() {
+        let clock = PeriodClock {
+            current: 1000,
+            grace_periods: 7,
+        };
+        let day = 86_400;
+        let now = 1000 * i64::from(day) + 5;
+        assert_eq!(retention_limit(&clock, now, 400, day), 600);
+        assert_eq!(retention_limit(&clock, now, 1, day), 993);
+        assert_eq!(clock.last_closed(), Some(992));
     }
 }
