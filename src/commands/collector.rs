@@ -129,7 +129,12 @@ pub fn token(cmd: &TokenCommand) -> anyhow::Result<ExitCode> {
             let config = load(config)?;
             let conn = store::open(&config.database)?;
             if store::revoke_token(&conn, token, now())? {
-                eprintln!("revoked");
+                // The server believes a checked token for TOKEN_TTL; uploads are
+                // checked again in the transaction that would store them.
+                eprintln!(
+                    "revoked: a running collector refuses its uploads at once and its estimate reads within {} s",
+                    hush_collector::TOKEN_TTL.as_secs()
+                );
                 Ok(ExitCode::SUCCESS)
             } else {
                 eprintln!("error: no such active token");

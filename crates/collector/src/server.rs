@@ -372,6 +372,12 @@ pub async fn serve_until(
 ) -> Result<(), CollectorError> {
     let tls = config.tls_cert.clone().zip(config.tls_key.clone());
     let listen = config.listen;
+    if config.clock_offset_seconds != 0 {
+        tracing::warn!(
+            "clock_offset_seconds = {}: periods are accepted, released and pruned by a shifted clock (for tests and demos only)",
+            config.clock_offset_seconds
+        );
+    }
     let state = AppState::new(config.clone())?;
     let at_start = config.clone();
     tokio::task::spawn_blocking(move || prune_expired(&at_start))
