@@ -96,19 +96,21 @@ pub fn open(path: &Path) -> Result<Connection, CollectorError> {
     Ok(conn)
 }
 
-/// Creates the file with mode 0600 if it does not exist; an existing file keeps its mode.
+/// Creates the file with mode 0600 if it does not exist; an existing file is
+/// not touched (nor opened for writing here, so a read-only copy still exports).
 fn create_private(path: &Path) -> Result<(), CollectorError> {
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(false);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path).map_err(|e| {
-        CollectorError::Io(std::io::Error::new(
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(CollectorError::Io(std::io::Error::new(
             e.kind(),
-            format!("cannot open {}: {e}", path.display()),
-        ))
-    })?;
-    Ok(())
+            format!("cannot create {}: {e}", path.display()),
+        ))),
+    }
 }
 
 fn user_version(conn: &Connection) -> Result<i64, CollectorError> {
