@@ -2,11 +2,10 @@
 //! export, pruning and device erasure.
 
 use std::process::ExitCode;
-
-use anyhow::Context;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+use anyhow::Context;
 use hush_collector::{
     Catalogs, CollectorConfig, CollectorError, TokenKind, export, loadgen, new_token_from_os, store,
 };

@@ -14,6 +14,7 @@ use hush_report::{
     bucket_of_day, privatize,
 };
 use rand::SeedableRng;
+use rusqlite::Connection;
 
 use crate::tokens::{TokenKind, new_token_from_os};
 use crate::{CollectorConfig, CollectorError, store};
@@ -144,6 +145,8 @@ pub fn run(
             config.grace_periods
         )));
     }
+    // Refused before the reports are made, and again when minting, atomically.
+    refuse_real_devices(config, &store::open(&config.database)?)?;
     let clock = config.clock();
     let current = clock.current;
     if u64::from(current) < u64::from(config.grace_periods) {
@@ -203,6 +206,13 @@ pub fn run(
         }
     }
 
+    // Stopped while the reports were being made: mint nothing.
+    if stop.load(Ordering::Relaxed) {
+        return Ok(LoadResult {
+            unsent: plan.reports,
+            ..LoadResult::default()
+        });
+    }
     let mut minted = Minted {
         config,
         ids: Vec::new(),
@@ -215,6 +225,18 @@ pub fn run(
     Ok(LoadResult { devices, ..result })
 }
 
+/// Refuses a database that holds any device the load generator did not mint.
+fn refuse_real_devices(config: &CollectorConfig, conn: &Connection) -> Result<(), CollectorError> {
+    let real = store::real_devices(conn)?;
+    if real > 0 {
+        return Err(CollectorError::Refused(format!(
+            "{} holds {real} device(s) that loadgen did not create; loadgen sends load only to a database of its own, so give it a collector configuration with a new database",
+            config.database.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Mints `devices` loadgen tokens in one transaction, after checking (in the
 /// same transaction) that the database holds no device of anyone else's.
 fn mint(
@@ -225,13 +247,7 @@ fn mint(
     let conn = store::open(&config.database)?;
     conn.execute_batch("BEGIN IMMEDIATE")?;
     let minted = (|| {
-        let real = store::real_devices(&conn)?;
-        if real > 0 {
-            return Err(CollectorError::Refused(format!(
-                "{} holds {real} device(s) that loadgen did not create; loadgen sends load only to a database of its own, so give it a collector configuration with a new database",
-                config.database.display()
-            )));
-        }
+        refuse_real_devices(config, &conn)?;
         let now = config.now();
         let mut tokens = Vec::with_capacity(devices as usize);
         let mut new_ids = Vec::with_capacity(devices as usize);
