@@ -82,6 +82,38 @@ pub enum CollectorCommand {
     /// Write the released estimates as a dataset (Parquet, CSV or JSON Lines), one
     /// `period=YYYY-MM-DD` directory per period, with a data dictionary.
     Export(ExportArgs),
+    /// Delete the stored reports of closed periods before a date; the released
+    /// estimates stay.
+    Prune(PruneArgs),
+    /// Manage enrolled devices.
+    #[command(subcommand)]
+    Device(DeviceCommand),
+}
+
+/// `hush collector prune`.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// The configuration (its database, period length and grace window).
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Delete the reports of periods that end by this UTC date YYYY-MM-DD (or
+    /// below this raw period id); refused if any of them is still open.
+    #[arg(long)]
+    pub before: hush_collector::export::PeriodBound,
+}
+
+/// `hush collector device`.
+#[derive(Debug, Subcommand)]
+pub enum DeviceCommand {
+    /// Erase a device: its stored reports, its token, and its contributions to
+    /// every aggregate, released ones included (a person's right to be forgotten).
+    Erase {
+        /// The configuration.
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The device's token, or its id as `hush collector token create` printed it.
+        device: String,
+    },
 }
 
 /// `hush collector export`.
@@ -158,7 +190,8 @@ pub enum TokenCommand {
 /// `hush collector loadgen`.
 #[derive(Debug, Args)]
 pub struct LoadgenArgs {
-    /// The configuration of the collector under test (its database receives the minted device tokens).
+    /// The configuration of the collector under test. Its database receives the
+    /// minted device tokens (revoked at the end) and must hold no other devices.
     #[command(flatten)]
     pub config: ConfigArg,
     /// Collector base URL; only loopback addresses are accepted.
@@ -170,15 +203,17 @@ pub struct LoadgenArgs {
     /// Concurrent clients.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=512))]
     pub concurrency: u64,
-    /// Distinct devices.
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
-    pub devices: u64,
-    /// Reports per upload request.
+    /// Distinct devices [default: the fewest that can send --reports: a device
+    /// sends one report per open period, grace_periods + 1 of them].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub devices: Option<u64>,
+    /// Reports per upload request (a request carries one device's reports only).
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub batch: u64,
-    /// Seed of the privatizer.
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
+    /// Seed of the synthetic measurements and their noise [default: from the
+    /// operating system, so every run sends new report ids].
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Append the id of every acknowledged report to this file.
     #[arg(long)]
     pub acked: Option<std::path::PathBuf>,

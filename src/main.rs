@@ -26,6 +26,8 @@ fn main() -> ExitCode {
         Command::Collector(CollectorCommand::Config) => commands::collector::example_config(),
         Command::Collector(CollectorCommand::Loadgen(a)) => commands::collector::loadgen(&a),
         Command::Collector(CollectorCommand::Export(a)) => commands::collector::export(&a),
+        Command::Collector(CollectorCommand::Prune(a)) => commands::collector::prune(&a),
+        Command::Collector(CollectorCommand::Device(d)) => commands::collector::device(&d),
     };
     match result {
         Ok(code) => code,

@@ -24,8 +24,6 @@ fn acknowledged_reports_survive_kill_9() {
             "60000",
             "--concurrency",
             "4",
-            "--devices",
-            "600",
             "--batch",
             "50",
             "--url",
@@ -80,9 +78,14 @@ fn acknowledged_reports_survive_kill_9() {
         missing.len(),
         &missing[..missing.len().min(3)]
     );
+    // One report per device and period.
+    let device_periods = query_u64(
+        &db,
+        "SELECT COUNT(*) FROM (SELECT DISTINCT device, period FROM reports)",
+    );
+    assert_eq!(device_periods, stored.len() as u64);
     // Counted exactly once: the aggregates hold one report per stored report and metric.
-    let contributions = query_u64(&db, "SELECT COUNT(*) FROM contributions");
-    assert_eq!(contributions, stored.len() as u64);
+    let per_report = u64::from(hush_report::Catalog::builtin().metrics_per_report());
     let cells: u64 = conn
         .prepare("SELECT state FROM cells")
         .unwrap()
@@ -96,8 +99,13 @@ fn acknowledged_reports_survive_kill_9() {
         .sum();
     assert_eq!(
         cells,
-        stored.len() as u64,
+        stored.len() as u64 * per_report,
         "aggregates must count each stored report once"
+    );
+    // The load generator revoked its tokens when its run ended, killed collector or not.
+    assert_eq!(
+        query_u64(&db, "SELECT COUNT(*) FROM devices WHERE revoked_at IS NULL"),
+        0
     );
     // And it still serves.
     let agent = support::client();

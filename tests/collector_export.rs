@@ -15,7 +15,7 @@ use hush_report::{Catalog, Report};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::record::Field;
 use serde_json::Value;
-use support::{Collector, client, hush, parse_csv, report, today, upload};
+use support::{Collector, DAY, client, hush, parse_csv, report, today, upload};
 
 /// Below this many devices a cell is withheld (lowered from 50 so the test stays small).
 const MIN_DEVICES: u64 = 5;
@@ -82,6 +82,9 @@ impl Fixture {
             );
             assert_eq!(status, 200, "{text}");
         }
+        // Both days are open now; the export releases them once their grace
+        // window is over (`exports_only_closed_periods` checks the boundary).
+        collector.set_config("clock_offset_seconds", &(8 * DAY).to_string());
         Fixture {
             collector,
             days,
@@ -478,6 +481,25 @@ fn exports_every_format_partitioned_by_day_with_a_data_dictionary() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+#[test]
+fn exports_only_closed_periods() {
+    // Enough devices that each day has cells above MIN_DEVICES.
+    let f = Fixture::new(80);
+    let out = f.collector.dir.path().join("exports");
+    let export_at = |days: i64| {
+        f.collector
+            .set_config("clock_offset_seconds", &(days * DAY).to_string());
+        let dir = out.join(days.to_string());
+        ok(&f.export(&["--format", "csv", "--out", dir.to_str().unwrap()]));
+        tree(&dir).keys().cloned().collect::<Vec<_>>()
+    };
+    // Today both days are open: nothing is released, however many devices reported.
+    assert!(export_at(0).is_empty());
+    // Six days on, the first day's grace window (7 days) has closed, not the second's.
+    assert_eq!(export_at(6), [format!("period={}", date(f.days[0]))]);
+    assert_eq!(export_at(7).len(), 2);
 }
 
 fn python_check_script() -> PathBuf {

@@ -8,6 +8,25 @@ mod support;
 use hush_report::{Catalog, Encoding, Privatized, Report};
 use support::{Collector, client, query_u64, report, today, upload};
 
+/// The JSON error body of a refusal: its category and nothing else.
+fn refusal(category: &str) -> String {
+    serde_json::json!({ "error": category }).to_string()
+}
+
+/// GET /v1/estimates (with a query) as `token`; returns (status, body).
+fn estimates(c: &Collector, query: &str, token: &str) -> (u16, serde_json::Value) {
+    let mut r = client()
+        .get(format!("{}/v1/estimates{query}", c.url))
+        .header("Authorization", &format!("Bearer {token}"))
+        .call()
+        .unwrap();
+    let text = r.body_mut().read_to_string().unwrap();
+    (
+        r.status().as_u16(),
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}")),
+    )
+}
+
 #[test]
 fn accepts_dedups_and_refuses_with_specific_statuses() {
     let c = Collector::start("min_devices = 3\n");
@@ -35,13 +54,17 @@ fn accepts_dedups_and_refuses_with_specific_statuses() {
 
     // The same report replayed by another device: refused.
     let (status, text) = upload(&agent, &c.url, Some(&other), &body);
-    assert_eq!(status, 409, "{text}");
+    assert_eq!(
+        (status, text),
+        (409, refusal("report already received from another device"))
+    );
 
-    // A second report from the same device for the same period and metric: refused.
+    // A second report from the same device for the same period, about another
+    // metric: refused, one report per device and period whatever its metric.
     let mut seed = 2;
     let second = loop {
         let r = report(&catalog, day - 1, 2.0, seed);
-        if r.metrics()[0].metric() == r1.metrics()[0].metric() {
+        if r.metrics()[0].metric() != r1.metrics()[0].metric() {
             break r;
         }
         seed += 1;
@@ -52,8 +75,10 @@ fn accepts_dedups_and_refuses_with_specific_statuses() {
         Some(&device),
         &Report::encode_batch(&[second]),
     );
-    assert_eq!(status, 409, "{text}");
-    assert!(text.contains("already reported"), "{text}");
+    assert_eq!(
+        (status, text),
+        (409, refusal("this device already reported for this period"))
+    );
 
     // Epsilons other than the policy's (2 per report, 4 per value by default),
     // above or below: each would open a cell of its own.
@@ -65,8 +90,10 @@ fn accepts_dedups_and_refuses_with_specific_statuses() {
             Some(&other),
             &Report::encode_batch(&[off_terms]),
         );
-        assert_eq!(status, 422, "{text}");
-        assert!(text.contains("epsilon"), "{text}");
+        assert_eq!(
+            (status, text),
+            (422, refusal("terms differ from this collector's policy"))
+        );
     }
 
     // An unknown catalog: the same metrics with one range changed hash differently.
@@ -81,8 +108,7 @@ fn accepts_dedups_and_refuses_with_specific_statuses() {
         Some(&other),
         &Report::encode_batch(&[report(&foreign, day - 1, 2.0, 5)]),
     );
-    assert_eq!(status, 422, "{text}");
-    assert!(text.contains("unknown catalog"), "{text}");
+    assert_eq!((status, text), (422, refusal("unknown catalog")));
 
     // An out-of-domain value: a valid report whose value is swapped for one the
     // mechanism cannot produce, re-encoded byte for byte.
@@ -113,21 +139,24 @@ fn accepts_dedups_and_refuses_with_specific_statuses() {
         Some(&other),
         &Report::encode_batch(&[tampered]),
     );
-    assert_eq!(status, 422, "{text}");
-    assert!(text.contains("domain"), "{text}");
+    assert_eq!((status, text), (422, refusal("invalid report")));
 
     // A report from the future.
-    let (status, _) = upload(
+    let (status, text) = upload(
         &agent,
         &c.url,
         Some(&other),
         &Report::encode_batch(&[report(&catalog, day + 5, 2.0, 8)]),
     );
-    assert_eq!(status, 422);
+    assert_eq!((status, text), (422, refusal("future period")));
 
-    // Garbage and an unknown wire version: 400.
-    assert_eq!(upload(&agent, &c.url, Some(&other), b"\x01garbage").0, 400);
-    assert_eq!(upload(&agent, &c.url, Some(&other), &[9, 0, 0]).0, 400);
+    // Garbage and an unknown wire version: 400, and not a word of the decoder's message.
+    for garbage in [&b"\x01garbage"[..], &[9, 0, 0]] {
+        assert_eq!(
+            upload(&agent, &c.url, Some(&other), garbage),
+            (400, refusal("malformed report"))
+        );
+    }
 
     // Only the first report was ever stored.
     assert_eq!(query_u64(&c.database(), "SELECT COUNT(*) FROM reports"), 1);
@@ -137,23 +166,98 @@ fn accepts_dedups_and_refuses_with_specific_statuses() {
         .unwrap();
     assert_eq!(integrity, "ok");
 
-    // Estimates: admin only, withheld below min_devices.
-    let get = |token: &str| {
-        let mut r = agent
-            .get(format!("{}/v1/estimates", c.url))
-            .header("Authorization", &format!("Bearer {token}"))
-            .call()
-            .unwrap();
-        (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
-    };
-    assert_eq!(get(&device).0, 403, "a device token cannot read estimates");
-    let (status, text) = get(&admin);
+    // Estimates: admin only; nothing released while the period is open.
+    assert_eq!(
+        estimates(&c, "", &device),
+        (403, serde_json::json!({"error": "wrong kind of token"})),
+        "a device token cannot read estimates"
+    );
+    let (status, v) = estimates(&c, "", &admin);
     assert_eq!(status, 200);
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(v["rows"].as_array().unwrap().len(), 0);
-    assert_eq!(v["withheld_cells"], 1);
+    assert_eq!(v["withheld_cells"], 0, "an open period is not even counted");
     // An admin token cannot upload.
-    assert_eq!(upload(&agent, &c.url, Some(&admin), &body).0, 403);
+    assert_eq!(
+        upload(&agent, &c.url, Some(&admin), &body),
+        (403, refusal("wrong kind of token"))
+    );
+
+    // A week later the period has closed: its one cell is withheld below min_devices.
+    let c = c.restart_days_later(7);
+    let (status, v) = estimates(&c, "", &admin);
+    assert_eq!(status, 200);
+    assert_eq!(v["rows"].as_array().unwrap().len(), 0);
+    assert_eq!(v["withheld_cells"], 1, "{v}");
+}
+
+#[test]
+fn periods_are_accepted_from_the_grace_window_to_tomorrow() {
+    let c = Collector::start("");
+    let agent = client();
+    let device = c.token(&[]);
+    let catalog = Catalog::builtin();
+    let day = today();
+    let send = |period: u32, seed: u64| {
+        upload(
+            &agent,
+            &c.url,
+            Some(&device),
+            &Report::encode_batch(&[report(&catalog, period, 2.0, seed)]),
+        )
+    };
+    // grace_periods = 7 by default: a missed day is reported up to 7 days later.
+    assert_eq!(send(day - 8, 1), (422, refusal("late period")));
+    assert_eq!(send(day - 7, 2).0, 200);
+    assert_eq!(send(day, 3).0, 200);
+    // One period of clock skew is tolerated, not two.
+    assert_eq!(send(day + 1, 4).0, 200);
+    assert_eq!(send(day + 2, 5), (422, refusal("future period")));
+    assert_eq!(query_u64(&c.database(), "SELECT COUNT(*) FROM reports"), 3);
+}
+
+#[test]
+fn failed_requests_are_limited_per_client_address() {
+    let c = Collector::start("failed_requests_per_minute = 5\n");
+    let agent = client();
+    let catalog = Catalog::builtin();
+    let tokens: Vec<String> = (0..3).map(|_| c.token(&[])).collect();
+    // Successes cost nothing: many more than five go through.
+    for _ in 0..20 {
+        assert_eq!(
+            agent
+                .get(format!("{}/v1/policy", c.url))
+                .call()
+                .unwrap()
+                .status()
+                .as_u16(),
+            200
+        );
+    }
+    for (i, t) in tokens[..2].iter().enumerate() {
+        let body = Report::encode_batch(&[report(&catalog, today() - 1, 2.0, i as u64)]);
+        assert_eq!(upload(&agent, &c.url, Some(t), &body).0, 200);
+    }
+    // Five failures of any kind: unknown tokens (guesses) and malformed bodies.
+    for _ in 0..3 {
+        assert_eq!(upload(&agent, &c.url, Some("hush_dev_guess"), b"x").0, 401);
+    }
+    for _ in 0..2 {
+        assert_eq!(upload(&agent, &c.url, Some(&tokens[0]), b"x").0, 400);
+    }
+    // Then this address gets 429 for everything, a valid upload included.
+    let body = Report::encode_batch(&[report(&catalog, today() - 1, 2.0, 9)]);
+    assert_eq!(
+        upload(&agent, &c.url, Some(&tokens[2]), &body),
+        (429, refusal("too many requests"))
+    );
+    let status = agent
+        .get(format!("{}/healthz", c.url))
+        .call()
+        .unwrap()
+        .status()
+        .as_u16();
+    assert_eq!(status, 429);
+    assert_eq!(query_u64(&c.database(), "SELECT COUNT(*) FROM reports"), 2);
 }
 
 #[test]
@@ -161,8 +265,14 @@ fn authentication_failures_are_401() {
     let c = Collector::start("");
     let agent = client();
     let body = Report::encode_batch(&[report(&Catalog::builtin(), today() - 1, 2.0, 3)]);
-    assert_eq!(upload(&agent, &c.url, None, &body).0, 401);
-    assert_eq!(upload(&agent, &c.url, Some("hush_dev_0000"), &body).0, 401);
+    assert_eq!(
+        upload(&agent, &c.url, None, &body),
+        (401, refusal("missing bearer token"))
+    );
+    assert_eq!(
+        upload(&agent, &c.url, Some("hush_dev_0000"), &body),
+        (401, refusal("unknown or revoked token"))
+    );
     let token = c.token(&[]);
     let revoke = support::hush()
         .args(["collector", "token", "revoke", "--config"])
@@ -183,12 +293,15 @@ fn oversized_bodies_get_413_and_floods_get_429() {
     let c = Collector::start("max_body_bytes = 4096\ndevice_requests_per_minute = 5\n");
     let agent = client();
     let token = c.token(&[]);
-    let (status, _) = upload(&agent, &c.url, Some(&token), &vec![1u8; 10_000]);
-    assert_eq!(status, 413);
+    assert_eq!(
+        upload(&agent, &c.url, Some(&token), &vec![1u8; 10_000]),
+        (413, refusal("too large"))
+    );
     let catalog = Catalog::builtin();
     let mut statuses = Vec::new();
+    // Eight periods the grace window accepts, one report each.
     for i in 0..8u64 {
-        let body = Report::encode_batch(&[report(&catalog, today() - 10 - i as u32, 2.0, 100 + i)]);
+        let body = Report::encode_batch(&[report(&catalog, today() - i as u32, 2.0, 100 + i)]);
         statuses.push(upload(&agent, &c.url, Some(&token), &body).0);
     }
     // The oversized body was refused before it reached the rate limiter; five
@@ -198,7 +311,7 @@ fn oversized_bodies_get_413_and_floods_get_429() {
 }
 
 #[test]
-fn estimates_are_released_once_enough_devices_reported() {
+fn estimates_are_released_once_the_grace_window_closes_with_enough_devices() {
     let c = Collector::start("min_devices = 20\n");
     let agent = client();
     let admin = c.token(&["--admin"]);
@@ -215,13 +328,28 @@ fn estimates_are_released_once_enough_devices_reported() {
         );
         assert_eq!(status, 200, "{text}");
     }
-    let mut r = agent
-        .get(format!("{}/v1/estimates?metric=keystrokes", c.url))
-        .header("Authorization", &format!("Bearer {admin}"))
-        .call()
-        .unwrap();
-    let v: serde_json::Value =
-        serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+    let late = |c: &Collector, seed: u64| {
+        let token = c.token(&["--cohort", "late"]);
+        let body = Report::encode_batch(&[report(&catalog, day, 2.0, seed)]);
+        upload(&client(), &c.url, Some(&token), &body)
+    };
+    let released = |c: &Collector| {
+        let (status, v) = estimates(c, "?metric=keystrokes", &admin);
+        assert_eq!(status, 200, "{v}");
+        v
+    };
+    // Open: enough devices, yet nothing is released.
+    assert_eq!(released(&c)["rows"].as_array().unwrap().len(), 0);
+    // Six days later the period is still open: a late report is accepted, and
+    // still nothing is released.
+    let c = c.restart_days_later(6);
+    assert_eq!(late(&c, 1).0, 200);
+    assert_eq!(released(&c)["rows"].as_array().unwrap().len(), 0);
+    // Seven days later it has closed: released, and no report can change it any more.
+    let c = c.restart_days_later(7);
+    assert_eq!(late(&c, 2), (422, refusal("late period")));
+    let v = released(&c);
+    assert_eq!(v["released_through"], day, "{v}");
     let rows = v["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 1, "{v}");
     let row = &rows[0];

@@ -73,7 +73,7 @@ fn agents_upload_over_verified_tls() {
     let certs = tempfile::tempdir().unwrap();
     make_certificates(certs.path());
     let collector = Collector::start(&format!(
-        "tls_cert = \"{}\"\ntls_key = \"{}\"\nperiod_seconds = 1\n",
+        "tls_cert = \"{}\"\ntls_key = \"{}\"\nperiod_seconds = 1\nfailed_requests_per_minute = 3\n",
         certs.path().join("server.pem").display(),
         certs.path().join("server.key").display()
     ));
@@ -105,4 +105,20 @@ fn agents_upload_over_verified_tls() {
     assert!(terminate(&mut agent).success());
     let stored = support::query_u64(&collector.database(), "SELECT COUNT(*) FROM reports");
     assert!(stored >= 2, "only {stored} reports arrived over TLS");
+
+    // The TLS path knows the client's address too: failures are limited per address.
+    let https = hush_agent::uploader::http_agent(Some(&ca)).unwrap();
+    let status = |path: &str| {
+        https
+            .get(format!("{}{path}", collector.url))
+            .call()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(
+        [status("/nope"), status("/nope"), status("/nope")],
+        [404; 3]
+    );
+    assert_eq!(status("/healthz"), 429);
 }

@@ -1,16 +1,19 @@
-//! `hush collector ...`: serve, tokens, example config, load generation, dataset export.
+//! `hush collector ...`: serve, tokens, example config, load generation, dataset
+//! export, pruning and device erasure.
 
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
 use hush_collector::{
-    Catalogs, CollectorConfig, CollectorError, TokenKind, export, loadgen, new_token, store,
+    Catalogs, CollectorConfig, CollectorError, TokenKind, export, loadgen, new_token_from_os, store,
 };
-use hush_ldp::NoiseRng;
 use indicatif::{ProgressBar, ProgressStyle};
-use rand::SeedableRng;
 
-use crate::args::{ConfigArg, ExportArgs, LoadgenArgs, ServeArgs, TokenCommand};
+use crate::args::{
+    ConfigArg, DeviceCommand, ExportArgs, LoadgenArgs, PruneArgs, ServeArgs, TokenCommand,
+};
 
 fn load(arg: &ConfigArg) -> anyhow::Result<CollectorConfig> {
     match &arg.config {
@@ -25,6 +28,41 @@ fn now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
+/// A refusal the user can fix (a date, a range, existing files, an open
+/// period, a database of the wrong kind) exits with 2.
+fn usage(e: CollectorError) -> anyhow::Error {
+    match e {
+        CollectorError::Refused(m) => anyhow::Error::new(super::Usage(m)),
+        other => other.into(),
+    }
+}
+
+/// Fails unless the database exists: opening a missing one would create an
+/// empty database and then find nothing, silently.
+fn require_database(config: &CollectorConfig) -> anyhow::Result<()> {
+    if !config.database.exists() {
+        anyhow::bail!(
+            "no collector database at {} (check --config)",
+            config.database.display()
+        );
+    }
+    Ok(())
+}
+
+/// Logs to stderr, `info` unless RUST_LOG says otherwise. Without timestamps:
+/// a line's time could tell when a device's request arrived, which the
+/// collector does not keep (a journal adds its own times; keep debug off there).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .without_time()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 /// Runs the service.
 pub fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let mut config = load(&args.config)?;
@@ -35,6 +73,7 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         config.database.clone_from(d);
     }
     config.validate()?;
+    init_logging();
     let scheme = if config.tls_cert.is_some() {
         "https"
     } else {
@@ -66,28 +105,35 @@ pub fn token(cmd: &TokenCommand) -> anyhow::Result<ExitCode> {
         } => {
             let config = load(config)?;
             let conn = store::open(&config.database)?;
-            let kind = if *admin {
-                TokenKind::Admin
+            if *admin {
+                let token = new_token_from_os(TokenKind::Admin)?;
+                store::add_token(&conn, TokenKind::Admin, &token, cohort, now())?;
+                println!("{token}");
+                eprintln!(
+                    "this admin token is shown once and stored only as a hash in {}",
+                    config.database.display()
+                );
             } else {
-                TokenKind::Device
-            };
-            let mut rng = NoiseRng::try_from_rng(&mut rand::rngs::SysRng)
-                .context("reading the operating system's randomness")?;
-            let token = new_token(kind, &mut rng);
-            store::add_token(&conn, kind, &token, cohort, now())?;
-            println!("{token}");
-            eprintln!(
-                "this {} token is shown once and stored only as a hash in {}",
-                if *admin { "admin" } else { "device" },
-                config.database.display()
-            );
+                let token = new_token_from_os(TokenKind::Device)?;
+                let id = store::add_device(&conn, &token, cohort, now(), false)?;
+                println!("{token}");
+                eprintln!(
+                    "device {id}: this token is shown once and stored only as a hash in {}",
+                    config.database.display()
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         TokenCommand::Revoke { config, token } => {
             let config = load(config)?;
             let conn = store::open(&config.database)?;
             if store::revoke_token(&conn, token, now())? {
-                eprintln!("revoked");
+                // The server believes a checked token for TOKEN_TTL; uploads are
+                // checked again in the transaction that would store them.
+                eprintln!(
+                    "revoked: a running collector refuses its uploads at once and its estimate reads within {} s",
+                    hush_collector::TOKEN_TTL.as_secs()
+                );
                 Ok(ExitCode::SUCCESS)
             } else {
                 eprintln!("error: no such active token");
@@ -115,6 +161,12 @@ pub fn loadgen(args: &LoadgenArgs) -> anyhow::Result<ExitCode> {
         batch: args.batch as usize,
         seed: args.seed,
     };
+    // Ctrl-C or SIGTERM ends the run early but still revokes its tokens.
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .with_context(|| format!("installing the handler for signal {signal}"))?;
+    }
     let mut file = match &args.acked {
         Some(path) => Some(
             std::fs::OpenOptions::new()
@@ -135,22 +187,26 @@ pub fn loadgen(args: &LoadgenArgs) -> anyhow::Result<ExitCode> {
         &plan,
         file.as_mut().map(|f| f as &mut (dyn std::io::Write + Send)),
         &|n| bar.set_position(n),
-    )?;
+        &stop,
+    )
+    .map_err(usage)?;
     bar.finish_and_clear();
     if args.json {
         println!("{}", serde_json::to_string(&result)?);
     } else {
         println!(
-            "{} reports acknowledged ({} new, {} duplicates), {} failed, in {:.2} s: {:.0} reports/s",
+            "{} reports acknowledged ({} new, {} duplicates), {} failed, {} unsent, from {} devices (revoked now) in {:.2} s: {:.0} reports/s",
             result.accepted + result.duplicates,
             result.accepted,
             result.duplicates,
             result.failed,
+            result.unsent,
+            result.devices,
             result.seconds,
             result.reports_per_second
         );
     }
-    Ok(if result.failed == 0 {
+    Ok(if result.failed == 0 && result.unsent == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -160,11 +216,6 @@ pub fn loadgen(args: &LoadgenArgs) -> anyhow::Result<ExitCode> {
 /// Writes the released estimates as a partitioned dataset with its data dictionary.
 pub fn export(args: &ExportArgs) -> anyhow::Result<ExitCode> {
     let config = load(&args.config)?;
-    // A refusal the user can fix (a date, a range, existing files) exits with 2.
-    let usage = |e: CollectorError| match e {
-        CollectorError::Refused(m) => anyhow::Error::new(super::Usage(m)),
-        other => other.into(),
-    };
     let from = args
         .from
         .map(|b| b.first_period(config.period_seconds))
@@ -181,13 +232,7 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<ExitCode> {
         ))
         .into());
     }
-    // Opening a missing database would create an empty one and export nothing, silently.
-    if !config.database.exists() {
-        anyhow::bail!(
-            "no collector database at {} (check --config)",
-            config.database.display()
-        );
-    }
+    require_database(&config)?;
     let conn = store::open(&config.database)?;
     let options = export::ExportOptions {
         format: args.format,
@@ -203,10 +248,19 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<ExitCode> {
         ProgressStyle::with_template("exporting {bar:30} {pos}/{len} files")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let summary = export::export(&conn, &Catalogs::builtin(), &options, &mut |done, total| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-    })
+    // Only closed periods: a period is exported once its grace window is over,
+    // and its cells never change after that.
+    let clock = config.clock();
+    let summary = export::export(
+        &conn,
+        &Catalogs::builtin(),
+        &options,
+        &clock,
+        &mut |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        },
+    )
     .map_err(usage)?;
     bar.finish_and_clear();
     let files = summary
@@ -215,14 +269,74 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<ExitCode> {
         .filter(|p| p.file.is_some())
         .count();
     println!(
-        "{} rows in {files} {} file(s) under {}: {} cells released, {} withheld (fewer than {} devices); data dictionary {}",
+        "{} rows in {files} {} file(s) under {}: {} cells released, {} withheld (fewer than {} devices); {}; data dictionary {}",
         summary.rows,
         summary.format,
         args.out.display(),
         summary.released_cells,
         summary.withheld_cells,
         config.min_devices.max(2),
+        released_through(&config, &clock),
         summary.readme.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// "periods through YYYY-MM-DD are closed", for messages.
+fn released_through(config: &CollectorConfig, clock: &hush_collector::PeriodClock) -> String {
+    match clock.last_closed() {
+        Some(p) => format!(
+            "periods through {} are closed (grace_periods = {})",
+            hush_collector::estimate::period_start(p, config.period_seconds),
+            config.grace_periods
+        ),
+        None => "no period is closed yet".to_owned(),
+    }
+}
+
+/// Deletes the stored reports of closed periods before a date.
+pub fn prune(args: &PruneArgs) -> anyhow::Result<ExitCode> {
+    let config = load(&args.config)?;
+    let before = args
+        .before
+        .periods_before(config.period_seconds)
+        .map_err(usage)?;
+    require_database(&config)?;
+    let conn = store::open(&config.database)?;
+    let clock = config.clock();
+    let pruned = store::prune(&conn, &clock, before).map_err(usage)?;
+    println!(
+        "pruned {pruned} stored reports of periods before {}; released cells are unchanged",
+        hush_collector::estimate::period_start(before, config.period_seconds)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Device management: erasure.
+pub fn device(cmd: &DeviceCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        DeviceCommand::Erase { config, device } => {
+            let config = load(config)?;
+            let which = match device.trim().parse::<i64>() {
+                Ok(id) => store::DeviceRef::Id(id),
+                Err(_) => store::DeviceRef::Token(device.trim().to_owned()),
+            };
+            require_database(&config)?;
+            let conn = store::open(&config.database)?;
+            match store::erase_device(&conn, &Catalogs::builtin(), &which)? {
+                Some(erased) => {
+                    println!(
+                        "erased device {}: {} stored reports deleted, {} cells changed, token deleted",
+                        erased.device, erased.reports, erased.cells
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                None => Err(super::Usage(format!(
+                    "no such device in {}",
+                    config.database.display()
+                ))
+                .into()),
+            }
+        }
+    }
 }

@@ -43,7 +43,11 @@ EXPECTED_SCHEMA = [
     ("catalog_hash", pa.string()),
     ("period", pa.string()),
 ]
-MECHANISMS = {"grr", "sue", "oue", "olh", "hr", "laplace", "duchi", "piecewise", "hybrid", "onebit"}
+# Every name of FrequencyKind::NAMES and NumericKind::NAMES (crates/ldp/src/kind.rs).
+MECHANISMS = {
+    "grr", "sue", "oue", "olh", "hr", "l-grr", "l-sue", "l-oue", "l-osue", "l-lh", "dbitflip-pm",
+    "laplace", "duchi", "piecewise", "hybrid", "onebit", "l-onebit",
+}
 
 failures = []
 

@@ -98,6 +98,102 @@ impl Drop for Collector {
     }
 }
 
+/// Seconds in a day, for `clock_offset_seconds`.
+pub const DAY: i64 = 86_400;
+
+impl Collector {
+    /// Starts `hush collector serve` with extra config lines and `RUST_LOG=debug`,
+    /// its stdout and stderr going to `collector.out` and `collector.log` in its
+    /// directory (see [`Collector::log`]).
+    pub fn start_logged(extra_config: &str) -> Collector {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("collector.toml"),
+            format!("listen = \"127.0.0.1:0\"\ndatabase = \"collector.sqlite\"\n{extra_config}"),
+        )
+        .unwrap();
+        let out = dir.path().join("collector.out");
+        let file = |name: &str| std::fs::File::create(dir.path().join(name)).unwrap();
+        let child = hush()
+            .args(["collector", "serve", "--config"])
+            .arg(dir.path().join("collector.toml"))
+            .env("RUST_LOG", "debug")
+            .stdout(file("collector.out"))
+            .stderr(file("collector.log"))
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let line = loop {
+            let text = std::fs::read_to_string(&out).unwrap_or_default();
+            if let Some(line) = text.lines().next().filter(|_| text.contains('\n')) {
+                break line.to_owned();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the collector never said where it listens"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let url = line
+            .split_whitespace()
+            .nth(2)
+            .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+            .to_owned();
+        Collector { child, url, dir }
+    }
+
+    /// What a [`Collector::start_logged`] process wrote to stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("collector.log")).unwrap_or_default()
+    }
+
+    /// What a [`Collector::start_logged`] process wrote to stdout so far.
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("collector.out")).unwrap_or_default()
+    }
+
+    /// Sets one setting in the configuration file, replacing an earlier value.
+    /// Commands run from now on see it; the running server does not.
+    pub fn set_config(&self, key: &str, value: &str) {
+        let path = self.config();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut lines: Vec<String> = text
+            .lines()
+            .filter(|l| l.split('=').next().map(str::trim) != Some(key))
+            .map(str::to_owned)
+            .collect();
+        lines.push(format!("{key} = {value}"));
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    }
+
+    /// Restarts the server (after SIGKILL) on the same database, with its clock
+    /// `days` days ahead (`clock_offset_seconds`): how a test reads what the
+    /// collector releases once grace windows have closed.
+    pub fn restart_days_later(self, days: i64) -> Collector {
+        self.set_config("clock_offset_seconds", &(days * DAY).to_string());
+        Collector::start_in(self.kill())
+    }
+
+    /// `hush collector <args...> --config <this collector's config>`.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = hush();
+        command
+            .arg("collector")
+            .args(args)
+            .arg("--config")
+            .arg(self.config());
+        command
+    }
+
+    /// Stops the server with SIGTERM and waits, so its log is complete.
+    pub fn stop(&mut self) {
+        assert!(
+            terminate(&mut self.child).success(),
+            "the collector failed on SIGTERM"
+        );
+    }
+}
+
 /// An HTTP client that returns error statuses as responses.
 pub fn client() -> ureq::Agent {
     ureq::Agent::config_builder()

@@ -1,7 +1,7 @@
 //! Aggregation cells: per (metric, period, cohort, epsilons) the mergeable sufficient
 //! statistics of hush-stats, and their compact stored form.
 
-use hush_report::{Metric, MetricMechanism, Privatized};
+use hush_report::{Metric, MetricMechanism, MetricReport, Privatized, Report};
 use hush_stats::{BranchMoments, FrequencyAggregate, MeanAggregate};
 
 use crate::CollectorError;
@@ -25,6 +25,18 @@ pub struct CellKey {
 }
 
 impl CellKey {
+    /// The cell one metric of a report lands in, for a device of `cohort`.
+    pub fn of(report: &Report, metric: &MetricReport, cohort: &str) -> CellKey {
+        CellKey {
+            catalog: report.catalog_hash(),
+            metric: metric.metric(),
+            period: report.period(),
+            cohort: cohort.to_owned(),
+            epsilon_bits: metric.epsilon().to_bits(),
+            epsilon_perm_bits: metric.epsilon_perm().to_bits(),
+        }
+    }
+
     /// The per-report epsilon (`epsilon_1`) as a number.
     pub fn epsilon(&self) -> f64 {
         f64::from_bits(self.epsilon_bits)
@@ -77,6 +89,30 @@ impl CellState {
             (CellState::Mean(a), MetricMechanism::Numeric(m)) => {
                 let p = value.as_grid().ok_or_else(invalid)?;
                 a.add(m, p).map_err(|_| invalid())
+            }
+            _ => Err(invalid()),
+        }
+    }
+
+    /// Takes one value out again: the exact inverse of [`add`](Self::add), for
+    /// erasure. Fails, changing nothing, if the value was never folded in.
+    pub fn remove(
+        &mut self,
+        mechanism: &MetricMechanism,
+        value: &Privatized,
+    ) -> Result<(), CollectorError> {
+        let invalid = || CollectorError::Internal("a stored value does not fit its cell".into());
+        let absent = |e: hush_stats::StatsError| {
+            CollectorError::Internal(format!("cannot take a stored report out of its cell: {e}"))
+        };
+        match (self, mechanism) {
+            (CellState::Frequency(a), MetricMechanism::Frequency(o)) => {
+                let out = value.as_frequency().ok_or_else(invalid)?;
+                a.remove(o, &out).map_err(absent)
+            }
+            (CellState::Mean(a), MetricMechanism::Numeric(m)) => {
+                let p = value.as_grid().ok_or_else(invalid)?;
+                a.remove(m, p).map_err(absent)
             }
             _ => Err(invalid()),
         }

@@ -31,6 +31,22 @@ pub struct CollectorConfig {
     pub device_requests_per_minute: u32,
     /// How many upload requests one database transaction may commit together.
     pub group_commit: usize,
+    /// Failed or refused requests (any 4xx) one client address may cause per
+    /// minute before every request from it gets 429. Addresses live in memory
+    /// only, are never stored or logged, and IPv6 clients count per /64.
+    pub failed_requests_per_minute: u32,
+    /// How many periods after its own a period still accepts reports: the agent
+    /// reports a day it missed up to 7 days later, so 7. A period's cells are
+    /// released only once this window has closed, and never change afterwards
+    /// (except by erasure, a person's right).
+    pub grace_periods: u32,
+    /// Stored reports of closed periods older than this many days are deleted
+    /// (at start and then daily); the released aggregate cells stay.
+    pub retention_days: u32,
+    /// For tests and demonstrations only: seconds added to the system clock when
+    /// the collector decides which periods are open, closed or expired, so a test
+    /// can upload "today" and read the released cells "a week later". Leave at 0.
+    pub clock_offset_seconds: i64,
     /// PEM certificate chain for TLS; TLS is off when unset.
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for TLS.
@@ -49,6 +65,10 @@ impl Default for CollectorConfig {
             max_body_bytes: hush_report::MAX_BATCH_BYTES + 1,
             device_requests_per_minute: 120,
             group_commit: 256,
+            failed_requests_per_minute: 60,
+            grace_periods: 7,
+            retention_days: 400,
+            clock_offset_seconds: 0,
             tls_cert: None,
             tls_key: None,
         }
@@ -95,10 +115,34 @@ impl CollectorConfig {
         if self.device_requests_per_minute == 0 {
             return bad("device_requests_per_minute must be at least 1");
         }
+        if self.failed_requests_per_minute == 0 {
+            return bad("failed_requests_per_minute must be at least 1");
+        }
+        if self.retention_days == 0 {
+            return bad("retention_days must be at least 1");
+        }
+        // Roughly 136 years either way: beyond that the period arithmetic is meaningless.
+        if self.clock_offset_seconds.unsigned_abs() > u64::from(u32::MAX) {
+            return bad("clock_offset_seconds is out of range");
+        }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return bad("tls_cert and tls_key go together");
         }
         Ok(())
+    }
+
+    /// Seconds since the Unix epoch by this collector's clock: the system clock
+    /// plus `clock_offset_seconds`.
+    pub fn now(&self) -> i64 {
+        let system = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        system.saturating_add(self.clock_offset_seconds)
+    }
+
+    /// The period lifecycle at this collector's present moment.
+    pub fn clock(&self) -> crate::PeriodClock {
+        crate::PeriodClock::at(self, self.now())
     }
 
     /// An example configuration file with every setting and its default, commented.
@@ -134,9 +178,51 @@ device_requests_per_minute = 120
 # Upload requests committed together in one transaction (group commit).
 group_commit = 256
 
+# Failed or refused requests (any 4xx) one client address may cause per minute
+# before all its requests get 429. Addresses are kept in memory only, never
+# stored or logged. Clients behind one NAT share an allowance.
+failed_requests_per_minute = 60
+
+# How many periods after its own a period still accepts reports: the agent
+# reports a day it missed up to 7 days later, so 7. A period's estimates are
+# released only after this window closes, and never change afterwards (erasing
+# a device is the one exception), so no late report can be isolated by
+# comparing two releases.
+grace_periods = 7
+
+# Stored reports of closed periods older than this are deleted, at start and
+# then daily; the released aggregates stay. `hush collector prune` does the same
+# on demand.
+retention_days = 400
+
+# For tests and demonstrations only: seconds added to the clock when deciding
+# which periods are open, released or expired. Leave at 0.
+# clock_offset_seconds = 0
+
 # TLS (rustls): set both to serve HTTPS.
 # tls_cert = "cert.pem"
 # tls_key = "key.pem"
 "#
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_states_every_default() {
+        let parsed: CollectorConfig = toml::from_str(CollectorConfig::example()).unwrap();
+        assert_eq!(parsed, CollectorConfig::default());
+        parsed.validate().unwrap();
+        // Every setting is named in it, the test-only clock offset included.
+        for key in [
+            "failed_requests_per_minute",
+            "grace_periods",
+            "retention_days",
+            "clock_offset_seconds",
+        ] {
+            assert!(CollectorConfig::example().contains(key), "{key}");
+        }
     }
 }

@@ -18,6 +18,25 @@ pub enum CollectorError {
     /// export that would overwrite files without being told to.
     #[error("{0}")]
     Refused(String),
+    /// The database was made by a Hush with another schema.
+    #[error(
+        "{} was made by {} Hush (schema version {found}; this one uses {expected}): {}",
+        path.display(),
+        if found < expected { "an older" } else { "a newer" },
+        if found < expected {
+            "export it with the Hush that made it and start a new database"
+        } else {
+            "use that Hush, or start a new database"
+        }
+    )]
+    SchemaVersion {
+        /// The database file.
+        path: std::path::PathBuf,
+        /// Its schema version.
+        found: i64,
+        /// The version this build reads and writes.
+        expected: i64,
+    },
     /// A broken internal invariant or a stopped component.
     #[error("internal: {0}")]
     Internal(String),

@@ -6,14 +6,14 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::thread;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use crate::CollectorError;
 use crate::cells::{CellKey, CellState};
 use crate::store;
-use crate::validate::{Rejection, ValidReport};
+use crate::validate::{Rejection, ValidReport, category};
 
 /// What happened to an accepted upload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
@@ -33,11 +33,14 @@ pub enum IngestError {
     Storage(CollectorError),
 }
 
+/// Cells the writer keeps in memory beyond this many are dropped (and reloaded
+/// from the database when next touched), so the cache cannot grow without bound.
+const CACHE_CELLS: usize = 1 << 16;
+
 struct Job {
     device: i64,
     cohort: String,
     reports: Vec<ValidReport>,
-    now: i64,
     reply: oneshot::Sender<Result<Outcome, IngestError>>,
 }
 
@@ -66,25 +69,30 @@ impl Writer {
         device: i64,
         cohort: String,
         reports: Vec<ValidReport>,
-        now: i64,
     ) -> Result<Outcome, IngestError> {
         let (reply, wait) = oneshot::channel();
         let job = Job {
             device,
             cohort,
             reports,
-            now,
             reply,
         };
-        let tx = self.tx.clone();
-        // The queue is bounded; waiting for room must not block the async runtime.
-        let sent = tokio::task::spawn_blocking(move || tx.send(job).is_ok())
-            .await
-            .unwrap_or(false);
-        if !sent {
-            return Err(IngestError::Storage(CollectorError::Internal(
-                "the writer has stopped".into(),
-            )));
+        let stopped =
+            || IngestError::Storage(CollectorError::Internal("the writer has stopped".into()));
+        // Usually the queue has room; only when it is full does waiting for room
+        // go to a blocking thread, so it never blocks the async runtime.
+        match self.tx.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Disconnected(_)) => return Err(stopped()),
+            Err(TrySendError::Full(job)) => {
+                let tx = self.tx.clone();
+                let sent = tokio::task::spawn_blocking(move || tx.send(job).is_ok())
+                    .await
+                    .unwrap_or(false);
+                if !sent {
+                    return Err(stopped());
+                }
+            }
         }
         wait.await.unwrap_or_else(|_| {
             Err(IngestError::Storage(CollectorError::Internal(
@@ -94,8 +102,18 @@ impl Writer {
     }
 }
 
+/// The writer's memory: cells it has loaded, valid while no other connection
+/// has changed the database (an erasure or a prune from the command line).
+struct Cache {
+    cells: HashMap<CellKey, CellState>,
+    data_version: Option<i64>,
+}
+
 fn run(conn: Connection, rx: Receiver<Job>, group: usize) {
-    let mut cache: HashMap<CellKey, CellState> = HashMap::new();
+    let mut cache = Cache {
+        cells: HashMap::new(),
+        data_version: None,
+    };
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         while jobs.len() < group {
@@ -110,11 +128,19 @@ fn run(conn: Connection, rx: Receiver<Job>, group: usize) {
 
 /// One transaction for a group of uploads; each upload in its own savepoint,
 /// so a conflicting upload is refused without affecting the others.
-fn commit_group(conn: &Connection, cache: &mut HashMap<CellKey, CellState>, jobs: Vec<Job>) {
+fn commit_group(conn: &Connection, cache: &mut Cache, jobs: Vec<Job>) {
     let mut results: Vec<Result<Outcome, Rejection>> = Vec::with_capacity(jobs.len());
     let mut dirty: HashSet<CellKey> = HashSet::new();
     let outcome = (|| -> Result<(), CollectorError> {
         conn.execute_batch("BEGIN IMMEDIATE")?;
+        // `data_version` changes when another connection commits. Checked under
+        // the write lock, so nothing can change between here and COMMIT: an
+        // erased contribution is never written back from a stale cached cell.
+        let version: i64 = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        if cache.data_version != Some(version) || cache.cells.len() > CACHE_CELLS {
+            cache.cells.clear();
+            cache.data_version = Some(version);
+        }
         for job in &jobs {
             conn.execute_batch("SAVEPOINT upload")?;
             let mut updates: Vec<(CellKey, usize, usize)> = Vec::new();
@@ -126,12 +152,12 @@ fn commit_group(conn: &Connection, cache: &mut HashMap<CellKey, CellState>, jobs
                         let valid = &job.reports[r];
                         let metric = &valid.catalog.metrics()
                             [usize::from(valid.report.metrics()[m].metric())];
-                        let state = match cache.get_mut(&key) {
+                        let state = match cache.cells.get_mut(&key) {
                             Some(s) => s,
                             None => {
                                 let loaded = store::load_cell(conn, &key)?
                                     .unwrap_or_else(|| CellState::empty(metric));
-                                cache.entry(key.clone()).or_insert(loaded)
+                                cache.cells.entry(key.clone()).or_insert(loaded)
                             }
                         };
                         state.add(&valid.mechanisms[m], valid.report.metrics()[m].value())?;
@@ -147,7 +173,7 @@ fn commit_group(conn: &Connection, cache: &mut HashMap<CellKey, CellState>, jobs
             }
         }
         for key in &dirty {
-            if let Some(state) = cache.get(key) {
+            if let Some(state) = cache.cells.get(key) {
                 store::save_cell(conn, key, state)?;
             }
         }
@@ -163,7 +189,7 @@ fn commit_group(conn: &Connection, cache: &mut HashMap<CellKey, CellState>, jobs
         Err(e) => {
             let _ = conn.execute_batch("ROLLBACK");
             // The cache may hold updates that were never committed.
-            cache.clear();
+            cache.cells.clear();
             tracing::error!(
                 "commit failed, {} uploads refused with 503: {e}",
                 jobs.len()
@@ -181,22 +207,32 @@ fn commit_group(conn: &Connection, cache: &mut HashMap<CellKey, CellState>, jobs
 
 /// Inserts one upload's reports; returns the cells to update as (cell, report
 /// index, metric index), or a rejection.
-#[allow(clippy::type_complexity)]
 fn apply(
     conn: &Connection,
     job: &Job,
     updates: &mut Vec<(CellKey, usize, usize)>,
 ) -> Result<Result<Outcome, Rejection>, CollectorError> {
+    // The token was checked when the request arrived, possibly from a cache; a
+    // device revoked or erased since then must not store anything.
+    if !store::device_active(conn, job.device)? {
+        return Ok(Err(Rejection::new(
+            401,
+            category::UNKNOWN_TOKEN,
+            "the device was revoked or erased after its token was checked",
+        )));
+    }
     let mut outcome = Outcome::default();
+    let mut find = conn.prepare_cached("SELECT device FROM reports WHERE id = ?1")?;
+    // One report per device and period: the unique index on (device, period)
+    // makes a second one a no-op, which is how it is detected.
+    let mut insert = conn.prepare_cached(
+        "INSERT OR IGNORE INTO reports (id, device, period, body) VALUES (?1, ?2, ?3, ?4)",
+    )?;
     for (r, valid) in job.reports.iter().enumerate() {
         let report = &valid.report;
         let id = report.id().0;
-        let existing: Option<i64> = conn
-            .query_row(
-                "SELECT device FROM reports WHERE id = ?1",
-                params![&id[..]],
-                |row| row.get(0),
-            )
+        let existing: Option<i64> = find
+            .query_row(params![&id[..]], |row| row.get(0))
             .optional()?;
         match existing {
             Some(d) if d == job.device => {
@@ -204,44 +240,32 @@ fn apply(
                 continue;
             }
             Some(_) => {
-                return Ok(Err(Rejection {
-                    status: 409,
-                    reason: format!("report {} was already sent by another device", report.id()),
-                }));
+                return Ok(Err(Rejection::new(
+                    409,
+                    category::OTHER_DEVICE,
+                    "a report id stored for another device",
+                )));
             }
             None => {}
         }
-        conn.execute(
-            "INSERT INTO reports (id, device, period, received_at, body) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![&id[..], job.device, report.period(), job.now, report.encode()],
-        )?;
+        let inserted = insert.execute(params![
+            &id[..],
+            job.device,
+            report.period(),
+            report.encode()
+        ])?;
+        if inserted == 0 {
+            return Ok(Err(Rejection::new(
+                409,
+                category::PERIOD_TAKEN,
+                format!(
+                    "a second report for period {} from one device",
+                    report.period()
+                ),
+            )));
+        }
         for (m, metric) in report.metrics().iter().enumerate() {
-            let inserted = conn.execute(
-                "INSERT OR IGNORE INTO contributions (device, period, catalog, metric, report) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![job.device, report.period(), &report.catalog_hash().0[..], metric.metric(), &id[..]],
-            )?;
-            if inserted == 0 {
-                let name = valid.catalog.metrics()[usize::from(metric.metric())].name;
-                return Ok(Err(Rejection {
-                    status: 409,
-                    reason: format!(
-                        "this device already reported {name} for period {}",
-                        report.period()
-                    ),
-                }));
-            }
-            updates.push((
-                CellKey {
-                    catalog: report.catalog_hash(),
-                    metric: metric.metric(),
-                    period: report.period(),
-                    cohort: job.cohort.clone(),
-                    epsilon_bits: metric.epsilon().to_bits(),
-                    epsilon_perm_bits: metric.epsilon_perm().to_bits(),
-                },
-                r,
-                m,
-            ));
+            updates.push((CellKey::of(report, metric, &job.cohort), r, m));
         }
         outcome.accepted += 1;
     }

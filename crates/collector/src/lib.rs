@@ -5,6 +5,11 @@
 //!
 //! It depends on `hush-report` for the wire type (one definition, shared with
 //! the agent) and on `hush-stats` for the estimators, and never on capture.
+//!
+//! The employer runs the collector, so it is built to learn only the randomized
+//! reports: one per device and period, no arrival times or client addresses
+//! kept, and a period's cells released once, after its grace window
+//! ([`PeriodClock`]), so releases cannot be compared to isolate one report.
 
 mod cells;
 mod config;
@@ -12,7 +17,9 @@ mod error;
 pub mod estimate;
 pub mod export;
 mod ingest;
+mod limits;
 pub mod loadgen;
+mod periods;
 pub mod server;
 pub mod store;
 mod tokens;
@@ -22,5 +29,7 @@ pub use cells::{CellKey, CellState};
 pub use config::CollectorConfig;
 pub use error::CollectorError;
 pub use ingest::{IngestError, Outcome, Writer};
-pub use tokens::{TokenKind, new_token, token_hash};
-pub use validate::{Catalogs, Rejection, ValidReport, validate};
+pub use limits::TOKEN_TTL;
+pub use periods::{PeriodClock, Unaccepted};
+pub use tokens::{TokenKind, new_token, new_token_from_os, token_hash};
+pub use validate::{Catalogs, Rejection, ValidReport, category, validate, validate_structure};

@@ -1,9 +1,10 @@
 //! A bounded load generator for the collector, loopback only: real reports from the
-//! real privatizer, uploaded over HTTP by concurrent clients.
+//! real privatizer, uploaded over HTTP by concurrent clients, as devices it mints
+//! for the run in a database that holds no one else's devices, and revokes after.
 
 use std::io::Write;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,8 +14,9 @@ use hush_report::{
     bucket_of_day, privatize,
 };
 use rand::SeedableRng;
+use rusqlite::Connection;
 
-use crate::tokens::{TokenKind, new_token};
+use crate::tokens::{TokenKind, new_token_from_os};
 use crate::{CollectorConfig, CollectorError, store};
 
 /// What to send.
@@ -26,23 +28,30 @@ pub struct LoadPlan {
     pub reports: u64,
     /// Concurrent clients.
     pub concurrency: usize,
-    /// Distinct devices (tokens minted for the run).
-    pub devices: u64,
-    /// Reports per upload request.
+    /// Distinct devices (tokens minted for the run); `None` for the fewest that
+    /// can send `reports`. A device sends one report per open period, so at
+    /// most `grace_periods + 1`.
+    pub devices: Option<u64>,
+    /// Reports per upload request (at most one device's reports).
     pub batch: usize,
-    /// Seed for the privatizer.
-    pub seed: u64,
+    /// Seed of the synthetic measurements and their noise; `None` draws one
+    /// from the operating system, so repeated runs send new report ids.
+    pub seed: Option<u64>,
 }
 
 /// What happened.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct LoadResult {
+    /// Devices minted (and revoked at the end).
+    pub devices: u64,
     /// Reports acknowledged as newly stored.
     pub accepted: u64,
     /// Reports acknowledged as already stored.
     pub duplicates: u64,
     /// Reports in requests that failed or were refused.
     pub failed: u64,
+    /// Reports not sent because the run was stopped.
+    pub unsent: u64,
     /// Wall-clock seconds of the upload phase.
     pub seconds: f64,
     /// Acknowledged reports per second.
@@ -68,53 +77,107 @@ pub fn check_loopback(url: &str) -> Result<(), CollectorError> {
     }
 }
 
+/// The fewest devices that can send `reports`: each sends one report per open
+/// period, the current one and `grace_periods` before it.
+pub fn devices_needed(reports: u64, grace_periods: u32) -> u64 {
+    reports.div_ceil(u64::from(grace_periods) + 1)
+}
+
+/// The devices a run minted: revoked when the run ends, whether it succeeded,
+/// failed or panicked, so no load generator token outlives its run.
+struct Minted<'a> {
+    config: &'a CollectorConfig,
+    ids: Vec<i64>,
+    revoked: bool,
+}
+
+impl Minted<'_> {
+    fn revoke(&mut self) -> Result<(), CollectorError> {
+        if self.revoked || self.ids.is_empty() {
+            return Ok(());
+        }
+        let conn = store::open(&self.config.database)?;
+        store::revoke_devices(&conn, &self.ids, self.config.now())?;
+        self.revoked = true;
+        Ok(())
+    }
+}
+
+impl Drop for Minted<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.revoke() {
+            tracing::error!(
+                "could not revoke the load generator's {} device tokens: {e}",
+                self.ids.len()
+            );
+        }
+    }
+}
+
 /// Mints device tokens, builds reports, and uploads them. Every acknowledged report
 /// id is written to `acked` (one hex id per line) as soon as its request succeeds.
+/// Setting `stop` ends the run early (the remaining reports are counted as unsent).
+///
+/// Runs only against a database of its own: one holding any device it did not
+/// mint (revoked or not) is refused, so load never mixes with real reports. The
+/// tokens come from the operating system's generator and are revoked when the
+/// run ends, on every path out of this function.
 pub fn run(
     config: &CollectorConfig,
     plan: &LoadPlan,
     acked: Option<&mut (dyn Write + Send)>,
     progress: &(dyn Fn(u64) + Sync),
+    stop: &AtomicBool,
 ) -> Result<LoadResult, CollectorError> {
     check_loopback(&plan.url)?;
-    if plan.devices == 0 || plan.batch == 0 || plan.concurrency == 0 {
-        return Err(CollectorError::Config(
-            "devices, batch and concurrency must be positive".into(),
+    if plan.reports == 0 || plan.batch == 0 || plan.concurrency == 0 || plan.devices == Some(0) {
+        return Err(CollectorError::Refused(
+            "reports, devices, batch and concurrency must be positive".into(),
         ));
     }
-    let mut rng = NoiseRng::seed_from_u64(plan.seed);
-    let conn = store::open(&config.database)?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let current = (now / u64::from(config.period_seconds)) as u32;
-    let tokens: Vec<String> = (0..plan.devices)
-        .map(|_| {
-            let t = new_token(TokenKind::Device, &mut rng);
-            store::add_token(&conn, TokenKind::Device, &t, "loadgen", now as i64).map(|()| t)
-        })
-        .collect::<Result<_, _>>()?;
-    drop(conn);
+    let needed = devices_needed(plan.reports, config.grace_periods);
+    let devices = plan.devices.unwrap_or(needed);
+    if devices < needed {
+        return Err(CollectorError::Refused(format!(
+            "{devices} devices cannot send {} reports: a device sends one report per open period, and {} periods are open (the current one and grace_periods = {} before it); use at least {needed} devices",
+            plan.reports,
+            u64::from(config.grace_periods) + 1,
+            config.grace_periods
+        )));
+    }
+    // Refused before the reports are made, and again when minting, atomically.
+    refuse_real_devices(config, &store::open(&config.database)?)?;
+    let clock = config.clock();
+    let current = clock.current;
+    if u64::from(current) < u64::from(config.grace_periods) {
+        return Err(CollectorError::Internal(
+            "the clock is before the first periods".into(),
+        ));
+    }
+    let seed = match plan.seed {
+        Some(s) => s,
+        None => {
+            let mut bytes = [0u8; 8];
+            rand::TryRng::try_fill_bytes(&mut rand::rngs::SysRng, &mut bytes).map_err(|e| {
+                CollectorError::Internal(format!("no operating-system randomness: {e}"))
+            })?;
+            u64::from_le_bytes(bytes)
+        }
+    };
+    let mut rng = NoiseRng::seed_from_u64(seed);
 
     // Device d sends its j-th report for period (current - j): one report per
-    // device and period, so none conflicts.
+    // device and period, all within the grace window, so none conflicts.
     let catalog = Catalog::builtin();
-    let per_device = plan.reports.div_ceil(plan.devices);
-    if per_device > u64::from(current) {
-        return Err(CollectorError::Config(
-            "too many reports per device for the period range".into(),
-        ));
-    }
+    let (base, extra) = (plan.reports / devices, plan.reports % devices);
     let mut jobs: Vec<(usize, Vec<Report>)> = Vec::new();
-    for d in 0..plan.devices {
-        let mut mine = Vec::new();
+    for d in 0..devices {
+        let mine_count = base + u64::from(d < extra);
+        let mut mine = Vec::with_capacity(mine_count as usize);
         let mut secret = [0u8; 32];
         rand::Rng::fill_bytes(&mut rng, &mut secret);
         let mut memory = DeviceMemory::new(DeviceSecret::from_bytes(secret));
-        for j in 0..per_device {
-            if d * per_device + j >= plan.reports {
-                break;
-            }
+        for j in 0..mine_count {
             let mut raw = RawMeasurements::new(1440);
             for _ in 0..(j * 7 + d) % 3000 {
                 raw.record_key(KeyClass::Letter);
@@ -143,6 +206,80 @@ pub fn run(
         }
     }
 
+    // Stopped while the reports were being made: mint nothing.
+    if stop.load(Ordering::Relaxed) {
+        return Ok(LoadResult {
+            unsent: plan.reports,
+            ..LoadResult::default()
+        });
+    }
+    let mut minted = Minted {
+        config,
+        ids: Vec::new(),
+        revoked: false,
+    };
+    let tokens = mint(config, devices, &mut minted.ids)?;
+    let result = upload(plan, &tokens, jobs, acked, progress, stop);
+    drop(tokens);
+    minted.revoke()?;
+    Ok(LoadResult { devices, ..result })
+}
+
+/// Refuses a database that holds any device the load generator did not mint.
+fn refuse_real_devices(config: &CollectorConfig, conn: &Connection) -> Result<(), CollectorError> {
+    let real = store::real_devices(conn)?;
+    if real > 0 {
+        return Err(CollectorError::Refused(format!(
+            "{} holds {real} device(s) that loadgen did not create; loadgen sends load only to a database of its own, so give it a collector configuration with a new database",
+            config.database.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Mints `devices` loadgen tokens in one transaction, after checking (in the
+/// same transaction) that the database holds no device of anyone else's.
+fn mint(
+    config: &CollectorConfig,
+    devices: u64,
+    ids: &mut Vec<i64>,
+) -> Result<Vec<String>, CollectorError> {
+    let conn = store::open(&config.database)?;
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let minted = (|| {
+        refuse_real_devices(config, &conn)?;
+        let now = config.now();
+        let mut tokens = Vec::with_capacity(devices as usize);
+        let mut new_ids = Vec::with_capacity(devices as usize);
+        for _ in 0..devices {
+            let token = new_token_from_os(TokenKind::Device)?;
+            new_ids.push(store::add_device(&conn, &token, "loadgen", now, true)?);
+            tokens.push(token);
+        }
+        Ok((tokens, new_ids))
+    })();
+    match minted {
+        Ok((tokens, new_ids)) => {
+            conn.execute_batch("COMMIT")?;
+            *ids = new_ids;
+            Ok(tokens)
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+/// Sends the jobs with `plan.concurrency` clients.
+fn upload(
+    plan: &LoadPlan,
+    tokens: &[String],
+    jobs: Vec<(usize, Vec<Report>)>,
+    acked: Option<&mut (dyn Write + Send)>,
+    progress: &(dyn Fn(u64) + Sync),
+    stop: &AtomicBool,
+) -> LoadResult {
     let jobs = Arc::new(Mutex::new(jobs.into_iter()));
     let acked = Mutex::new(acked);
     let (accepted, duplicates, failed, sent) = (
@@ -161,6 +298,9 @@ pub fn run(
                     .build()
                     .into();
                 loop {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
                     let next = jobs.lock().ok().and_then(|mut j| j.next());
                     let Some((device, reports)) = next else { break };
                     let n = reports.len() as u64;
@@ -205,20 +345,33 @@ pub fn run(
         }
     });
     let seconds = start.elapsed().as_secs_f64();
+    let unsent: u64 = jobs
+        .lock()
+        .map(|mut j| j.by_ref().map(|(_, r)| r.len() as u64).sum())
+        .unwrap_or(0);
     let accepted = accepted.into_inner();
     let duplicates = duplicates.into_inner();
-    Ok(LoadResult {
+    LoadResult {
+        devices: 0,
         accepted,
         duplicates,
         failed: failed.into_inner(),
+        unsent,
         seconds,
         reports_per_second: (accepted + duplicates) as f64 / seconds.max(1e-9),
-    })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_device_sends_at_most_one_report_per_open_period() {
+        assert_eq!(devices_needed(100_000, 7), 12_500);
+        assert_eq!(devices_needed(100_001, 7), 12_501);
+        assert_eq!(devices_needed(5, 0), 5);
+    }
 
     #[test]
     fn only_loopback_targets() {

@@ -1,17 +1,24 @@
-//! The HTTP service: routes, bearer authentication, per-device rate limits, body
-//! limits, and TLS when a certificate is configured.
+//! The HTTP service: routes, bearer authentication, rate limits per device and
+//! per client address, body limits, retention, and TLS when a certificate is
+//! configured.
 //!
 //! axum on tokio: the most used Rust HTTP stack, with body limits and
 //! extractors that make a size-capped, authenticated upload path short and
 //! hard to get wrong; rustls (ring provider) for TLS without OpenSSL.
+//!
+//! The employer runs this service, so it is built to learn as little as it
+//! can: refusals say only their category (details go to the debug log), the
+//! client address is used for the failed-request limit in memory and never
+//! stored or logged, and the log carries no per-request times.
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Query, Request, State};
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -23,9 +30,14 @@ use serde::Deserialize;
 
 use crate::estimate::estimate_cells;
 use crate::ingest::{IngestError, Writer};
+use crate::limits::{Buckets, TOKEN_TTL, TokenCache, client_key};
 use crate::store::{self, Principal};
-use crate::validate::{Catalogs, validate};
-use crate::{CollectorConfig, CollectorError};
+use crate::tokens::token_hash;
+use crate::validate::{Catalogs, category, validate};
+use crate::{CollectorConfig, CollectorError, PeriodClock};
+
+/// How often the retention task runs after the one at start.
+const RETENTION_INTERVAL: Duration = Duration::from_secs(86_400);
 
 /// Shared state of the request handlers.
 #[derive(Clone)]
@@ -34,8 +46,10 @@ pub struct AppState {
     catalogs: Arc<Catalogs>,
     writer: Writer,
     readers: Arc<Vec<Mutex<Connection>>>,
-    next_reader: Arc<std::sync::atomic::AtomicUsize>,
-    limiter: Arc<Mutex<HashMap<i64, (f64, Instant)>>>,
+    next_reader: Arc<AtomicUsize>,
+    devices: Arc<Buckets<i64>>,
+    clients: Arc<Buckets<IpAddr>>,
+    tokens: Arc<TokenCache>,
 }
 
 impl AppState {
@@ -46,46 +60,33 @@ impl AppState {
             .map(|_| store::open(&config.database).map(Mutex::new))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(AppState {
+            devices: Arc::new(Buckets::new(config.device_requests_per_minute)),
+            clients: Arc::new(Buckets::new(config.failed_requests_per_minute)),
             config: Arc::new(config),
             catalogs: Arc::new(Catalogs::builtin()),
             writer,
             readers: Arc::new(readers),
-            next_reader: Arc::new(Default::default()),
-            limiter: Arc::new(Mutex::new(HashMap::new())),
+            next_reader: Arc::new(AtomicUsize::new(0)),
+            tokens: Arc::new(TokenCache::new(TOKEN_TTL)),
         })
     }
 
-    fn with_reader<T>(
+    /// Runs a read on one of the reader connections on a blocking thread, so a
+    /// SQLite query never stalls the async executor.
+    async fn read<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Connection) -> Result<T, CollectorError>,
+        f: impl FnOnce(&Connection) -> Result<T, CollectorError> + Send + 'static,
     ) -> Result<T, CollectorError> {
-        let i = self
-            .next_reader
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            % self.readers.len();
-        let conn = self.readers[i]
-            .lock()
-            .map_err(|_| CollectorError::Internal("a reader connection was poisoned".into()))?;
-        f(&conn)
-    }
-
-    /// Token bucket per device: `device_requests_per_minute` with the same burst.
-    fn allow(&self, device: i64) -> bool {
-        let rate = f64::from(self.config.device_requests_per_minute) / 60.0;
-        let burst = f64::from(self.config.device_requests_per_minute);
-        let Ok(mut buckets) = self.limiter.lock() else {
-            return true;
-        };
-        let now = Instant::now();
-        let (tokens, last) = buckets.entry(device).or_insert((burst, now));
-        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * rate).min(burst);
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        let readers = Arc::clone(&self.readers);
+        let i = self.next_reader.fetch_add(1, Ordering::Relaxed) % readers.len();
+        tokio::task::spawn_blocking(move || {
+            let conn = readers[i]
+                .lock()
+                .map_err(|_| CollectorError::Internal("a reader connection was poisoned".into()))?;
+            f(&conn)
+        })
+        .await
+        .map_err(|e| CollectorError::Internal(format!("a database read failed: {e}")))?
     }
 }
 
@@ -103,90 +104,163 @@ pub fn router(state: AppState) -> Router {
             get(|| async { Json(serde_json::json!({"status": "ok"})) }),
         )
         .route("/v1/policy", get(policy))
+        // Set before the layers below, so unknown paths count as failures too.
+        .fallback(|| async { refuse(StatusCode::NOT_FOUND, category::NOT_FOUND, "no such route") })
+        .method_not_allowed_fallback(|| async {
+            refuse(
+                StatusCode::METHOD_NOT_ALLOWED,
+                category::WRONG_METHOD,
+                "wrong method for a route",
+            )
+        })
         .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            limit_failures,
+        ))
         .with_state(state)
 }
 
-fn error(status: StatusCode, reason: impl Into<String>) -> Response {
-    (status, Json(serde_json::json!({"error": reason.into()}))).into_response()
+/// A refusal: the category alone goes to the sender; the details go to the
+/// log (debug for the sender's mistakes, warn for the collector's own).
+fn refuse(status: StatusCode, category: &'static str, detail: impl std::fmt::Display) -> Response {
+    if status.is_server_error() {
+        tracing::warn!(status = status.as_u16(), category, "{detail}");
+    } else {
+        tracing::debug!(status = status.as_u16(), category, "{detail}");
+    }
+    (status, Json(serde_json::json!({"error": category}))).into_response()
+}
+
+/// Limits each client address to `failed_requests_per_minute` failed requests
+/// (any 4xx): once over, every request from it gets 429 until the allowance
+/// refills. Successful requests cost nothing, so devices uploading normally
+/// behind one address (a NAT) are not limited by each other's successes.
+async fn limit_failures(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let client = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| client_key(c.0.ip()));
+    if let Some(ip) = client
+        && !state.clients.has_token(ip, Instant::now())
+    {
+        return refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            category::TOO_MANY,
+            "a client address is over its failed-request allowance",
+        );
+    }
+    let response = next.run(request).await;
+    if let Some(ip) = client
+        && response.status().is_client_error()
+    {
+        state.clients.charge(ip, Instant::now());
+    }
+    response
 }
 
 async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let token = request
+    let hash = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
         .filter(|t| !t.is_empty() && t.len() <= 200)
-        .map(str::to_owned);
-    let Some(token) = token else {
-        return error(StatusCode::UNAUTHORIZED, "missing bearer token");
+        .map(token_hash);
+    let Some(hash) = hash else {
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            category::MISSING_TOKEN,
+            "no bearer token",
+        );
     };
-    match state.with_reader(|c| store::principal(c, &token)) {
-        Ok(Some(p)) => {
-            request.extensions_mut().insert(p);
-            next.run(request).await
-        }
-        Ok(None) => error(StatusCode::UNAUTHORIZED, "unknown or revoked token"),
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-    }
-}
-
-fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+    let principal = match state.tokens.get(&hash, Instant::now()) {
+        Some(p) => p,
+        None => match state
+            .read(move |c| store::principal_by_hash(c, &hash))
+            .await
+        {
+            Ok(Some(p)) => {
+                state.tokens.insert(hash, p.clone(), Instant::now());
+                p
+            }
+            Ok(None) => {
+                return refuse(
+                    StatusCode::UNAUTHORIZED,
+                    category::UNKNOWN_TOKEN,
+                    "a token not in the database, or revoked",
+                );
+            }
+            Err(e) => return refuse(StatusCode::SERVICE_UNAVAILABLE, category::STORAGE, e),
+        },
+    };
+    request.extensions_mut().insert(principal);
+    next.run(request).await
 }
 
 async fn upload(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let Principal::Device { id, cohort } = principal else {
-        return error(StatusCode::FORBIDDEN, "admin tokens cannot upload reports");
+        return refuse(
+            StatusCode::FORBIDDEN,
+            category::WRONG_TOKEN,
+            "an admin token cannot upload reports",
+        );
     };
-    if !state.allow(id) {
-        return error(
+    // A body over the limit was never read, so it costs no upload allowance.
+    let body = match body {
+        Ok(b) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return refuse(StatusCode::PAYLOAD_TOO_LARGE, category::TOO_LARGE, e);
+        }
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, category::MALFORMED, e),
+    };
+    if !state.devices.allow(id, Instant::now()) {
+        return refuse(
             StatusCode::TOO_MANY_REQUESTS,
-            "too many uploads from this device; retry later",
+            category::TOO_MANY,
+            "a device is over its upload allowance",
         );
     }
     if let Some(ct) = headers.get(header::CONTENT_TYPE)
         && ct.as_bytes() != b"application/octet-stream"
     {
-        return error(
+        return refuse(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "send application/octet-stream",
+            category::CONTENT_TYPE,
+            "another content type",
         );
     }
     let reports = match Report::decode_batch(&body) {
         Ok(r) => r,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, category::MALFORMED, e),
     };
-    let now = now_secs();
-    let current = (now.max(0) as u64 / u64::from(state.config.period_seconds)) as u32;
+    let current = state.config.clock().current;
     let mut valid = Vec::with_capacity(reports.len());
     for r in reports {
-        let rid = r.id();
         match validate(r, &state.catalogs, &state.config, current) {
             Ok(v) => valid.push(v),
             Err(rej) => {
                 let status =
                     StatusCode::from_u16(rej.status).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
-                return error(status, format!("report {rid}: {}", rej.reason));
+                return refuse(status, rej.category, rej.reason);
             }
         }
     }
-    match state.writer.submit(id, cohort, valid, now).await {
+    match state.writer.submit(id, cohort, valid).await {
         Ok(outcome) => (StatusCode::OK, Json(outcome)).into_response(),
         Err(IngestError::Rejected(rej)) => {
             let status = StatusCode::from_u16(rej.status).unwrap_or(StatusCode::CONFLICT);
-            error(status, rej.reason)
+            refuse(status, rej.category, rej.reason)
         }
-        Err(IngestError::Storage(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(IngestError::Storage(e)) => {
+            refuse(StatusCode::SERVICE_UNAVAILABLE, category::STORAGE, e)
+        }
     }
 }
 
@@ -206,21 +280,30 @@ pub struct EstimateQuery {
 async fn estimates(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Query(q): Query<EstimateQuery>,
+    query: Result<Query<EstimateQuery>, QueryRejection>,
 ) -> Response {
     if principal != Principal::Admin {
-        return error(StatusCode::FORBIDDEN, "estimates need an admin token");
+        return refuse(
+            StatusCode::FORBIDDEN,
+            category::WRONG_TOKEN,
+            "a device token cannot read estimates",
+        );
     }
-    let cells = match state.with_reader(|c| store::all_cells(c, q.from, q.to)) {
-        Ok(c) => c,
-        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    let Query(q) = match query {
+        Ok(q) => q,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, category::MALFORMED, e),
     };
-    match estimate_cells(
-        &cells,
-        &state.catalogs,
-        state.config.period_seconds,
-        state.config.min_devices,
-    ) {
+    let clock = state.config.clock();
+    let (catalogs, config) = (Arc::clone(&state.catalogs), Arc::clone(&state.config));
+    let (from, to) = (q.from, q.to);
+    let released = state
+        .read(move |c| {
+            // Only closed periods: their cells can no longer change.
+            let cells = store::released_cells(c, &clock, from, to)?;
+            estimate_cells(&cells, &catalogs, config.period_seconds, config.min_devices)
+        })
+        .await;
+    match released {
         Ok((rows, withheld)) => {
             let rows: Vec<_> = rows
                 .into_iter()
@@ -229,12 +312,17 @@ async fn estimates(
                 .collect();
             Json(serde_json::json!({
                 "min_devices": state.config.min_devices,
+                "grace_periods": state.config.grace_periods,
+                "released_through": clock.last_closed(),
                 "withheld_cells": withheld,
                 "rows": rows,
             }))
             .into_response()
         }
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(CollectorError::Database(e)) => {
+            refuse(StatusCode::SERVICE_UNAVAILABLE, category::STORAGE, e)
+        }
+        Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, category::INTERNAL, e),
     }
 }
 
@@ -243,9 +331,26 @@ async fn policy(State(state): State<AppState>) -> Response {
         "epsilon_1": state.config.epsilon_per_report,
         "epsilon_perm": state.config.epsilon_per_value,
         "period_seconds": state.config.period_seconds,
+        "grace_periods": state.config.grace_periods,
         "catalogs": state.catalogs.all().iter().map(|c| c.hash().to_string()).collect::<Vec<_>>(),
     }))
     .into_response()
+}
+
+/// Deletes the stored reports that `retention_days` lets go (closed periods
+/// only); returns how many. The same code path as `hush collector prune`.
+pub fn prune_expired(config: &CollectorConfig) -> Result<u64, CollectorError> {
+    let conn = store::open(&config.database)?;
+    let now = config.now();
+    let clock = PeriodClock::at(config, now);
+    let before = store::retention_limit(&clock, now, config.retention_days, config.period_seconds);
+    let pruned = store::prune(&conn, &clock, before)?;
+    if pruned > 0 {
+        tracing::info!(
+            "retention: deleted {pruned} stored reports of periods before {before}; released cells stay"
+        );
+    }
+    Ok(pruned)
 }
 
 /// Serves until ctrl-c or SIGTERM; calls `on_listening` with the bound address.
@@ -257,6 +362,9 @@ pub async fn serve(
 }
 
 /// Serves until `shutdown` completes (for embedding the collector, as the demo does).
+///
+/// Before listening it prunes what `retention_days` lets go, and then again
+/// once a day while it runs.
 pub async fn serve_until(
     config: CollectorConfig,
     on_listening: impl FnOnce(SocketAddr),
@@ -264,37 +372,67 @@ pub async fn serve_until(
 ) -> Result<(), CollectorError> {
     let tls = config.tls_cert.clone().zip(config.tls_key.clone());
     let listen = config.listen;
-    let app = router(AppState::new(config)?);
+    if config.clock_offset_seconds != 0 {
+        tracing::warn!(
+            "clock_offset_seconds = {}: periods are accepted, released and pruned by a shifted clock (for tests and demos only)",
+            config.clock_offset_seconds
+        );
+    }
+    let state = AppState::new(config.clone())?;
+    let at_start = config.clone();
+    tokio::task::spawn_blocking(move || prune_expired(&at_start))
+        .await
+        .map_err(|e| CollectorError::Internal(format!("the retention task failed: {e}")))??;
+    let retention = tokio::spawn(async move {
+        let mut daily = tokio::time::interval(RETENTION_INTERVAL);
+        daily.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first tick is immediate, and the start already pruned.
+        daily.tick().await;
+        loop {
+            daily.tick().await;
+            let config = config.clone();
+            match tokio::task::spawn_blocking(move || prune_expired(&config)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!("retention: {e}"),
+                Err(e) => tracing::warn!("retention: {e}"),
+            }
+        }
+    });
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let listener = std::net::TcpListener::bind(listen)?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
-    match tls {
-        Some((cert, key)) => {
-            let rustls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
-                .await
-                .map_err(|e| CollectorError::Config(format!("TLS certificate or key: {e}")))?;
-            let handle = axum_server::Handle::new();
-            let stop = shutdown;
-            let handle_for_stop = handle.clone();
-            tokio::spawn(async move {
-                stop.await;
-                handle_for_stop.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
-            });
-            on_listening(addr);
-            axum_server::from_tcp_rustls(listener, rustls)?
-                .handle(handle)
-                .serve(app.into_make_service())
-                .await?;
+    let served = async {
+        match tls {
+            Some((cert, key)) => {
+                let rustls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
+                    .await
+                    .map_err(|e| CollectorError::Config(format!("TLS certificate or key: {e}")))?;
+                let handle = axum_server::Handle::new();
+                let handle_for_stop = handle.clone();
+                tokio::spawn(async move {
+                    shutdown.await;
+                    handle_for_stop.graceful_shutdown(Some(Duration::from_secs(5)));
+                });
+                on_listening(addr);
+                axum_server::from_tcp_rustls(listener, rustls)?
+                    .handle(handle)
+                    .serve(app)
+                    .await?;
+            }
+            None => {
+                let listener = tokio::net::TcpListener::from_std(listener)?;
+                on_listening(addr);
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await?;
+            }
         }
-        None => {
-            let listener = tokio::net::TcpListener::from_std(listener)?;
-            on_listening(addr);
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await?;
-        }
+        Ok::<_, CollectorError>(())
     }
-    Ok(())
+    .await;
+    retention.abort();
+    served
 }
 
 async fn shutdown_signal() {

@@ -1,12 +1,24 @@
-//! The SQLite store: schema, tokens, reports, per-device contributions and aggregate cells.
+//! The SQLite store: schema and its version, tokens, reports, aggregate cells,
+//! and the two ways stored reports go away: pruning closed periods and erasing
+//! a device.
+//!
+//! What is not here matters as much as what is: no table holds a report's
+//! arrival time, a client address or a user agent, and reports are keyed by
+//! their random id (`WITHOUT ROWID`), so not even the row order remembers the
+//! order of arrival. The employer runs the collector; it keeps only what the
+//! estimates need.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
+use hush_report::Report;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::CollectorError;
 use crate::cells::{CellKey, CellState};
+use crate::periods::PeriodClock;
 use crate::tokens::{TokenKind, token_hash};
+use crate::validate::{Catalogs, validate_structure};
 
 /// Who a bearer token belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,37 +34,38 @@ pub enum Principal {
     Admin,
 }
 
+/// The schema version this build reads and writes (`PRAGMA user_version`).
+/// Version 1 was the unversioned schema with arrival times and per-metric
+/// contributions; 2 keeps one report per device and period and no arrival time.
+pub const SCHEMA_VERSION: i64 = 2;
+
 const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS devices (
+CREATE TABLE devices (
     id INTEGER PRIMARY KEY,
     token_hash BLOB NOT NULL UNIQUE,
     cohort TEXT NOT NULL,
+    -- 1 for the devices `hush collector loadgen` mints for itself.
+    loadgen INTEGER NOT NULL DEFAULT 0,
     created_at INTEGER NOT NULL,
     revoked_at INTEGER
 );
-CREATE TABLE IF NOT EXISTS admins (
+CREATE TABLE admins (
     id INTEGER PRIMARY KEY,
     token_hash BLOB NOT NULL UNIQUE,
     created_at INTEGER NOT NULL,
     revoked_at INTEGER
 );
--- Report ids start with their period, so inserts arrive nearly in key order.
-CREATE TABLE IF NOT EXISTS reports (
+-- Report ids start with their period, so inserts arrive nearly in key order;
+-- the rest of an id is random, so the table's order says nothing about arrival.
+CREATE TABLE reports (
     id BLOB PRIMARY KEY,
     device INTEGER NOT NULL,
     period INTEGER NOT NULL,
-    received_at INTEGER NOT NULL,
     body BLOB NOT NULL
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS contributions (
-    device INTEGER NOT NULL,
-    period INTEGER NOT NULL,
-    catalog BLOB NOT NULL,
-    metric INTEGER NOT NULL,
-    report BLOB NOT NULL,
-    PRIMARY KEY (device, period, catalog, metric)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS cells (
+-- One report per device and period, whatever its metrics.
+CREATE UNIQUE INDEX reports_device_period ON reports (device, period);
+CREATE TABLE cells (
     catalog BLOB NOT NULL,
     metric INTEGER NOT NULL,
     period INTEGER NOT NULL,
@@ -67,13 +80,79 @@ CREATE TABLE IF NOT EXISTS cells (
 /// Opens (creating if needed) the database in WAL mode with `synchronous=FULL`:
 /// a committed transaction survives a crash or power cut, which is what an
 /// acknowledgement promises.
+///
+/// A new file is created with mode 0600 before SQLite opens it, so its WAL and
+/// shared-memory files, which SQLite creates with the database's mode, are
+/// private too. A database of another schema version is refused.
 pub fn open(path: &Path) -> Result<Connection, CollectorError> {
+    create_private(path)?;
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.execute_batch(SCHEMA)?;
+    // Deleted reports (pruned or erased) are overwritten, not left in free pages.
+    conn.pragma_update(None, "secure_delete", "ON")?;
+    ensure_schema(&conn, path)?;
     Ok(conn)
+}
+
+/// Creates the file with mode 0600 if it does not exist; an existing file is
+/// not touched (nor opened for writing here, so a read-only copy still exports).
+fn create_private(path: &Path) -> Result<(), CollectorError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(CollectorError::Io(std::io::Error::new(
+            e.kind(),
+            format!("cannot create {}: {e}", path.display()),
+        ))),
+    }
+}
+
+fn user_version(conn: &Connection) -> Result<i64, CollectorError> {
+    Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
+}
+
+/// Creates the schema in an empty database, or checks the version of an existing one.
+fn ensure_schema(conn: &Connection, path: &Path) -> Result<(), CollectorError> {
+    if user_version(conn)? == SCHEMA_VERSION {
+        return Ok(());
+    }
+    // Under the write lock, so two processes opening a new file create it once.
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let created = (|| {
+        let found = user_version(conn)?;
+        let tables: i64 = conn.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get(0))?;
+        if found == 0 && tables == 0 {
+            conn.execute_batch(SCHEMA)?;
+            conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+            return Ok(SCHEMA_VERSION);
+        }
+        // The unversioned schema (before version 2) left user_version at 0.
+        Ok::<_, CollectorError>(if found == 0 { 1 } else { found })
+    })();
+    match created {
+        Ok(SCHEMA_VERSION) => {
+            conn.execute_batch("COMMIT")?;
+            Ok(())
+        }
+        Ok(found) => {
+            conn.execute_batch("ROLLBACK")?;
+            Err(CollectorError::SchemaVersion {
+                path: path.to_path_buf(),
+                found,
+                expected: SCHEMA_VERSION,
+            })
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
 }
 
 /// Stores a new token's hash; device tokens carry a cohort.
@@ -86,16 +165,34 @@ pub fn add_token(
 ) -> Result<(), CollectorError> {
     let hash = token_hash(token);
     match kind {
-        TokenKind::Device => conn.execute(
-            "INSERT INTO devices (token_hash, cohort, created_at) VALUES (?1, ?2, ?3)",
-            params![&hash[..], cohort, now],
-        )?,
-        TokenKind::Admin => conn.execute(
-            "INSERT INTO admins (token_hash, created_at) VALUES (?1, ?2)",
-            params![&hash[..], now],
-        )?,
-    };
+        TokenKind::Device => {
+            add_device(conn, token, cohort, now, false)?;
+        }
+        TokenKind::Admin => {
+            conn.execute(
+                "INSERT INTO admins (token_hash, created_at) VALUES (?1, ?2)",
+                params![&hash[..], now],
+            )?;
+        }
+    }
     Ok(())
+}
+
+/// Stores a new device token's hash and returns the device's id; `loadgen`
+/// marks the devices the load generator mints for itself.
+pub fn add_device(
+    conn: &Connection,
+    token: &str,
+    cohort: &str,
+    now: i64,
+    loadgen: bool,
+) -> Result<i64, CollectorError> {
+    let hash = token_hash(token);
+    conn.prepare_cached(
+        "INSERT INTO devices (token_hash, cohort, created_at, loadgen) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![&hash[..], cohort, now, loadgen])?;
+    Ok(conn.last_insert_rowid())
 }
 
 /// Revokes a token; returns whether it existed.
@@ -111,39 +208,76 @@ pub fn revoke_token(conn: &Connection, token: &str, now: i64) -> Result<bool, Co
     Ok(n > 0)
 }
 
+/// Revokes devices by id (the load generator's own, when it ends).
+pub fn revoke_devices(conn: &Connection, ids: &[i64], now: i64) -> Result<(), CollectorError> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let done = (|| {
+        let mut update = conn.prepare_cached(
+            "UPDATE devices SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+        )?;
+        for id in ids {
+            update.execute(params![id, now])?;
+        }
+        Ok::<_, CollectorError>(())
+    })();
+    finish(conn, done)
+}
+
+/// How many devices were not minted by the load generator, revoked or not.
+pub fn real_devices(conn: &Connection) -> Result<u64, CollectorError> {
+    let n: i64 = conn.query_row("SELECT COUNT(*) FROM devices WHERE loadgen = 0", [], |r| {
+        r.get(0)
+    })?;
+    Ok(n as u64)
+}
+
 /// The principal a token authenticates, if it is known and not revoked.
 pub fn principal(conn: &Connection, token: &str) -> Result<Option<Principal>, CollectorError> {
-    let hash = token_hash(token);
+    principal_by_hash(conn, &token_hash(token))
+}
+
+/// The principal of a token's hash, if it is known and not revoked.
+pub fn principal_by_hash(
+    conn: &Connection,
+    hash: &[u8; 32],
+) -> Result<Option<Principal>, CollectorError> {
     let device = conn
-        .query_row(
+        .prepare_cached(
             "SELECT id, cohort FROM devices WHERE token_hash = ?1 AND revoked_at IS NULL",
-            params![&hash[..]],
-            |r| {
-                Ok(Principal::Device {
-                    id: r.get(0)?,
-                    cohort: r.get(1)?,
-                })
-            },
-        )
+        )?
+        .query_row(params![&hash[..]], |r| {
+            Ok(Principal::Device {
+                id: r.get(0)?,
+                cohort: r.get(1)?,
+            })
+        })
         .optional()?;
     if device.is_some() {
         return Ok(device);
     }
     let admin = conn
-        .query_row(
-            "SELECT id FROM admins WHERE token_hash = ?1 AND revoked_at IS NULL",
-            params![&hash[..]],
-            |_| Ok(Principal::Admin),
-        )
+        .prepare_cached("SELECT id FROM admins WHERE token_hash = ?1 AND revoked_at IS NULL")?
+        .query_row(params![&hash[..]], |_| Ok(Principal::Admin))
         .optional()?;
     Ok(admin)
+}
+
+/// Whether a device exists and is not revoked.
+pub fn device_active(conn: &Connection, device: i64) -> Result<bool, CollectorError> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM devices WHERE id = ?1 AND revoked_at IS NULL")?
+        .query_row(params![device], |_| Ok(()))
+        .optional()?
+        .is_some())
 }
 
 /// Loads one cell's state.
 pub fn load_cell(conn: &Connection, key: &CellKey) -> Result<Option<CellState>, CollectorError> {
     let bytes: Option<Vec<u8>> = conn
-        .query_row(
+        .prepare_cached(
             "SELECT state FROM cells WHERE catalog = ?1 AND metric = ?2 AND period = ?3 AND cohort = ?4 AND epsilon_bits = ?5 AND epsilon_perm_bits = ?6",
+        )?
+        .query_row(
             params![&key.catalog.0[..], key.metric, key.period, key.cohort, key.epsilon_bits as i64, key.epsilon_perm_bits as i64],
             |r| r.get(0),
         )
@@ -157,15 +291,26 @@ pub fn save_cell(
     key: &CellKey,
     state: &CellState,
 ) -> Result<(), CollectorError> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO cells (catalog, metric, period, cohort, epsilon_bits, epsilon_perm_bits, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT (catalog, metric, period, cohort, epsilon_bits, epsilon_perm_bits) DO UPDATE SET state = excluded.state",
-        params![&key.catalog.0[..], key.metric, key.period, key.cohort, key.epsilon_bits as i64, key.epsilon_perm_bits as i64, state.to_bytes()],
-    )?;
+    )?
+    .execute(params![&key.catalog.0[..], key.metric, key.period, key.cohort, key.epsilon_bits as i64, key.epsilon_perm_bits as i64, state.to_bytes()])?;
     Ok(())
 }
 
-/// Every cell, optionally limited to a period range.
+/// Deletes one cell (the last report in it was erased).
+fn delete_cell(conn: &Connection, key: &CellKey) -> Result<(), CollectorError> {
+    conn.prepare_cached(
+        "DELETE FROM cells WHERE catalog = ?1 AND metric = ?2 AND period = ?3 AND cohort = ?4 AND epsilon_bits = ?5 AND epsilon_perm_bits = ?6",
+    )?
+    .execute(params![&key.catalog.0[..], key.metric, key.period, key.cohort, key.epsilon_bits as i64, key.epsilon_perm_bits as i64])?;
+    Ok(())
+}
+
+/// Every stored cell, optionally limited to a period range, open periods
+/// included. What may be *released* is [`released_cells`]; this is the raw
+/// store, for tests, the demo's own view and maintenance.
 pub fn all_cells(
     conn: &Connection,
     from_period: Option<u32>,
@@ -213,7 +358,248 @@ pub fn all_cells(
     Ok(out)
 }
 
+/// The cells that may be released at `clock`, optionally limited to a period
+/// range: those of closed periods only, which no report can change any more.
+/// `/v1/estimates` and `hush collector export` both read through here.
+pub fn released_cells(
+    conn: &Connection,
+    clock: &PeriodClock,
+    from_period: Option<u32>,
+    to_period: Option<u32>,
+) -> Result<Vec<(CellKey, CellState)>, CollectorError> {
+    let Some(last) = clock.last_closed() else {
+        return Ok(Vec::new());
+    };
+    let to = to_period.map_or(last, |t| t.min(last));
+    if from_period.is_some_and(|f| f > to) {
+        return Ok(Vec::new());
+    }
+    all_cells(conn, from_period, Some(to))
+}
+
 /// Number of stored reports.
 pub fn report_count(conn: &Connection) -> Result<u64, CollectorError> {
     Ok(conn.query_row("SELECT COUNT(*) FROM reports", [], |r| r.get::<_, i64>(0))? as u64)
+}
+
+/// Deletes the stored reports of every period before `before` (exclusive),
+/// which must all be closed at `clock`; the cells stay as released. Returns how
+/// many reports were deleted. With them go the rows that tied a device to a
+/// period, so the database no longer says who reported in those periods.
+pub fn prune(conn: &Connection, clock: &PeriodClock, before: u32) -> Result<u64, CollectorError> {
+    let Some(limit) = before.checked_sub(1) else {
+        return Ok(0);
+    };
+    if clock.last_closed().is_none_or(|last| limit > last) {
+        let first_open = clock.last_closed().map_or(0, |l| l + 1);
+        return Err(CollectorError::Refused(format!(
+            "periods from {first_open} on are still open (their grace window has not closed), so their reports must stay; prune before period {first_open} at the latest"
+        )));
+    }
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let deleted = conn
+        .execute("DELETE FROM reports WHERE period < ?1", params![before])
+        .map_err(CollectorError::from);
+    let n = finish(conn, deleted)?;
+    checkpoint(conn);
+    Ok(n as u64)
+}
+
+/// The period before which `retention_days` lets reports be deleted at `now`,
+/// clipped to the closed periods.
+pub fn retention_limit(
+    clock: &PeriodClock,
+    now: i64,
+    retention_days: u32,
+    period_seconds: u32,
+) -> u32 {
+    let cutoff = now
+        .saturating_sub(i64::from(retention_days) * 86_400)
+        .max(0) as u64;
+    // Periods that end at or before the cutoff.
+    let by_age = u32::try_from(cutoff / u64::from(period_seconds.max(1))).unwrap_or(u32::MAX);
+    let by_closure = clock.last_closed().map_or(0, |l| l.saturating_add(1));
+    by_age.min(by_closure)
+}
+
+/// A device to erase: by its token or its id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceRef {
+    /// The device's bearer token.
+    Token(String),
+    /// The `devices` table's id.
+    Id(i64),
+}
+
+/// What an erasure did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Erased {
+    /// The erased device's id.
+    pub device: i64,
+    /// Stored reports deleted.
+    pub reports: u64,
+    /// Cells whose statistics changed (some may have been released already).
+    pub cells: u64,
+}
+
+/// Erases a device: takes each of its stored reports out of its cells (exact
+/// integer subtraction, the inverse of ingestion), deletes the reports and the
+/// device's token row, all in one transaction. Returns `Ok(None)` if no such
+/// device exists.
+///
+/// This is the one case where a released cell changes: forgetting a person is
+/// their right. Reports already pruned cannot be taken out, because nothing
+/// links them to the device any more; their cells are aggregates of at least
+/// `min_devices` devices.
+pub fn erase_device(
+    conn: &Connection,
+    catalogs: &Catalogs,
+    device: &DeviceRef,
+) -> Result<Option<Erased>, CollectorError> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let result = erase_in_transaction(conn, catalogs, device);
+    let erased = finish(conn, result)?;
+    if erased.is_some() {
+        checkpoint(conn);
+    }
+    Ok(erased)
+}
+
+fn erase_in_transaction(
+    conn: &Connection,
+    catalogs: &Catalogs,
+    device: &DeviceRef,
+) -> Result<Option<Erased>, CollectorError> {
+    let found: Option<(i64, String)> = match device {
+        DeviceRef::Token(token) => conn
+            .query_row(
+                "SELECT id, cohort FROM devices WHERE token_hash = ?1",
+                params![&token_hash(token)[..]],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?,
+        DeviceRef::Id(id) => conn
+            .query_row(
+                "SELECT id, cohort FROM devices WHERE id = ?1",
+                params![id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?,
+    };
+    let Some((id, cohort)) = found else {
+        return Ok(None);
+    };
+    let bodies: Vec<Vec<u8>> = conn
+        .prepare("SELECT body FROM reports WHERE device = ?1")?
+        .query_map(params![id], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut cells: BTreeMap<CellKey, CellState> = BTreeMap::new();
+    for body in &bodies {
+        let corrupt = |what: String| CollectorError::Internal(format!("a stored report {what}"));
+        let report = Report::decode(body).map_err(|e| corrupt(format!("does not decode: {e}")))?;
+        let valid = validate_structure(report, catalogs)
+            .map_err(|r| corrupt(format!("no longer validates: {}", r.reason)))?;
+        for (m, mechanism) in valid.report.metrics().iter().zip(&valid.mechanisms) {
+            let key = CellKey::of(&valid.report, m, &cohort);
+            let state = match cells.get_mut(&key) {
+                Some(s) => s,
+                None => {
+                    let stored = load_cell(conn, &key)?.ok_or_else(|| {
+                        CollectorError::Internal("a stored report's cell is missing".into())
+                    })?;
+                    cells.entry(key).or_insert(stored)
+                }
+            };
+            state.remove(mechanism, m.value())?;
+        }
+    }
+    for (key, state) in &cells {
+        if state.reports() == 0 {
+            delete_cell(conn, key)?;
+        } else {
+            save_cell(conn, key, state)?;
+        }
+    }
+    let reports = conn.execute("DELETE FROM reports WHERE device = ?1", params![id])?;
+    conn.execute("DELETE FROM devices WHERE id = ?1", params![id])?;
+    Ok(Some(Erased {
+        device: id,
+        reports: reports as u64,
+        cells: cells.len() as u64,
+    }))
+}
+
+/// Commits after `result` succeeded, rolls back otherwise.
+fn finish<T>(conn: &Connection, result: Result<T, CollectorError>) -> Result<T, CollectorError> {
+    match result {
+        Ok(v) => {
+            conn.execute_batch("COMMIT")?;
+            Ok(v)
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+/// Copies the WAL into the database and empties it, so deleted reports do not
+/// linger in the log (best effort: a busy reader only delays this to the next
+/// automatic checkpoint).
+fn checkpoint(conn: &Connection) {
+    let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_database_is_private_and_versioned() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.sqlite");
+        let conn = open(&path).unwrap();
+        assert_eq!(user_version(&conn).unwrap(), SCHEMA_VERSION);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        drop(conn);
+        // Opening again finds the same version.
+        open(&path).unwrap();
+    }
+
+    #[test]
+    fn an_unversioned_or_other_database_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("old.sqlite");
+        Connection::open(&old)
+            .unwrap()
+            .execute_batch("CREATE TABLE reports (id BLOB PRIMARY KEY, received_at INTEGER)")
+            .unwrap();
+        let e = open(&old).unwrap_err().to_string();
+        assert!(e.contains("older Hush") && e.contains("export it"), "{e}");
+        let newer = dir.path().join("newer.sqlite");
+        Connection::open(&newer)
+            .unwrap()
+            .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        let e = open(&newer).unwrap_err().to_string();
+        assert!(e.contains("newer Hush"), "{e}");
+    }
+
+    #[test]
+    fn retention_never_reaches_an_open_period() {
+        let clock = PeriodClock {
+            current: 1000,
+            grace_periods: 7,
+        };
+        let day = 86_400;
+        let now = 1000 * i64::from(day) + 5;
+        assert_eq!(retention_limit(&clock, now, 400, day), 600);
+        assert_eq!(retention_limit(&clock, now, 1, day), 993);
+        assert_eq!(clock.last_closed(), Some(992));
+    }
 }

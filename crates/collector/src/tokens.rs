@@ -1,7 +1,9 @@
 //! Bearer tokens: random secrets shown once, stored only as SHA-256 hashes.
 
-use rand::CryptoRng;
+use rand::{CryptoRng, TryRng};
 use sha2::{Digest, Sha256};
+
+use crate::CollectorError;
 
 /// What a token lets its holder do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +28,15 @@ pub fn new_token<R: CryptoRng + ?Sized>(kind: TokenKind, rng: &mut R) -> String 
     let mut secret = [0u8; 32];
     rng.fill_bytes(&mut secret);
     format!("{}{}", kind.prefix(), hex::encode(secret))
+}
+
+/// A new token whose secret comes straight from the operating system's generator.
+pub fn new_token_from_os(kind: TokenKind) -> Result<String, CollectorError> {
+    let mut secret = [0u8; 32];
+    rand::rngs::SysRng
+        .try_fill_bytes(&mut secret)
+        .map_err(|e| CollectorError::Internal(format!("no operating-system randomness: {e}")))?;
+    Ok(format!("{}{}", kind.prefix(), hex::encode(secret)))
 }
 
 /// The stored form of a token.

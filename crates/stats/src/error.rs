@@ -21,6 +21,9 @@ pub enum StatsError {
     /// A report that the mechanism could not have produced.
     #[error("report is not a valid output of this mechanism")]
     InvalidReport,
+    /// A report removed from an aggregate that does not contain it.
+    #[error("the report is not part of this aggregate")]
+    NotAdded,
     /// A simulation or audit argument outside its valid range.
     #[error("{name} must be {valid}, got {value}")]
     Argument {

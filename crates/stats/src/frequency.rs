@@ -48,6 +48,40 @@ impl FrequencyAggregate {
         Ok(())
     }
 
+    /// Takes one report out again: the exact inverse of [`add`](Self::add), for
+    /// erasing a device's contribution. Refuses, changing nothing, an output the
+    /// oracle could not have produced or one whose supports are not all counted
+    /// here (it was never added).
+    pub fn remove<M: FrequencyOracle>(
+        &mut self,
+        oracle: &M,
+        output: &M::Output,
+    ) -> Result<(), StatsError> {
+        if oracle.domain() as usize != self.support.len() {
+            return Err(StatsError::Mismatch("oracle domain differs from aggregate"));
+        }
+        if !oracle.is_valid_output(output) {
+            return Err(StatsError::InvalidReport);
+        }
+        // Checked before anything changes, so a refused removal leaves the counts whole.
+        let mut supported = Vec::new();
+        oracle.for_each_supported(output, |v| supported.push(v as usize));
+        supported.sort_unstable();
+        let enough = supported.chunk_by(|a, b| a == b).all(|run| {
+            self.support
+                .get(run[0])
+                .is_some_and(|&c| c >= run.len() as u64)
+        });
+        if self.reports == 0 || !enough {
+            return Err(StatsError::NotAdded);
+        }
+        self.reports -= 1;
+        for v in supported {
+            self.support[v] -= 1;
+        }
+        Ok(())
+    }
+
     /// Adds another aggregate's counts into this one.
     pub fn merge(&mut self, other: &FrequencyAggregate) -> Result<(), StatsError> {
         if other.support.len() != self.support.len() {
@@ -162,6 +196,38 @@ mod tests {
         assert_eq!(a, whole);
         assert!(a.merge(&FrequencyAggregate::new(5)).is_err());
         assert_eq!(whole.add(&grr, &9), Err(StatsError::InvalidReport));
+    }
+
+    #[test]
+    fn remove_is_the_exact_inverse_of_add() {
+        let oue = hush_ldp::UnaryEncoding::optimized(1.0, 6).unwrap();
+        let mut rng = NoiseRng::seed_from_u64(4);
+        let outputs: Vec<_> = (0..200u32)
+            .map(|i| oue.perturb(i % 6, &mut rng).unwrap())
+            .collect();
+        let mut kept = FrequencyAggregate::new(6);
+        let mut all = FrequencyAggregate::new(6);
+        for (i, out) in outputs.iter().enumerate() {
+            all.add(&oue, out).unwrap();
+            if i % 3 != 0 {
+                kept.add(&oue, out).unwrap();
+            }
+        }
+        for out in outputs.iter().step_by(3) {
+            all.remove(&oue, out).unwrap();
+        }
+        assert_eq!(all, kept);
+        // Removing what was never added is refused and changes nothing.
+        let mut empty = FrequencyAggregate::new(6);
+        assert_eq!(empty.remove(&oue, &outputs[0]), Err(StatsError::NotAdded));
+        assert_eq!(empty, FrequencyAggregate::new(6));
+        let grr = Grr::new(1.0, 4).unwrap();
+        let mut one = FrequencyAggregate::new(4);
+        one.add(&grr, &2).unwrap();
+        assert_eq!(one.remove(&grr, &3), Err(StatsError::NotAdded));
+        assert_eq!(one.remove(&grr, &9), Err(StatsError::InvalidReport));
+        one.remove(&grr, &2).unwrap();
+        assert_eq!(one, FrequencyAggregate::new(4));
     }
 
     #[test]

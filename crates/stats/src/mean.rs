@@ -53,6 +53,39 @@ impl MeanAggregate {
         Ok(())
     }
 
+    /// Takes one report out again: the exact inverse of [`add`](Self::add), for
+    /// erasing a device's contribution. Refuses, changing nothing, a point the
+    /// mechanism could not have produced or one these moments cannot contain
+    /// (it was never added).
+    pub fn remove<M: NumericMechanism + ?Sized>(
+        &mut self,
+        mechanism: &M,
+        point: GridPoint,
+    ) -> Result<(), StatsError> {
+        if !mechanism.is_valid_output(point) || point.branch > 1 {
+            return Err(StatsError::InvalidReport);
+        }
+        let b = &self.branches[usize::from(point.branch)];
+        let square = u128::from(point.index.unsigned_abs()).pow(2);
+        let (Some(count), Some(sum), Some(sum_squares)) = (
+            b.count.checked_sub(1),
+            b.sum.checked_sub(i128::from(point.index)),
+            b.sum_squares.checked_sub(square),
+        ) else {
+            return Err(StatsError::NotAdded);
+        };
+        // An emptied branch must be all zeros, or the point was not among its reports.
+        if count == 0 && (sum != 0 || sum_squares != 0) {
+            return Err(StatsError::NotAdded);
+        }
+        self.branches[usize::from(point.branch)] = BranchMoments {
+            count,
+            sum,
+            sum_squares,
+        };
+        Ok(())
+    }
+
     /// Adds another aggregate's moments into this one.
     pub fn merge(&mut self, other: &MeanAggregate) {
         for (a, b) in self.branches.iter_mut().zip(&other.branches) {
@@ -204,5 +237,33 @@ mod tests {
             Err(StatsError::InvalidReport)
         );
         assert!(agg.estimate(&d, 0.95).is_err());
+    }
+
+    #[test]
+    fn remove_is_the_exact_inverse_of_add() {
+        let m = Hybrid::new(2.0, Range::new(0.0, 10.0).unwrap()).unwrap();
+        let mut rng = NoiseRng::seed_from_u64(6);
+        let points: Vec<GridPoint> = (0..300)
+            .map(|i| m.perturb(f64::from(i % 11), &mut rng).unwrap())
+            .collect();
+        let (mut all, mut kept) = (MeanAggregate::new(), MeanAggregate::new());
+        for (i, &p) in points.iter().enumerate() {
+            all.add(&m, p).unwrap();
+            if i % 4 != 0 {
+                kept.add(&m, p).unwrap();
+            }
+        }
+        for &p in points.iter().step_by(4) {
+            all.remove(&m, p).unwrap();
+        }
+        assert_eq!(all, kept);
+        for (i, &p) in points.iter().enumerate().filter(|(i, _)| i % 4 != 0) {
+            all.remove(&m, p)
+                .unwrap_or_else(|_| panic!("point {i} was added"));
+        }
+        assert_eq!(all, MeanAggregate::new());
+        // Nothing goes below empty, and a refused removal changes nothing.
+        assert_eq!(all.remove(&m, points[0]), Err(StatsError::NotAdded));
+        assert_eq!(all, MeanAggregate::new());
     }
 }

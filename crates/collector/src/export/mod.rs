@@ -34,11 +34,11 @@ use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::parser::parse_message_type;
 use rusqlite::Connection;
 
-use crate::CollectorError;
 use crate::cells::{CellKey, CellState};
 use crate::estimate::{EstimateRow, LEVEL, civil_from_days, estimate_cells};
 use crate::store;
 use crate::validate::Catalogs;
+use crate::{CollectorError, PeriodClock};
 
 /// The data dictionary's file name. The underscore matters: pyarrow.dataset and
 /// Spark read every file of the tree except names starting with `_` or `.`, and
@@ -158,6 +158,17 @@ impl PeriodBound {
         }
     }
 
+    /// The end (exclusive) of the periods wholly before this bound: those that
+    /// end by a date's midnight (UTC), or the ids below a period id.
+    pub fn periods_before(self, period_seconds: u32) -> Result<u32, CollectorError> {
+        match self {
+            PeriodBound::Period(p) => Ok(p),
+            PeriodBound::Date(days) => {
+                period_id(days as u64 * 86_400 / u64::from(period_seconds.max(1)))
+            }
+        }
+    }
+
     /// The last period a range ending here includes: for a date, the last period
     /// that starts before the date is over, so `--to` a date includes all of it.
     pub fn last_period(self, period_seconds: u32) -> Result<u32, CollectorError> {
@@ -241,16 +252,19 @@ pub struct ExportSummary {
     pub readme: PathBuf,
 }
 
-/// Exports every stored cell in the options' period range: reads the cells from
-/// the database, then does what [`export_cells`] does.
+/// Exports every releasable cell in the options' period range: reads the cells
+/// of the periods closed at `clock` from the database (the release rule of
+/// [`store::released_cells`], the same as `/v1/estimates`), then does what
+/// [`export_cells`] does.
 pub fn export(
     conn: &Connection,
     catalogs: &Catalogs,
     options: &ExportOptions,
+    clock: &PeriodClock,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<ExportSummary, CollectorError> {
     check_range(options)?;
-    let cells = store::all_cells(conn, options.from, options.to)?;
+    let cells = store::released_cells(conn, clock, options.from, options.to)?;
     export_cells(cells, catalogs, options, progress)
 }
 
@@ -531,6 +545,12 @@ mod tests {
         // Weekly periods that straddle midnight: the first one starting on or after it.
         let week = 7 * 86_400;
         assert_eq!(day.first_period(week).unwrap(), 20_420_u32.div_ceil(7));
+        // Periods wholly before the date: those ending by its midnight, so a
+        // week straddling it is not among them.
+        assert_eq!(day.periods_before(86_400).unwrap(), 20_420);
+        assert_eq!(day.periods_before(3600).unwrap(), 20_420 * 24);
+        assert_eq!(day.periods_before(week).unwrap(), 20_420 / 7);
+        assert_eq!(PeriodBound::Period(9).periods_before(week).unwrap(), 9);
         assert_eq!(day.last_period(week).unwrap(), 20_420 / 7);
     }
 
