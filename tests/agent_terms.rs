@@ -84,8 +84,20 @@ fn terms_above_the_persons_caps_are_refused() {
     let out = run_ok(hush().args(enroll_args(lenient.path(), &collector.url, &token)));
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
-        said.contains("epsilon 3 per report, 6 per unchanged value, at most 480 per year"),
+        said.contains("epsilon 3 per report, 6 per unchanged value, at most 480 in any 365 days"),
         "{said}"
+    );
+    // The values-per-year cap is halved per accounting window, so it must be even.
+    let odd = agent_config("max_values_per_year = 5\n");
+    let out = hush()
+        .args(enroll_args(odd.path(), &collector.url, &token))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("max_values_per_year must be an even number"),
+        "{err}"
     );
 }
 

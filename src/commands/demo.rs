@@ -131,6 +131,9 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         epsilon_per_report: args.epsilon,
         epsilon_per_value: epsilon_perm(args)?,
         device_requests_per_minute: 100_000,
+        // The demo uploads its simulated past days at once; a fleet would
+        // have sent each within a day, so the window covers them all.
+        grace_periods: args.days + 1,
         ..CollectorConfig::default()
     };
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
@@ -244,9 +247,10 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let simulated = started.elapsed();
 
     // Estimates from the collector's own aggregates, one set per day. Days are
-    // not pooled here: a device whose value did not change reuses its memoized
-    // response, so its reports on different days are the same draw, and a
-    // pooled interval that assumed independent reports would be too narrow.
+    // not pooled here: a device whose value did not change reuses its
+    // permanent (first-layer) response, so its reports on different days are
+    // correlated, and a pooled interval that assumed independent reports
+    // would be too narrow.
     let conn = store::open(&config.database)?;
     let stored = store::report_count(&conn)?;
     let cells = store::all_cells(&conn, None, None)?;
