@@ -506,6 +506,19 @@ impl AnyFrequencyOracle {
             _ => None,
         }
     }
+
+    /// What one report reveals to someone who knows every permanent response
+    /// ([`crate::longitudinal::TwoLayer::epsilon_change`]), or `None` for one layer.
+    pub fn epsilon_change(&self) -> Option<f64> {
+        use crate::longitudinal::TwoLayer;
+        match self {
+            Self::LGrr(m) => Some(m.epsilon_change()),
+            Self::LUnary(m) => Some(m.epsilon_change()),
+            Self::LLh(m) => Some(m.epsilon_change()),
+            Self::DBitFlip(m) => Some(m.epsilon_change()),
+            _ => None,
+        }
+    }
 }
 
 /// The numeric mechanisms, by name.
@@ -684,6 +697,16 @@ impl AnyNumericMechanism {
         use crate::longitudinal::TwoLayer;
         match self {
             Self::LOneBit(m) => Some(m.epsilon_perm()),
+            _ => None,
+        }
+    }
+
+    /// What one report reveals to someone who knows every permanent response
+    /// ([`crate::longitudinal::TwoLayer::epsilon_change`]), or `None` for one layer.
+    pub fn epsilon_change(&self) -> Option<f64> {
+        use crate::longitudinal::TwoLayer;
+        match self {
+            Self::LOneBit(m) => Some(m.epsilon_change()),
             _ => None,
         }
     }

@@ -132,6 +132,11 @@ impl TwoLayer for LGrr {
         self.epsilon_1
     }
 
+    fn epsilon_change(&self) -> f64 {
+        // Any two permanent values: the fresh GRR's keep/other ratio.
+        self.inst.epsilon()
+    }
+
     fn permanent<R: CryptoRng + ?Sized>(&self, coarse: u32, rng: &mut R) -> Result<u32, LdpError> {
         self.perm.perturb(coarse, rng)
     }
@@ -375,6 +380,15 @@ impl TwoLayer for LUnary {
         self.epsilon_1
     }
 
+    fn epsilon_change(&self) -> f64 {
+        // Each bit is flipped independently; two permanent vectors can differ
+        // in every position, each adding the larger of its two log-ratios.
+        // `one` and `zero` are P(report 1) for a permanent 1 and a permanent 0.
+        let (a, b) = (self.one.prob(), self.zero.prob());
+        let per_bit = (a / b).ln().max(((1.0 - b) / (1.0 - a)).ln());
+        round_up_loss(f64::from(self.domain()) * per_bit)
+    }
+
     fn permanent<R: CryptoRng + ?Sized>(
         &self,
         coarse: u32,
@@ -586,6 +600,18 @@ impl TwoLayer for DBitFlipPm {
         self.epsilon_1
     }
 
+    fn epsilon_change(&self) -> f64 {
+        // A report shows `sampled` positions; each is the permanent bit,
+        // re-randomized (or shown as is in the one-round form: unbounded).
+        match self.keep {
+            Some(k) => {
+                let p = k.prob();
+                round_up_loss(f64::from(self.sampled) * (p / (1.0 - p)).ln())
+            }
+            None => f64::INFINITY,
+        }
+    }
+
     fn permanent<R: CryptoRng + ?Sized>(
         &self,
         coarse: u32,
@@ -743,6 +769,10 @@ impl TwoLayer for LLh {
         self.layers.epsilon()
     }
 
+    fn epsilon_change(&self) -> f64 {
+        self.layers.epsilon_change()
+    }
+
     fn permanent<R: CryptoRng + ?Sized>(
         &self,
         coarse: u32,
@@ -776,6 +806,49 @@ impl TwoLayer for LLh {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The largest log-ratio of one report's law between two permanent
+    /// responses, by enumerating every pair and every output at small d.
+    fn enumerated_change(d: u32, law: impl Fn(u32, u32) -> f64) -> f64 {
+        let mut worst = 0.0f64;
+        for a in 0..d {
+            for b in 0..d {
+                for y in 0..d {
+                    worst = worst.max((law(a, y) / law(b, y)).ln());
+                }
+            }
+        }
+        worst
+    }
+
+    #[test]
+    fn epsilon_change_is_the_largest_ratio_between_two_permanent_responses() {
+        for (perm, one) in [(4.0, 2.0), (2.0, 1.0), (8.0, 2.0)] {
+            // L-GRR: permanent values and reports are symbols.
+            let g = LGrr::new(perm, one, 5).unwrap();
+            let (k, o) = (g.inst.keep_probability(), g.inst.other_probability());
+            let e = enumerated_change(5, |z, y| if z == y { k } else { o });
+            assert!((g.epsilon_change() - e).abs() < 1e-9, "L-GRR {e}");
+            // Unary encodings at d = 4: permanent vectors and reports are the
+            // 16 bit patterns; each report bit follows its permanent bit.
+            for variant in [LUnaryVariant::Sue, LUnaryVariant::Oue, LUnaryVariant::Osue] {
+                let u = LUnary::new(variant, perm, one, 4).unwrap();
+                let (a, b) = (u.one.prob(), u.zero.prob());
+                let e = enumerated_change(16, |z, y| {
+                    (0..4)
+                        .map(|i| {
+                            let p = if z >> i & 1 == 1 { a } else { b };
+                            if y >> i & 1 == 1 { p } else { 1.0 - p }
+                        })
+                        .product()
+                });
+                let c = u.epsilon_change();
+                assert!(c >= e && c - e < 1e-9, "{variant}: {c} vs {e}");
+                // Far more than one report's epsilon: four bits can all differ.
+                assert!(c > 1.5 * one, "{variant}: {c}");
+            }
+        }
+    }
 
     /// The composed ratio of every oracle is the epsilon_1 asked for, from below.
     #[test]

@@ -67,6 +67,17 @@ pub trait TwoLayer {
     /// thresholds of both layers, rounded up.
     fn epsilon_1(&self) -> f64;
 
+    /// What one report reveals about *which* of the device's permanent
+    /// responses it re-randomizes, to someone who already knows them all (a
+    /// collector that has averaged a year of one device's reports can learn
+    /// them): the instantaneous layer's loss between the two most different
+    /// permanent responses, from its realized thresholds, rounded up. It
+    /// bounds what each report adds about *when* a value changed, or which of
+    /// its known values a day had; the permanent layer does not hide that.
+    /// For single-symbol layers it is close to `epsilon_1`; for unary
+    /// encodings it grows with the number of bits two responses can differ in.
+    fn epsilon_change(&self) -> f64;
+
     /// The permanent response of a coarse value in `0..coarse_domain()`.
     fn permanent<R: CryptoRng + ?Sized>(
         &self,

@@ -213,6 +213,12 @@ impl TwoLayer for LOneBitMean {
         self.epsilon_1
     }
 
+    fn epsilon_change(&self) -> f64 {
+        // The permanent bit is kept with the keep probability, flipped otherwise.
+        let p = self.keep.prob();
+        round_up_loss((p / (1.0 - p)).ln())
+    }
+
     fn permanent<R: CryptoRng + ?Sized>(&self, coarse: u32, rng: &mut R) -> Result<bool, LdpError> {
         if coarse > self.steps {
             return Err(LdpError::ValueOutOfDomain {
@@ -240,6 +246,16 @@ impl TwoLayer for LOneBitMean {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn epsilon_change_is_the_fresh_flip_log_odds() {
+        let m = LOneBitMean::new(4.0, 2.0, Range::UNIT).unwrap();
+        let p = m.keep.prob();
+        // Permanent 1 against permanent 0, report 1: p against 1 - p.
+        assert!((m.epsilon_change() - (p / (1.0 - p)).ln()).abs() < 1e-9);
+        // Above epsilon_1, below epsilon_perm: the fresh layer is noisier than one report.
+        assert!(m.epsilon_change() > 2.0 && m.epsilon_change() < 4.0);
+    }
 
     #[test]
     fn alpha_rounding_is_unbiased_on_average_over_offsets() {
