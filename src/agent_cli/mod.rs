@@ -82,9 +82,12 @@ pub fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
             // (new terms, new consent) takes effect on a stopped agent only.
             let _lock = hush_agent::lock::HomeLock::acquire(&paths)?;
             let offer = control::offer(&config, &a.collector)?;
-            let metrics = Catalog::builtin().metrics().len();
+            let catalog = Catalog::builtin();
+            let metrics = catalog.metrics().len();
             if !a.yes {
-                println!("{}\n", consent_text(&offer.terms, &config, metrics));
+                let change =
+                    catalog.epsilon_change(offer.terms.epsilon_perm, offer.terms.epsilon_1)?;
+                println!("{}\n", consent_text(&offer.terms, &config, metrics, change));
                 if !confirm("Do you agree?")? {
                     eprintln!("not enrolled: nothing will be measured");
                     return Ok(ExitCode::from(1));
@@ -93,7 +96,7 @@ pub fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
             let e = control::enroll(&paths, &offer, &a.token)?;
             let t = e.terms;
             println!(
-                "enrolled with {} on these terms: epsilon {} per report, {} per unchanged value, at most {} per year; one report every {}; data in {}",
+                "enrolled with {} on these terms: epsilon {} per report, {} per unchanged value, at most {} in any 365 days; one report every {}; data in {}",
                 e.collector,
                 t.epsilon_1,
                 t.epsilon_perm,
@@ -163,16 +166,16 @@ pub fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
                     println!("                one report reveals                  epsilon {one}");
                     println!("                all reports of one unchanged value  epsilon {perm}");
                     println!(
-                        "                the past year's reports             epsilon {} so far (at most {cap}: {} new values per metric)",
+                        "                the last 365 days' reports          epsilon {} so far (at most {cap}: {} values per metric)",
                         round3(s.epsilon_past_year),
-                        s.max_new_values_per_year
+                        s.max_values_per_year
                     );
-                    for d in s.draws.iter().filter(|d| d.new_values > 0) {
+                    for d in s.draws.iter().filter(|d| d.values > 0) {
                         println!(
-                            "                  {:<18} {} new value{} this year, epsilon {}",
+                            "                  {:<18} {} value{} in the last 365 days, epsilon {}",
                             d.metric,
-                            d.new_values,
-                            if d.new_values == 1 { "" } else { "s" },
+                            d.values,
+                            if d.values == 1 { "" } else { "s" },
                             round3(d.epsilon)
                         );
                     }

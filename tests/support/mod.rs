@@ -412,7 +412,7 @@ pub fn agent_config(extra_config: &str) -> tempfile::TempDir {
     let home = tempfile::tempdir().unwrap();
     std::fs::write(
         home.path().join("agent.toml"),
-        format!("window_seconds = 1\nupload_interval_seconds = 1\n{extra_config}"),
+        format!("window_seconds = 1\n{extra_config}"),
     )
     .unwrap();
     home

@@ -19,14 +19,13 @@ pub struct AgentConfig {
     pub max_epsilon_per_report: f64,
     /// The most all reports about one unchanged value may reveal together (`epsilon_perm`).
     pub max_epsilon_per_value: f64,
-    /// The most new values each metric may reveal per rolling year (each costs
-    /// `epsilon_perm`); past it, a metric reports the nearest value it has
-    /// already revealed.
-    pub max_new_values_per_year: u32,
+    /// The most values each metric's reports may show in any 365 days (each
+    /// costs `epsilon_perm`); an even number, since half of it may be drawn per
+    /// accounting window (`hush_report::draws_per_window`). Past it, a metric
+    /// reports the nearest value it has already revealed.
+    pub max_values_per_year: u32,
     /// Length of a measurement window, in seconds (windows are folded into the period).
     pub window_seconds: u64,
-    /// Seconds between upload attempts when nothing new is produced.
-    pub upload_interval_seconds: u64,
     /// Most reports kept while offline; past it the oldest is dropped (and logged).
     pub outbox_max_reports: usize,
     /// PEM file of extra root certificates, for a private collector's CA.
@@ -38,9 +37,8 @@ impl Default for AgentConfig {
         AgentConfig {
             max_epsilon_per_report: 2.0,
             max_epsilon_per_value: 4.0,
-            max_new_values_per_year: 8,
+            max_values_per_year: 8,
             window_seconds: 3600,
-            upload_interval_seconds: 600,
             outbox_max_reports: 1000,
             ca_cert: None,
         }
@@ -79,14 +77,15 @@ impl AgentConfig {
                 "max_epsilon_per_report must be below max_epsilon_per_value: every report adds fresh noise to a permanent response",
             );
         }
-        if !(1..=1000).contains(&self.max_new_values_per_year) {
-            return bad("max_new_values_per_year must be in [1, 1000]");
+        if !(2..=1000).contains(&self.max_values_per_year)
+            || !self.max_values_per_year.is_multiple_of(2)
+        {
+            return bad(
+                "max_values_per_year must be an even number in [2, 1000]: half of it may be drawn in each 14-month accounting window",
+            );
         }
         if !(1..=86_400).contains(&self.window_seconds) {
             return bad("window_seconds must be in [1, 86400]");
-        }
-        if self.upload_interval_seconds == 0 {
-            return bad("upload_interval_seconds must be positive");
         }
         if self.outbox_max_reports == 0 {
             return bad("outbox_max_reports must be positive");
@@ -105,16 +104,19 @@ max_epsilon_per_report = 2.0
 # "epsilon_perm"). Each report is a fresh randomization of one permanent randomized
 # answer per value, so repeating a value every day for a year reveals no more.
 max_epsilon_per_value = 4.0
-# New values each metric may reveal per year (each costs the epsilon per value).
-# Past it, a metric reports the nearest value it has already revealed.
-max_new_values_per_year = 8
+# Values each metric's reports may show in any 365 days (each costs the epsilon per
+# value). An even number: half of it may be newly drawn in each 14-month accounting
+# window, because a year's reports can use the draws of two windows. Past it, a
+# metric reports the nearest value it has already revealed.
+max_values_per_year = 8
 
 # Length of a measurement window in seconds. Windows are kept in memory only and
 # folded into the period's measurements; nothing raw is ever written to disk.
 window_seconds = 3600
 
-# Seconds between upload attempts (failed uploads back off exponentially, with jitter).
-upload_interval_seconds = 600
+# Reports leave at a random moment of the day after their own, batched; a failed
+# upload is tried again at a random moment of the next day (never sooner, so that
+# failures cannot reveal when the laptop is on).
 
 # Reports kept while the collector is unreachable (one a day: almost three years).
 # When full, the oldest is dropped and a log line says so.

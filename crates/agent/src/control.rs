@@ -173,13 +173,13 @@ pub struct Status {
     pub epsilon_per_value: Option<f64>,
     /// The most all of a year's reports may reveal: every metric's new values at the cap.
     pub epsilon_per_year_cap: Option<f64>,
-    /// What the past year's reports can reveal at most: the permanent draws
-    /// within the rolling year (basic composition).
+    /// What the last 365 days of reports can reveal at most: the permanent
+    /// draws they can have used (basic composition).
     pub epsilon_past_year: f64,
-    /// Per metric: new values drawn within the rolling year, and their epsilon.
+    /// Per metric: the values the last 365 days of reports can have shown, and their epsilon.
     pub draws: Vec<MetricSpending>,
-    /// The person's yearly cap of new values per metric.
-    pub max_new_values_per_year: u32,
+    /// The person's cap of values per metric in any 365 days of reports.
+    pub max_values_per_year: u32,
     /// Whether this period's report was already produced.
     pub reported_this_period: bool,
     /// Reports waiting for upload.
@@ -192,13 +192,13 @@ pub struct Status {
     pub last_upload: Option<u64>,
 }
 
-/// One metric's spending within the rolling year.
+/// One metric's spending over the last 365 days of reports.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct MetricSpending {
     /// The metric.
     pub metric: String,
-    /// New values drawn (each a permanent response).
-    pub new_values: u32,
+    /// Values (each a permanent response) those reports can have shown.
+    pub values: u32,
     /// Their epsilon together.
     pub epsilon: f64,
 }
@@ -224,8 +224,8 @@ pub fn status(paths: &AgentPaths, config: &AgentConfig) -> Result<Status, AgentE
         .iter()
         .map(|m| MetricSpending {
             metric: m.name.to_owned(),
-            new_values: ledger.lifetime.draws_in_window(m.name, bucket),
-            epsilon: ledger.lifetime.spent_in_window(m.name, bucket),
+            values: ledger.lifetime.draws_in_year(m.name, bucket),
+            epsilon: ledger.lifetime.spent_in_year(m.name, bucket),
         })
         .collect();
     let terms = enrollment.as_ref().map(|e| e.terms);
@@ -238,9 +238,9 @@ pub fn status(paths: &AgentPaths, config: &AgentConfig) -> Result<Status, AgentE
         epsilon_per_report: terms.map(|t| t.epsilon_1),
         epsilon_per_value: terms.map(|t| t.epsilon_perm),
         epsilon_per_year_cap: terms.map(|t| t.per_year(config, catalog.metrics().len())),
-        epsilon_past_year: ledger.lifetime.total_in_window(bucket),
+        epsilon_past_year: ledger.lifetime.total_in_year(bucket),
         draws,
-        max_new_values_per_year: config.max_new_values_per_year,
+        max_values_per_year: config.max_values_per_year,
         reported_this_period: ledger.reported(period),
         queued: Outbox::new(paths, config.outbox_max_reports).ids()?.len(),
         sent: sent.iter().filter(|e| e.status == SentStatus::Sent).count(),

@@ -25,8 +25,10 @@ use crate::{AgentConfig, AgentError, AgentPaths, Enrollment, Ledger};
 const TICK: Duration = Duration::from_millis(250);
 
 /// How many periods back the agent reports periods it missed (the laptop was
-/// off): a week of days, the collector's grace window.
-pub const MISSED_PERIODS: u32 = 7;
+/// off). The oldest is uploaded during the period after the catch-up, so it
+/// arrives 7 periods after its own: within the collector's default grace
+/// window of 7, which a backfill of 7 would overrun by one.
+pub const MISSED_PERIODS: u32 = 6;
 
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> u64 {
@@ -183,7 +185,7 @@ impl Agent {
             .max(after_last);
         for period in from..current {
             if !Ledger::load(&self.paths)?.reported(period) {
-                tracing::info!(
+                tracing::debug!(
                     period,
                     "a period the agent missed: reporting it with nothing measured"
                 );
@@ -224,7 +226,7 @@ impl Agent {
         let terms = self.terms()?;
         let mut ledger = Ledger::load(&self.paths)?;
         if ledger.reported(period) {
-            tracing::info!(period, "this period's report was already produced");
+            tracing::debug!(period, "this period's report was already produced");
             return Ok(());
         }
         let mut account = ledger.account(period, terms.epsilon_1)?;
@@ -237,7 +239,7 @@ impl Agent {
             period_seconds: terms.period_seconds,
             epsilon: terms.epsilon_1,
             epsilon_perm: terms.epsilon_perm,
-            max_draws: self.config.max_new_values_per_year,
+            max_draws: hush_report::draws_per_window(self.config.max_values_per_year),
             bucket: bucket_of_day(u32::try_from(day).unwrap_or(u32::MAX)),
             agent_version: env!("CARGO_PKG_VERSION"),
         };
@@ -264,7 +266,9 @@ impl Agent {
                     .map(|x| x.name)
             })
             .collect();
-        tracing::info!(period, report = %report.id(), metrics = ?names, epsilon = report.epsilon(), "report produced");
+        // Per-period lines are debug: the service log (journald, ~/Library/Logs) is
+        // kept on disk and often shipped off the laptop.
+        tracing::debug!(period, report = %report.id(), metrics = ?names, epsilon = report.epsilon(), "report produced");
         Ok(())
     }
 }

@@ -156,7 +156,26 @@ pub enum MetricMechanism {
     Numeric(AnyNumericMechanism),
 }
 
+/// The most one report of a built-in metric may reveal about which of the
+/// device's permanent responses it carries (its `epsilon_change`), as a
+/// multiple of the report's epsilon. A collector that averages a year of a
+/// device's reports can learn those responses; from then on each report tells
+/// it, at this loss, which of the known values that day had (for instance,
+/// "no input": a day off). Single-symbol layers (L-GRR, L-1BitMean) stay near
+/// epsilon_1; unary encodings grow with the domain (L-SUE at d = 15 reaches 21
+/// at the default terms), so the catalog does not use them.
+pub const MAX_CHANGE_FACTOR: f64 = 1.25;
+
 impl MetricMechanism {
+    /// What one report reveals to someone who knows every permanent response
+    /// (`hush_ldp::TwoLayer::epsilon_change`); `None` for a one-layer mechanism.
+    pub fn epsilon_change(&self) -> Option<f64> {
+        match self {
+            Self::Frequency(o) => o.epsilon_change(),
+            Self::Numeric(m) => m.epsilon_change(),
+        }
+    }
+
     /// How many coarse values the permanent layer memoizes over: the buckets or
     /// categories, or the grid points of a numeric metric.
     pub fn coarse_domain(&self) -> u32 {
@@ -470,6 +489,20 @@ impl Catalog {
         self.metrics_per_report
     }
 
+    /// The largest [`MetricMechanism::epsilon_change`] of one report at these
+    /// terms (each metric at its share of both epsilons): what one day's report
+    /// can add about which of a person's known values that day had.
+    pub fn epsilon_change(&self, epsilon_perm: f64, epsilon_1: f64) -> Result<f64, ReportError> {
+        let k = f64::from(self.metrics_per_report);
+        let mut worst = 0.0f64;
+        for m in &self.metrics {
+            let mechanism = m.mechanism(epsilon_perm / k, epsilon_1 / k)?;
+            // One layer has no permanent response to hide behind: unbounded.
+            worst = worst.max(mechanism.epsilon_change().unwrap_or(f64::INFINITY));
+        }
+        Ok(worst * k)
+    }
+
     /// The metrics, in catalog order (a report refers to them by index).
     pub fn metrics(&self) -> &[Metric] {
         &self.metrics
@@ -635,7 +668,7 @@ impl Catalog {
                 kind: MetricKind::Ratio,
                 measure: Measure::KeyboardShare,
                 encoding: Encoding::Buckets {
-                    mechanism: FrequencyKind::LSue,
+                    mechanism: FrequencyKind::LGrr,
                     edges: share_edges,
                     labels: share_labels,
                 },
@@ -648,13 +681,13 @@ impl Catalog {
                 kind: MetricKind::Categorical,
                 measure: Measure::TopShortcut,
                 encoding: Encoding::Categories {
-                    mechanism: FrequencyKind::LSue,
+                    mechanism: FrequencyKind::LGrr,
                     labels: shortcut_labels,
                 },
                 weight: 1,
             },
         ];
-        match Catalog::new(2, 1, metrics) {
+        match Catalog::new(3, 1, metrics) {
             Ok(c) => c,
             Err(e) => panic!("the built-in catalog is valid by construction: {e}"),
         }

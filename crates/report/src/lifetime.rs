@@ -1,12 +1,17 @@
 //! Lifetime accounting of permanent draws: the spending history (per metric, when
-//! and at what epsilon each permanent response was first drawn; no values) and the
+//! and at what epsilon each permanent response was drawn; no values) and the
 //! keyed tags that tell the device which coarse values it has already drawn.
 //!
 //! Time is counted in accounting buckets of [`BUCKET_DAYS`] days, passed in by
-//! the caller. A draw counts against the yearly cap while its bucket is among
-//! the last [`WINDOW_BUCKETS`]: between 391 and 420 days, never less than a
-//! year. Only buckets are stored, so the files say in which month a metric took
-//! a value it had not had before, not on which day.
+//! the caller. A draw's response may be reused while its bucket is among the
+//! last [`WINDOW_BUCKETS`] (391 to 420 days), and the cap limits draws within
+//! any such window. Reports sent in one 365-day span (at most [`YEAR_BUCKETS`]
+//! buckets) can use responses drawn up to `WINDOW_BUCKETS - 1` buckets before
+//! the span began, so they can show responses from two windows of draws: at
+//! most twice the per-window cap. That is why the person's setting is the
+//! values per *year*, and the per-window cap is half of it
+//! ([`draws_per_window`]). Only buckets are stored, so the files say in which
+//! month a metric took a value it had not had before, not on which day.
 
 use std::collections::BTreeMap;
 
@@ -21,6 +26,25 @@ pub const BUCKET_DAYS: u32 = 30;
 /// at most, and at least 391, so the "rolling year" is never shorter than 365 days.
 pub const WINDOW_BUCKETS: u32 = 14;
 const _: () = assert!(WINDOW_BUCKETS * BUCKET_DAYS - (BUCKET_DAYS - 1) >= 365);
+
+/// The most buckets a span of 365 days touches: `ceil(365 / 30) + 1`, since
+/// a span need not start at a bucket boundary.
+pub const YEAR_BUCKETS: u32 = 365_u32.div_ceil(BUCKET_DAYS) + 1;
+
+/// Buckets of draws that the last 365 days of reports can have used: a report
+/// in the oldest bucket of the year can use a draw `WINDOW_BUCKETS - 1`
+/// buckets older than itself. The history is kept this long.
+pub const HISTORY_BUCKETS: u32 = WINDOW_BUCKETS + YEAR_BUCKETS - 1;
+
+// Two windows cover the history, so its draws are at most twice the window cap.
+const _: () = assert!(2 * WINDOW_BUCKETS >= HISTORY_BUCKETS);
+
+/// The per-window draw cap that keeps every 365 days of a metric's reports to
+/// at most `values_per_year` permanent responses: half of it, because the
+/// reports of one year can use the draws of two windows (see the module docs).
+pub fn draws_per_window(values_per_year: u32) -> u32 {
+    values_per_year / 2
+}
 
 /// The accounting bucket of a Unix day (days since 1970-01-01).
 pub fn bucket_of_day(day: u32) -> u32 {
@@ -56,6 +80,39 @@ impl Lifetime {
         draw.bucket + WINDOW_BUCKETS > now
     }
 
+    fn in_history(draw: &Draw, now: u32) -> bool {
+        draw.bucket + HISTORY_BUCKETS > now
+    }
+
+    /// Draws of `metric` whose responses the last 365 days of reports can
+    /// have used: at most twice the per-window cap.
+    pub fn draws_in_year(&self, metric: &str, bucket: u32) -> u32 {
+        let now = self.clock(bucket);
+        self.draws.get(metric).map_or(0, |d| {
+            d.iter().filter(|x| Self::in_history(x, now)).count() as u32
+        })
+    }
+
+    /// The epsilon of `metric`'s draws counted by [`Lifetime::draws_in_year`].
+    pub fn spent_in_year(&self, metric: &str, bucket: u32) -> f64 {
+        let now = self.clock(bucket);
+        self.draws.get(metric).map_or(0.0, |d| {
+            d.iter()
+                .filter(|x| Self::in_history(x, now))
+                .map(|x| x.epsilon_units as f64 / 1e9)
+                .sum()
+        })
+    }
+
+    /// The most the last 365 days of reports can reveal together, over every
+    /// metric (basic composition over the responses they can have used).
+    pub fn total_in_year(&self, bucket: u32) -> f64 {
+        self.draws
+            .keys()
+            .map(|m| self.spent_in_year(m, bucket))
+            .sum()
+    }
+
     /// Draws of `metric` that still count at `bucket`.
     pub fn draws_in_window(&self, metric: &str, bucket: u32) -> u32 {
         let now = self.clock(bucket);
@@ -75,22 +132,13 @@ impl Lifetime {
         })
     }
 
-    /// The epsilon of every metric's draws that still count at `bucket`: the
-    /// most the last year's reports can reveal together (basic composition).
-    pub fn total_in_window(&self, bucket: u32) -> f64 {
-        self.draws
-            .keys()
-            .map(|m| self.spent_in_window(m, bucket))
-            .sum()
-    }
-
     /// Metric names with history.
     pub fn metrics(&self) -> impl Iterator<Item = &str> {
         self.draws.keys().map(String::as_str)
     }
 
     /// Records a draw of `metric` at `epsilon_units` in `bucket` (or the clock's
-    /// later bucket), and forgets draws that no longer count.
+    /// later bucket), and forgets draws no year of reports can still have used.
     pub fn record(&mut self, metric: &str, bucket: u32, epsilon_units: u64) {
         let now = self.clock(bucket);
         self.latest_bucket = now;
@@ -102,12 +150,13 @@ impl Lifetime {
         self.prune(now);
     }
 
-    /// Drops draws outside the window (they no longer count) and advances the clock.
+    /// Drops draws older than the history (no report of the last 365 days
+    /// can have used them) and advances the clock.
     pub fn prune(&mut self, bucket: u32) {
         let now = self.clock(bucket);
         self.latest_bucket = now;
         for draws in self.draws.values_mut() {
-            draws.retain(|d| Self::in_window(d, now));
+            draws.retain(|d| Self::in_history(d, now));
         }
         self.draws.retain(|_, d| !d.is_empty());
     }
@@ -195,9 +244,17 @@ mod tests {
         l.record("clicks", 50, 1_000_000_000);
         assert_eq!(l.clock(50), 100);
         assert_eq!(l.draws_in_window("clicks", 50), 2);
+        // Out of the window, but the past year's reports may still have used it.
+        assert_eq!(l.draws_in_window("clicks", 114), 0);
+        assert_eq!(l.draws_in_year("clicks", 114), 2);
+        assert_eq!(l.draws_in_year("clicks", 100 + HISTORY_BUCKETS - 1), 2);
+        assert_eq!(l.draws_in_year("clicks", 100 + HISTORY_BUCKETS), 0);
         l.prune(120);
         assert_eq!(l.draws_in_window("clicks", 0), 0);
-        assert_eq!(l.clock(0), 120);
+        assert_eq!(l.draws_in_year("clicks", 0), 2, "kept for the year's bound");
+        l.prune(100 + HISTORY_BUCKETS);
+        assert_eq!(l.metrics().count(), 0);
+        assert_eq!(l.clock(0), 100 + HISTORY_BUCKETS);
     }
 
     #[test]

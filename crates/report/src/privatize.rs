@@ -32,7 +32,9 @@ pub struct PrivatizeRequest<'a> {
     /// split like `epsilon`; above `epsilon`.
     pub epsilon_perm: f64,
     /// The most new permanent draws a metric may make within the accounting
-    /// window (a rolling year): the lifetime cap.
+    /// window ([`crate::WINDOW_BUCKETS`]): the lifetime cap. Any 365 days of
+    /// reports can show up to twice this many responses per metric; derive it
+    /// from the person's values per year with [`crate::draws_per_window`].
     pub max_draws: u32,
     /// The accounting bucket of the period ([`crate::bucket_of_day`]).
     pub bucket: u32,

@@ -14,8 +14,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use hush_ldp::{BudgetAccount, NumericKind, NumericMechanism};
 use hush_report::{
     Catalog, DeviceMemory, DeviceSecret, DrawTags, Encoding, KeyClass, Lifetime, MetricMechanism,
-    PrivatizeError, PrivatizeRequest, RawMeasurements, Report, WINDOW_BUCKETS, context_of,
-    privatize,
+    PrivatizeError, PrivatizeRequest, RawMeasurements, Report, WINDOW_BUCKETS, YEAR_BUCKETS,
+    context_of, draws_per_window, privatize,
 };
 use proptest::prelude::*;
 use rand::rngs::ChaCha12Rng;
@@ -267,11 +267,80 @@ fn after_forget_a_capped_metric_has_nothing_to_report() {
     privatize(day(100), &req, &mut memory, &mut budget, &mut rng).unwrap();
 }
 
+#[test]
+fn no_year_of_reports_shows_more_values_than_the_persons_cap() {
+    // Two values every day for 14 buckets, then four others. A draw's response
+    // may be reused for a whole window, so the old values can appear until
+    // the end of bucket 13 and the new ones from bucket 14: a year of reports
+    // can show two windows' draws. With the per-window cap at half the
+    // person's values per year, that is still within it.
+    const VALUES_PER_YEAR: u32 = 4;
+    let catalog = keystrokes_only(8_000.0);
+    let metric = &catalog.metrics()[0];
+    let context = context_of(metric, 4.0);
+    let mut rng = ChaCha12Rng::seed_from_u64(9);
+    let mut memory = device(&mut rng);
+    let mut req = request(&catalog, 0);
+    req.max_draws = draws_per_window(VALUES_PER_YEAR);
+    // Per bucket, the coarse values whose responses a report could use: every
+    // tag valid after the bucket's reports (a superset of those used).
+    let mut usable: Vec<BTreeSet<u32>> = Vec::new();
+    let last = 3 * WINDOW_BUCKETS;
+    for bucket in 0..last {
+        let days: &[u32] = if bucket < WINDOW_BUCKETS {
+            &[100, 7_000]
+        } else {
+            &[2_000, 3_000, 4_000, 5_000]
+        };
+        for &keys in days {
+            req.bucket = bucket;
+            req.period += 1;
+            let mut budget = BudgetAccount::new(2.0).unwrap();
+            privatize(day(keys), &req, &mut memory, &mut budget, &mut rng).unwrap();
+        }
+        usable.push(
+            (0..=8)
+                .filter(|&c| {
+                    memory
+                        .tags
+                        .contains(&memory.secret.tag(&context, c), bucket)
+                })
+                .collect(),
+        );
+        assert!(memory.lifetime.draws_in_year(metric.name, bucket) <= VALUES_PER_YEAR);
+    }
+    for start in 0..last - YEAR_BUCKETS {
+        let seen: BTreeSet<u32> = usable[start as usize..(start + YEAR_BUCKETS) as usize]
+            .iter()
+            .flatten()
+            .copied()
+            .collect();
+        assert!(
+            seen.len() as u32 <= VALUES_PER_YEAR,
+            "buckets {start}..: {seen:?}"
+        );
+    }
+    // The change of habit shows up: the year that spans it used all four.
+    let span: BTreeSet<u32> = usable[WINDOW_BUCKETS as usize - 2..WINDOW_BUCKETS as usize + 2]
+        .iter()
+        .flatten()
+        .copied()
+        .collect();
+    assert_eq!(span.len(), 4, "{span:?}");
+    assert_eq!(
+        memory.lifetime.draws_in_year(metric.name, WINDOW_BUCKETS),
+        4
+    );
+}
+
 /// What the test harness knows and the device does not: every permanent
 /// response a report was made from, by (secret, context, coarse value).
 #[derive(Default)]
 struct GroundTruth {
+    /// Bucket of each response's first draw.
     revealed: BTreeMap<(Vec<u8>, String, u64, u32), u32>,
+    /// Last bucket in which a report could have used each response.
+    usable: BTreeMap<(Vec<u8>, String, u64, u32), u32>,
 }
 
 /// Operations on a device over time.
@@ -349,6 +418,13 @@ proptest! {
                                 let key = (memory.secret.as_bytes().to_vec(), context.definition.clone(), context.epsilon_perm_units, c);
                                 truth.revealed.insert(key, now);
                             }
+                            // Every response this report could have used, by when.
+                            for c in 0..=8 {
+                                if memory.tags.contains(&memory.secret.tag(&context, c), now) {
+                                    let key = (memory.secret.as_bytes().to_vec(), context.definition.clone(), context.epsilon_perm_units, c);
+                                    truth.usable.insert(key, now);
+                                }
+                            }
                             prop_assert_eq!(r.metrics().len(), 1);
                         }
                         Err(PrivatizeError::NothingReportable) => {}
@@ -374,10 +450,17 @@ proptest! {
             // Never more than the cap of draws, nor their epsilon at the person's cap.
             prop_assert!(memory.lifetime.draws_in_window(name, now) <= CAP);
             prop_assert!(memory.lifetime.spent_in_window(name, now) <= f64::from(CAP) * PERM_CAP + 1e-9);
-            // Every permanent response revealed within the window is counted.
+            // Every permanent response used within the window is counted, so
+            // no span of WINDOW_BUCKETS buckets shows more than CAP responses.
             let revealed = truth.revealed.values().filter(|&&b| b + WINDOW_BUCKETS > now).count() as u32;
             prop_assert!(revealed <= memory.lifetime.draws_in_window(name, now),
                 "{revealed} responses revealed, {} counted", memory.lifetime.draws_in_window(name, now));
+            // The last 365 days of reports used no response the year's count
+            // misses, and at most twice the window cap.
+            let year = truth.usable.values().filter(|&&b| b + YEAR_BUCKETS > now).count() as u32;
+            prop_assert!(year <= memory.lifetime.draws_in_year(name, now),
+                "{year} responses usable in a year, {} counted", memory.lifetime.draws_in_year(name, now));
+            prop_assert!(memory.lifetime.draws_in_year(name, now) <= 2 * CAP);
         }
     }
 }
