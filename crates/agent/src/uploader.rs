@@ -94,10 +94,13 @@ fn same_terms(policy: &Policy, terms: &Terms) -> bool {
 }
 
 /// An HTTP client with certificate verification against the web PKI roots, or
-/// against the given PEM roots for a private collector.
+/// against the given PEM roots for a private collector. It follows no
+/// redirects: the URL the person enrolled with was checked (https, no
+/// userinfo), and a redirect could lead anywhere, over plain http too.
 pub fn http_agent(ca_cert: Option<&Path>) -> Result<ureq::Agent, AgentError> {
     let mut builder = ureq::Agent::config_builder()
         .http_status_as_error(false)
+        .max_redirects(0)
         .timeout_global(Some(Duration::from_secs(60)));
     if let Some(path) = ca_cert {
         let pem = std::fs::read(path)
@@ -239,33 +242,6 @@ fn refuse(
     outbox.remove(r.id())
 }
 
-/// Exponential backoff with jitter between failed uploads.
-#[derive(Debug, Clone, Default)]
-pub struct Backoff {
-    failures: u32,
-}
-
-impl Backoff {
-    /// First retry after about 5 s, doubling to at most an hour.
-    pub(crate) const BASE: Duration = Duration::from_secs(5);
-    const MAX: Duration = Duration::from_secs(3600);
-
-    /// Records a failure and returns how long to wait: the doubled delay times a
-    /// random factor in [0.5, 1.5), so a fleet that lost the collector together
-    /// does not come back in lockstep.
-    pub fn failed<R: CryptoRng + ?Sized>(&mut self, rng: &mut R) -> Duration {
-        self.failures = self.failures.saturating_add(1);
-        let exp = Self::BASE.saturating_mul(1u32 << self.failures.min(12).saturating_sub(1));
-        let jitter = 0.5 + (rng.next_u32() as f64 / f64::from(u32::MAX));
-        exp.min(Self::MAX).mul_f64(jitter)
-    }
-
-    /// Records a success.
-    pub fn succeeded(&mut self) {
-        self.failures = 0;
-    }
-}
-
 /// When the uploader sends: a uniformly random moment within the period after
 /// the one reported, so the arrival time says nothing about when the laptop
 /// was used, woke up or shut down.
@@ -350,9 +326,14 @@ impl Schedule {
         self.next = None;
     }
 
-    /// The upload failed: try again at `at`, a backoff's time from now.
-    pub(crate) fn retry(&mut self, at: u64) {
-        self.next = Some(at);
+    /// The upload failed, or was held: try again at a uniform moment of the
+    /// next period. Not sooner: retries after a delay from the failure would
+    /// beat like a heartbeat while the laptop is awake, and a collector (or
+    /// anyone able to break the connection) that fails every upload would
+    /// learn when the laptop is on to within the delay.
+    pub(crate) fn retry(&mut self, now: u64, rng: &mut (impl CryptoRng + ?Sized)) {
+        let end = (now / self.period_ms + 1) * self.period_ms;
+        self.next = Some(Self::draw(end, end + self.period_ms, rng));
     }
 
     /// What to do at `now`.
@@ -374,7 +355,7 @@ impl Schedule {
 }
 
 /// The uploader thread: uploads what is queued at the moments [`Schedule`]
-/// draws, and backs off exponentially with jitter after failures.
+/// draws, and after a failure tries again at a random moment of the next period.
 ///
 /// It does not flush on shutdown: an upload when the agent stops would tell
 /// the collector when the person logged out. Queued reports stay in the
@@ -421,7 +402,6 @@ impl UploadLoop {
         if !outbox.ids()?.is_empty() {
             schedule.pending(now_ms(), &mut rng);
         }
-        let retry_base = Duration::from_secs(config.upload_interval_seconds);
         let signal = Arc::new((
             Mutex::new(Wake {
                 queued: Vec::new(),
@@ -431,7 +411,6 @@ impl UploadLoop {
         ));
         let theirs = Arc::clone(&signal);
         let handle = thread::Builder::new().name("hush-upload".into()).spawn(move || {
-            let mut backoff = Backoff::default();
             let (lock, cvar) = &*theirs;
             loop {
                 let Ok(mut wake) = lock.lock() else { return };
@@ -459,7 +438,7 @@ impl UploadLoop {
                             "the collector changed its terms (epsilon {} per report, {} per value, a report every {} s); nothing is sent until you consent again with `hush agent enroll`",
                             policy.epsilon_1, policy.epsilon_perm, policy.period_seconds
                         );
-                        schedule.retry(now_ms() + u64::from(period_seconds) * 1000);
+                        schedule.retry(now_ms(), &mut rng);
                         continue;
                     }
                     _ => {}
@@ -467,20 +446,17 @@ impl UploadLoop {
                 match flush(&uploader, &outbox, &paths, unix_now()) {
                     Ok(s) if s.retry.is_none() => {
                         if s.sent > 0 {
-                            tracing::info!(sent = s.sent, refused = s.refused, "uploaded");
+                            tracing::debug!(sent = s.sent, refused = s.refused, "uploaded");
                         }
-                        backoff.succeeded();
                         schedule.sent();
                     }
                     Ok(s) => {
-                        let wait = backoff.failed(&mut rng).max(retry_base.min(Backoff::BASE));
-                        tracing::warn!(pending = s.pending, retry_in = ?wait, "upload failed: {}", s.retry.unwrap_or_default());
-                        schedule.retry(now_ms() + u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
+                        tracing::warn!(pending = s.pending, "upload failed, retrying in the next period: {}", s.retry.unwrap_or_default());
+                        schedule.retry(now_ms(), &mut rng);
                     }
                     Err(e) => {
-                        let wait = backoff.failed(&mut rng);
-                        tracing::error!("upload error: {e}");
-                        schedule.retry(now_ms() + u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
+                        tracing::error!("upload error, retrying in the next period: {e}");
+                        schedule.retry(now_ms(), &mut rng);
                     }
                 }
             }
@@ -537,6 +513,37 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn a_redirect_is_not_followed() {
+        // The enrolled collector answers with a redirect to another server
+        // (plain http here); the agent must not go there.
+        let elsewhere = TcpListener::bind("127.0.0.1:0").unwrap();
+        elsewhere.set_nonblocking(true).unwrap();
+        let target = elsewhere.local_addr().unwrap();
+        let collector = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", collector.local_addr().unwrap());
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = collector.accept().unwrap();
+            let mut line = String::new();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            while reader.read_line(&mut line).unwrap() > 2 {
+                line.clear();
+            }
+            write!(
+                stream,
+                "HTTP/1.1 302 Found\r\nLocation: http://{target}/v1/policy\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )
+            .unwrap();
+        });
+        let err = get_policy(&http_agent(None).unwrap(), &url).unwrap_err();
+        server.join().unwrap();
+        assert!(err.to_string().contains("302"), "{err}");
+        assert!(
+            elsewhere.accept().is_err(),
+            "the agent followed the redirect"
+        );
+    }
+
     fn report(period: u32, seed: u64) -> Report {
         let catalog = Catalog::builtin();
         let request = PrivatizeRequest {
@@ -580,6 +587,27 @@ mod tests {
             tenths[((at - 101 * day) * 10 / day) as usize] += 1;
         }
         // Uniform: each tenth of the day gets 500 ± 4 sd (sd ≈ 21).
+        assert!(
+            tenths.iter().all(|&n| (415..=585).contains(&n)),
+            "{tenths:?}"
+        );
+    }
+
+    #[test]
+    fn a_failed_upload_is_retried_at_a_random_moment_of_the_next_period() {
+        // Whenever the failure happens, the retry's moment is uniform over the
+        // next period: it says nothing about when the laptop was awake.
+        let day = 86_400_000u64;
+        let mut rng = rng();
+        let mut tenths = [0u32; 10];
+        for i in 0..5000u64 {
+            let mut s = Schedule::new(86_400);
+            let failed_at = 50 * day + (i * 7919) % day;
+            s.retry(failed_at, &mut rng);
+            let at = s.next.unwrap();
+            assert!((51 * day..52 * day).contains(&at), "{at}");
+            tenths[((at - 51 * day) * 10 / day) as usize] += 1;
+        }
         assert!(
             tenths.iter().all(|&n| (415..=585).contains(&n)),
             "{tenths:?}"
