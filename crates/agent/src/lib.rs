@@ -1,4 +1,4 @@
-//! The Hush laptop agent: consent and enrollment, the durable budget ledger and memo,
+//! The Hush laptop agent: consent and enrollment, the durable budget ledger and device secret,
 //! the privatize-at-period-end loop, the crash-safe outbox, the uploader, and the
 //! person's transparency controls.
 //!
