@@ -104,11 +104,35 @@ impl FrequencyAggregate {
         &self.support
     }
 
-    /// Unbiased frequency estimates with plug-in standard errors and intervals at `level`.
+    /// Unbiased estimates of the frequencies among the reporting users
+    /// themselves, with plug-in standard errors (the mechanism's noise only,
+    /// [`frequency_variance`]) and intervals at `level`.
     pub fn estimate(
         &self,
         probs: SupportProbabilities,
         level: f64,
+    ) -> Result<FrequencyEstimate, StatsError> {
+        self.estimate_with(probs, level, false)
+    }
+
+    /// Unbiased estimates of the frequencies in a population the reports are
+    /// a random sample of (a fleet whose devices each report one metric of
+    /// many): the variance adds the sampling term `f (1 - f) / n` to the
+    /// mechanism's, together `pi (1 - pi) / (n (p - q)^2)` for
+    /// `pi = f p + (1 - f) q`, the chance that a report supports the value.
+    pub fn estimate_population(
+        &self,
+        probs: SupportProbabilities,
+        level: f64,
+    ) -> Result<FrequencyEstimate, StatsError> {
+        self.estimate_with(probs, level, true)
+    }
+
+    fn estimate_with(
+        &self,
+        probs: SupportProbabilities,
+        level: f64,
+        sampled: bool,
     ) -> Result<FrequencyEstimate, StatsError> {
         if self.reports == 0 {
             return Err(StatsError::TooFewReports { needed: 1 });
@@ -119,7 +143,9 @@ impl FrequencyAggregate {
             .iter()
             .map(|&c| {
                 let estimate = (c as f64 / n - probs.q) / (probs.p - probs.q);
-                let variance = frequency_variance(probs, self.reports, estimate.clamp(0.0, 1.0));
+                let f = estimate.clamp(0.0, 1.0);
+                let sampling = if sampled { f * (1.0 - f) / n } else { 0.0 };
+                let variance = frequency_variance(probs, self.reports, f) + sampling;
                 let std_error = variance.sqrt();
                 Ok(ValueEstimate {
                     estimate,
@@ -240,6 +266,11 @@ mod tests {
         assert!(est.values[1].estimate.abs() < 1e-12);
         // Variance at f = 0.3: (0.3 * 0.1875 + 0.7 * 0.1875) / (100 * 0.25) = 0.0075.
         assert!((est.values[0].std_error - 0.0075f64.sqrt()).abs() < 1e-12);
+        // For a population sampled by the reports, plus 0.3 * 0.7 / 100 = 0.0021:
+        // pi (1 - pi) / (n (p - q)^2) at pi = 0.4 is 0.24 / 25 = 0.0096.
+        let pop = agg.estimate_population(probs, 0.95).unwrap();
+        assert_eq!(pop.values[0].estimate, est.values[0].estimate);
+        assert!((pop.values[0].std_error - 0.0096f64.sqrt()).abs() < 1e-12);
         assert!(FrequencyAggregate::new(2).estimate(probs, 0.95).is_err());
     }
 }

@@ -6,7 +6,8 @@
 //! - frequency oracles: [`FrequencyAggregate`] (support counts) and
 //!   [`FrequencyAggregate::estimate`], with [`frequency_variance`];
 //! - numeric mechanisms: [`MeanAggregate`] (integer moments of grid outputs) and
-//!   [`MeanAggregate::estimate`], with [`mean_variance`].
+//!   [`MeanAggregate::estimate`], with [`mean_variance`];
+//! - several periods pooled: [`ClusteredMean`], with errors clustered by device.
 //!
 //! Aggregates hold only integer sufficient statistics, so `merge` is exact and
 //! order-free. Post-processing ([`norm_sub`], [`clip_unit`]) is reported beside
@@ -19,6 +20,7 @@ mod error;
 mod frequency;
 mod interval;
 mod mean;
+mod pooled;
 mod population;
 mod postprocess;
 pub mod simulate;
@@ -29,5 +31,6 @@ pub use interval::{
     ConfidenceInterval, clopper_pearson_lower, clopper_pearson_upper, normal_quantile,
 };
 pub use mean::{BranchMoments, MeanAggregate, MeanEstimate, mean_variance};
+pub use pooled::{ClusteredMean, PooledEstimate};
 pub use population::{Distribution, Population};
 pub use postprocess::{clip_unit, norm_sub};
