@@ -23,13 +23,12 @@
 
 use anyhow::Context;
 use clap::Parser;
-use hush_capture::WindowAggregator;
 use hush_capture::synthetic::Persona;
 use hush_ldp::{
     AnyFrequencyOracle, FrequencyKind, FrequencyOracle, LOneBitMean, NoiseRng, NumericMechanism,
     Piecewise, Range, TwoLayer,
 };
-use hush_report::{Catalog, Encoding, MetricValue, RawMeasurements};
+use hush_report::{Catalog, Encoding, MetricValue};
 use hush_stats::frequency_variance;
 use rand::SeedableRng;
 
@@ -78,16 +77,7 @@ fn main() -> anyhow::Result<()> {
     for _ in 0..people {
         let persona = Persona::sample(&mut rng);
         for weekday in 0..5 {
-            let mut windows = WindowAggregator::new(3_600_000, 0)?;
-            let mut raw = RawMeasurements::new(0);
-            for i in persona.day(weekday, &mut rng) {
-                for w in windows.observe(i) {
-                    raw.absorb(w);
-                }
-            }
-            for w in windows.advance(86_400_000) {
-                raw.absorb(w);
-            }
+            let raw = persona.measured_day(weekday, &mut rng);
             for (m, v) in catalog.metrics().iter().zip(&mut values) {
                 v.push(m.value(&raw));
             }

@@ -221,8 +221,13 @@ fn fleet_library_merges_shards_exactly() {
     let words: Vec<&str> = line.split_whitespace().collect();
     let z: f64 = words[words.len() - 4].parse().unwrap();
     let n: usize = words[words.len() - 2].parse().unwrap();
-    // The 10 metrics of the default catalog: 6 means and 9 + 9 + 11 + 15 frequency buckets.
-    assert_eq!(n, 6 + 9 + 9 + 11 + 15, "{stdout}");
+    // Every metric of the default catalog: one mean per count, one row per bucket.
+    let rows: u32 = hush_report::Catalog::builtin()
+        .metrics()
+        .iter()
+        .map(|m| m.domain().unwrap_or(1))
+        .sum();
+    assert_eq!(n, rows as usize, "{stdout}");
     let table_rows = stdout
         .lines()
         .filter(|l| l.starts_with("| ") && !l.starts_with("| metric") && !l.contains("---"))
@@ -253,11 +258,13 @@ fn two_layer_table_picks_the_catalogs_mechanisms() {
             .unwrap_or_else(|| panic!("no row for {}\n{stdout}", m.name));
         let best = row[row.len() - 2];
         let expected = if best == "PM + PM" { "l-onebit" } else { best };
-        // PM + PM is not implemented; where it wins, it wins by little (asserted below).
+        // PM + PM is not implemented; where it wins, it wins by little (asserted
+        // below): at the catalog's tight ranges by up to 15% in variance (7.5% in
+        // half-width), for active minutes, whose working days fill the range most.
         assert_eq!(m.mechanism_name(), expected, "{}\n{stdout}", m.name);
         if best == "PM + PM" {
             let (onebit, pm): (f64, f64) = (row[4].parse().unwrap(), row[5].parse().unwrap());
-            assert!(pm > 0.9 * onebit, "{}: {onebit} vs {pm}", m.name);
+            assert!(pm > 0.8 * onebit, "{}: {onebit} vs {pm}", m.name);
         }
     }
 }

@@ -251,7 +251,12 @@ pub struct Metric {
 impl Metric {
     /// The metric's value in `raw`, clipped or bucketed as its encoding says.
     pub fn value(&self, raw: &RawMeasurements) -> MetricValue {
-        let read = self.measure.read(raw);
+        self.value_of(self.measure.read(raw))
+    }
+
+    /// The metric's value for a reading of its measure (`None` where the
+    /// measure is undefined), clipped or bucketed as its encoding says.
+    pub fn value_of(&self, read: Option<f64>) -> MetricValue {
         match &self.encoding {
             Encoding::Numeric { lo, hi, .. } => {
                 MetricValue::Number(read.unwrap_or(0.0).clamp(*lo, *hi))
@@ -330,17 +335,17 @@ impl Metric {
     }
 
     /// The metric's canonical definition: every field that changes decoding or
-    /// estimation. The catalog hash covers it, and the device's permanent
-    /// responses are keyed by it, so a catalog change that leaves a metric
-    /// alone leaves its responses (and their budget) alone. `{:?}` prints f64
+    /// estimation (not the sampling weight). The catalog hash covers it, and
+    /// the device's permanent responses are keyed by it, so a catalog change
+    /// that leaves a metric's encoding alone (new weights, say) leaves its
+    /// responses (and their budget) alone. `{:?}` prints f64
     /// so that it parses back to the same value.
     pub fn definition(&self) -> String {
         let mut text = format!(
-            "metric={}|{}|{}|w={}|",
+            "metric={}|{}|{}|",
             self.name,
             self.kind.name(),
-            self.measure.name(),
-            self.weight
+            self.measure.name()
         );
         let _ = match &self.encoding {
             Encoding::Numeric { mechanism, lo, hi } => {
@@ -471,7 +476,7 @@ impl Catalog {
     fn digest(version: u16, k: u8, metrics: &[Metric]) -> CatalogHash {
         let mut text = format!("hush-catalog\nversion={version}\nmetrics_per_report={k}\n");
         for m in metrics {
-            let _ = writeln!(text, "{}", m.definition());
+            let _ = writeln!(text, "{}|w={}", m.definition(), m.weight);
         }
         let digest = Sha256::digest(text.as_bytes());
         let mut out = [0u8; 16];
@@ -534,24 +539,32 @@ impl Catalog {
             .collect()
     }
 
-    /// Hush's built-in catalog (version 2): ten metrics per day, one per report,
-    /// each through the two-layer mechanism with the lowest exact variance on the
-    /// demo's working-day population at 2 per report and 4 per value
-    /// (`examples/two_layer_table.rs`): L-1BitMean with alpha-point rounding
-    /// onto nine grid points for counts, L-GRR for typing speed and correction
-    /// rate (nine buckets, none above a quarter of the days), L-SUE for keyboard
-    /// share and the top shortcut (one bucket holds 87% and 60% of the days,
-    /// where SUE's variance, flat in the frequency, wins).
+    /// Hush's built-in catalog (version 4): ten metrics per day, one per report.
+    ///
+    /// - **Ranges** sit near the 99th percentile of working days in the demo's
+    ///   simulated population (`hush_capture::synthetic`, whose typing figures
+    ///   follow Dhakal et al., CHI 2018): the noise of a count grows with its
+    ///   range, and above the 99th percentile clipping moves the mean by about
+    ///   1% at most (`hush plan --weights` prints each bias;
+    ///   `tests/catalog_fit.rs` checks the ranges against the population).
+    /// - **Buckets** split the working days' mass into a few informative
+    ///   parts (the largest holds 26-60%), since every bucket costs variance.
+    /// - **Mechanisms**: L-1BitMean with alpha-point rounding for counts,
+    ///   L-GRR for buckets and categories: the lowest exact variance among
+    ///   the two-layer mechanisms whose change epsilon stays within
+    ///   [`MAX_CHANGE_FACTOR`] (`examples/two_layer_table.rs`).
+    /// - **Weights** are sampling probabilities (per thousand) proportional to
+    ///   each metric's relative variance per report, so every metric gets the
+    ///   same relative precision a day (`hush plan --weights` computes them).
+    ///   Which metric a report carries depends on these weights and the
+    ///   device's accounting state only, never on its measurements.
     ///
     /// One metric per report at the full epsilon beats splitting the epsilon
     /// across all of them for mean and frequency estimation (Wang et al.,
     /// ICDE 2019, Section IV: k = max(1, min(d, floor(eps / 2.5))) is 1 for eps <= 5).
-    /// Ranges are per day and generous: clipping bounds the sensitivity, and
-    /// Dhakal et al. (CHI 2018) put heavy typists near 120 words (about 600 keys)
-    /// a minute at the top end, with a mean near 52 words per minute.
     pub fn builtin() -> Self {
         let labels = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
-        let count = |name, description, unit, measure, hi| Metric {
+        let count = |name, description, unit, measure, hi, weight| Metric {
             name,
             description,
             unit,
@@ -562,13 +575,7 @@ impl Catalog {
                 lo: 0.0,
                 hi,
             },
-            weight: 1,
-        };
-        let share_edges: Vec<f64> = (1..10).map(|i| f64::from(i) / 10.0).collect();
-        let share_labels = {
-            let mut l = vec!["no input".to_owned()];
-            l.extend((0..10).map(|i| format!("{}-{}%", i * 10, i * 10 + 10)));
-            l
+            weight,
         };
         let mut shortcut_labels = vec!["none".to_owned()];
         shortcut_labels.extend(Shortcut::ALL.iter().map(|s| s.name().to_owned()));
@@ -578,42 +585,48 @@ impl Catalog {
                 "Minutes in the day with any keyboard or mouse input",
                 "minutes",
                 Measure::ActiveMinutes,
-                960.0,
+                570.0,
+                34,
             ),
             count(
                 "keystrokes",
                 "Keys pressed in the day (which keys is never recorded)",
                 "keys",
                 Measure::Keystrokes,
-                40_000.0,
+                90_000.0,
+                78,
             ),
             count(
                 "clicks",
                 "Mouse clicks in the day",
                 "clicks",
                 Measure::Clicks,
-                8_000.0,
+                1_300.0,
+                84,
             ),
             count(
                 "scroll_notches",
                 "Scroll-wheel notches in the day",
                 "notches",
                 Measure::ScrollNotches,
-                20_000.0,
+                4_000.0,
+                112,
             ),
             count(
                 "pointer_travel",
                 "Distance the pointer moved in the day",
                 "thousand pixels",
                 Measure::PointerTravel,
-                4_000.0,
+                1_700.0,
+                93,
             ),
             count(
                 "longest_focus",
                 "Longest stretch of consecutive active minutes",
                 "minutes",
                 Measure::LongestFocus,
-                480.0,
+                220.0,
+                66,
             ),
             Metric {
                 name: "typing_speed",
@@ -623,20 +636,18 @@ impl Catalog {
                 measure: Measure::TypingSpeed,
                 encoding: Encoding::Buckets {
                     mechanism: FrequencyKind::LGrr,
-                    edges: vec![50.0, 100.0, 150.0, 200.0, 250.0, 300.0, 400.0],
+                    edges: vec![100.0, 150.0, 200.0, 250.0, 300.0],
                     labels: labels(&[
                         "no typing",
-                        "under 50",
-                        "50-100",
+                        "under 100",
                         "100-150",
                         "150-200",
                         "200-250",
                         "250-300",
-                        "300-400",
-                        "400 or more",
+                        "300 or more",
                     ]),
                 },
-                weight: 1,
+                weight: 199,
             },
             Metric {
                 name: "correction_rate",
@@ -646,20 +657,17 @@ impl Catalog {
                 measure: Measure::CorrectionRate,
                 encoding: Encoding::Buckets {
                     mechanism: FrequencyKind::LGrr,
-                    edges: vec![0.02, 0.04, 0.06, 0.08, 0.10, 0.15, 0.20],
+                    edges: vec![0.03, 0.06, 0.09, 0.12],
                     labels: labels(&[
                         "no typing",
-                        "under 2%",
-                        "2-4%",
-                        "4-6%",
-                        "6-8%",
-                        "8-10%",
-                        "10-15%",
-                        "15-20%",
-                        "20% or more",
+                        "under 3%",
+                        "3-6%",
+                        "6-9%",
+                        "9-12%",
+                        "12% or more",
                     ]),
                 },
-                weight: 1,
+                weight: 139,
             },
             Metric {
                 name: "keyboard_share",
@@ -669,10 +677,16 @@ impl Catalog {
                 measure: Measure::KeyboardShare,
                 encoding: Encoding::Buckets {
                     mechanism: FrequencyKind::LGrr,
-                    edges: share_edges,
-                    labels: share_labels,
+                    edges: vec![0.9, 0.95, 0.975],
+                    labels: labels(&[
+                        "no input",
+                        "under 90%",
+                        "90-95%",
+                        "95-97.5%",
+                        "97.5% or more",
+                    ]),
                 },
-                weight: 1,
+                weight: 91,
             },
             Metric {
                 name: "top_shortcut",
@@ -684,10 +698,10 @@ impl Catalog {
                     mechanism: FrequencyKind::LGrr,
                     labels: shortcut_labels,
                 },
-                weight: 1,
+                weight: 104,
             },
         ];
-        match Catalog::new(3, 1, metrics) {
+        match Catalog::new(4, 1, metrics) {
             Ok(c) => c,
             Err(e) => panic!("the built-in catalog is valid by construction: {e}"),
         }

@@ -1,0 +1,107 @@
+//! The built-in catalog against the population it was fitted to (the demo's
+//! simulated working days): ranges near the 99th percentile, sampling weights
+//! that equalize relative precision, buckets that carry information, and a
+//! metric choice that never depends on the measurements.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
+
+use hush_capture::synthetic::working_weeks;
+use hush_collector::plan::{DeviceDays, balanced_weights, plan};
+use hush_report::{Catalog, Encoding, MetricValue};
+
+/// 600 people x 5 working days: 3,000 device-days. The 98th percentile of
+/// 3,000 draws has a standard error near 0.26 percentile points, so the
+/// bounds below (98th and 99.7th) leave the catalog's 99th several of them.
+const PEOPLE: u64 = 600;
+
+fn population(catalog: &Catalog) -> Vec<Vec<Vec<Option<f64>>>> {
+    working_weeks(catalog, PEOPLE, 11)
+}
+
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+#[test]
+fn count_ranges_sit_near_the_99th_percentile_of_working_days() {
+    let catalog = Catalog::builtin();
+    let people = population(&catalog);
+    for (i, metric) in catalog.metrics().iter().enumerate() {
+        let Encoding::Numeric { hi, .. } = metric.encoding else {
+            continue;
+        };
+        let mut xs: Vec<f64> = people
+            .iter()
+            .flatten()
+            .map(|day| day[i].unwrap_or(0.0))
+            .collect();
+        xs.sort_by(f64::total_cmp);
+        let (p98, p997) = (quantile(&xs, 0.98), quantile(&xs, 0.997));
+        assert!(
+            p98 <= hi && hi <= p997,
+            "{}: range top {hi} outside [{p98}, {p997}] (98th to 99.7th percentile)",
+            metric.name
+        );
+    }
+}
+
+#[test]
+fn buckets_split_the_working_days_into_informative_parts() {
+    let catalog = Catalog::builtin();
+    let people = population(&catalog);
+    for (i, metric) in catalog.metrics().iter().enumerate() {
+        let Some(d) = metric.domain() else { continue };
+        let mut counts = vec![0usize; d as usize];
+        for day in people.iter().flatten() {
+            if let MetricValue::Category(c) = metric.value_of(day[i]) {
+                counts[c as usize] += 1;
+            }
+        }
+        let total = counts.iter().sum::<usize>() as f64;
+        let largest = *counts.iter().max().unwrap() as f64 / total;
+        // Version 3's keyboard_share had 85% of working days in one bucket and
+        // 99.4% in three of eleven.
+        assert!(
+            largest <= 0.65,
+            "{}: {:.0}% of working days in one bucket",
+            metric.name,
+            100.0 * largest
+        );
+        let informative = counts.iter().filter(|&&c| c as f64 >= 0.05 * total).count();
+        assert!(
+            informative >= 2 && informative + 3 >= d as usize || metric.name == "top_shortcut",
+            "{}: {informative} of {d} buckets hold 5% of working days or more: {counts:?}",
+            metric.name
+        );
+    }
+}
+
+#[test]
+fn weights_give_every_metric_the_same_relative_precision() {
+    let catalog = Catalog::builtin();
+    let devices: Vec<DeviceDays> = population(&catalog)
+        .into_iter()
+        .map(|days| DeviceDays { days })
+        .collect();
+    let plans = plan(&catalog, 4.0, 2.0, &devices, 1, 11).unwrap();
+    let balanced = balanced_weights(&plans, 1000);
+    // The relative variance per report rests on 3,000 device-days: a few
+    // percent of sampling error, so 15% means the weights were fitted.
+    for ((metric, want), p) in catalog.metrics().iter().zip(&balanced).zip(&plans) {
+        let ratio = f64::from(metric.weight) / f64::from(*want);
+        assert!(
+            (ratio - 1.0).abs() < 0.15,
+            "{}: weight {} against a balanced {want}",
+            metric.name,
+            metric.weight
+        );
+        // Equal weights per relative variance mean equal daily precision.
+        let per_day = p.relative_half_width(hush_collector::plan::Window::Day, 20_000.0);
+        assert!(
+            per_day < 0.115,
+            "{}: ±{:.1}% a day at 20,000",
+            p.name,
+            100.0 * per_day
+        );
+    }
+}
