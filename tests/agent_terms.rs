@@ -122,12 +122,15 @@ fn run_agent(home: &std::path::Path, replay: &str, log_level: &str) -> Child {
         .unwrap()
 }
 
-/// Waits until the running agent holds its home's lock.
-fn wait_for_lock(home: &std::path::Path) {
+/// Waits until the agent `child` holds its home's lock. The lock file names
+/// the last process that held it (enrolling takes it too), so only its own
+/// process id says this agent has it.
+fn wait_for_lock(home: &std::path::Path, child: &Child) {
     let start = Instant::now();
     let lock = home.join("data/agent.lock");
+    let pid = child.id().to_string();
     while start.elapsed() < Duration::from_secs(20) {
-        if std::fs::read_to_string(&lock).is_ok_and(|t| !t.trim().is_empty()) {
+        if std::fs::read_to_string(&lock).is_ok_and(|t| t.trim() == pid) {
             return;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -140,7 +143,7 @@ fn one_agent_per_home_and_forget_goes_through_the_running_agent() {
     let collector = Collector::start("period_seconds = 1\n");
     let home = agent_home(&collector, "");
     let mut first = run_agent(home.path(), "0 key letter\n", "info");
-    wait_for_lock(home.path());
+    wait_for_lock(home.path(), &first);
     let second = hush()
         .args(["agent", "run", "--replay"])
         .arg(home.path().join("replay.txt"))
@@ -223,7 +226,7 @@ fn idle_paused_and_missed_periods_are_each_reported_once() {
     // and at trace level: no log line may carry the token.
     let idle = "100000 key letter\n";
     let mut agent = run_agent(home.path(), idle, "trace");
-    wait_for_lock(home.path());
+    wait_for_lock(home.path(), &agent);
     std::thread::sleep(Duration::from_millis(4500));
     run_ok(hush().args(["agent", "pause", "--home"]).arg(home.path()));
     std::thread::sleep(Duration::from_millis(4500));
@@ -231,7 +234,7 @@ fn idle_paused_and_missed_periods_are_each_reported_once() {
     // Off for about three periods, then back on: the missed periods are reported.
     std::thread::sleep(Duration::from_millis(6500));
     let mut agent = run_agent(home.path(), idle, "trace");
-    wait_for_lock(home.path());
+    wait_for_lock(home.path(), &agent);
     std::thread::sleep(Duration::from_millis(7000));
     assert!(terminate(&mut agent).success());
 
