@@ -38,6 +38,52 @@ pub enum Command {
     /// The whole pipeline on embedded defaults: a simulated fleet reports to an
     /// in-process collector; estimates are compared with the truth.
     Demo(DemoArgs),
+    /// Predict every metric's 95% half-width per day and per working week for a
+    /// fleet size, and the fleet a target precision needs (no reports involved).
+    Plan(PlanArgs),
+}
+
+/// `hush plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Fleet size: laptops reporting every day.
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub devices: u64,
+    /// What one report reveals (epsilon per report), in (0, 20].
+    #[arg(long, default_value_t = 2.0, value_parser = parse_epsilon)]
+    pub epsilon: f64,
+    /// What all reports about one unchanged value reveal, above --epsilon
+    /// [default: twice --epsilon].
+    #[arg(long, value_parser = parse_epsilon)]
+    pub epsilon_perm: Option<f64>,
+    /// Target precision for the fleet-size column: a 95% half-width of this
+    /// share of the value, in (0, 1].
+    #[arg(long, default_value_t = 0.10, value_parser = parse_share)]
+    pub target: f64,
+    /// Simulated people whose working weeks stand in for the fleet (the
+    /// demo's population, `hush_capture::synthetic`).
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(2..=1_000_000))]
+    pub people: u64,
+    /// Seed of the simulated people.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Also print the sampling weights that would give every metric the same
+    /// relative precision (what the built-in catalog's weights come from).
+    #[arg(long)]
+    pub weights: bool,
+    /// Print CSV (one row per metric, half-widths as shares of the truth)
+    /// instead of the table.
+    #[arg(long)]
+    pub csv: bool,
+}
+
+fn parse_share(s: &str) -> Result<f64, String> {
+    let x: f64 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
+    if x > 0.0 && x <= 1.0 {
+        Ok(x)
+    } else {
+        Err(format!("must be in (0, 1], got {x}"))
+    }
 }
 
 /// `hush demo`.
@@ -137,6 +183,12 @@ pub struct ExportArgs {
     /// Replace part files that already exist (each is replaced whole, never half-written).
     #[arg(long)]
     pub force: bool,
+    /// Which rows: `day` (one per period), `week` (Monday to Sunday) and
+    /// `month`, comma-separated. Weeks and months pool every report of their
+    /// days with standard errors clustered by device, and are written once
+    /// wholly closed and inside --from/--to.
+    #[arg(long, value_delimiter = ',', default_value = "day,week,month")]
+    pub windows: Vec<hush_collector::estimate::Window>,
 }
 
 /// Where the collector's configuration comes from.

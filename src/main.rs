@@ -21,6 +21,7 @@ fn main() -> ExitCode {
         Command::Bench(a) => commands::bench::run(&a),
         Command::Agent(cmd) => agent_cli::run(cmd),
         Command::Demo(a) => commands::demo::run(&a),
+        Command::Plan(a) => commands::plan::run(&a),
         Command::Collector(CollectorCommand::Serve(a)) => commands::collector::serve(&a),
         Command::Collector(CollectorCommand::Token(t)) => commands::collector::token(&t),
         Command::Collector(CollectorCommand::Config) => commands::collector::example_config(),

@@ -5,8 +5,9 @@
 
 mod support;
 
+use hush_collector::estimate;
 use hush_report::{Catalog, Encoding, Privatized, Report};
-use support::{Collector, client, query_u64, report, today, upload};
+use support::{Collector, DAY, client, hush, query_u64, report, run_ok, today, upload};
 
 /// The JSON error body of a refusal: its category and nothing else.
 fn refusal(category: &str) -> String {
@@ -365,4 +366,115 @@ fn estimates_are_released_once_the_grace_window_closes_with_enough_devices() {
     // Keystrokes were seed % 5000 for seeds 1000..1300: true mean 1149.5; the
     // interval covers it unless a 1-in-20 event happened (this seed is fixed).
     assert!(lo < 1149.5 && 1149.5 < hi, "{row}");
+}
+
+/// A closed calendar week, pooled: `/v1/estimates?window=week` gives one row
+/// per metric and bucket, dated the week's Monday, whose estimate is the
+/// reports-weighted average of the seven day rows (the pooled estimator is
+/// the mean of every report's unbiased value), whose report count is theirs
+/// summed, and whose standard error is clustered by device. The export writes
+/// the same rows into the Monday's partition. A window is refused for other
+/// period lengths, and weeks not yet closed are not released.
+#[test]
+fn a_closed_week_pools_every_report_of_its_days() {
+    // The Monday two weeks back; the collector's clock starts on its Sunday so
+    // that all seven days are open for reports.
+    let monday = today() - (today() + 3) % 7 - 14;
+    let sunday = monday + 6;
+    let offset = |day: u32| (i64::from(day) - i64::from(today())) * DAY;
+    let c = Collector::start(&format!(
+        "min_devices = 2\nclock_offset_seconds = {}\n",
+        offset(sunday)
+    ));
+    let agent = client();
+    let admin = c.token(&["--admin"]);
+    let catalog = Catalog::builtin();
+    for i in 0..300u64 {
+        let token = c.token(&["--cohort", "eng"]);
+        let reports: Vec<Report> = (monday..=sunday)
+            .map(|d| report(&catalog, d, 2.0, 50_000 + 7 * i + u64::from(d - monday)))
+            .collect();
+        let (status, text) = upload(
+            &agent,
+            &c.url,
+            Some(&token),
+            &Report::encode_batch(&reports),
+        );
+        assert_eq!(status, 200, "{text}");
+    }
+    // Still open: no week row.
+    let (status, v) = estimates(&c, "?window=week", &admin);
+    assert_eq!(status, 200, "{v}");
+    assert!(v["rows"].as_array().unwrap().is_empty(), "{v}");
+    // Eight days after its Sunday the whole week has closed.
+    let c = c.restart_days_later(offset(sunday + 8) / DAY);
+    let (_, week) = estimates(&c, "?window=week", &admin);
+    let (_, days) = estimates(&c, &format!("?from={monday}&to={sunday}"), &admin);
+    let week = week["rows"].as_array().unwrap().clone();
+    let days = days["rows"].as_array().unwrap().clone();
+    let expected_rows: u32 = catalog
+        .metrics()
+        .iter()
+        .map(|m| m.domain().unwrap_or(1))
+        .sum();
+    assert_eq!(
+        week.len(),
+        expected_rows as usize,
+        "every metric and bucket"
+    );
+    for row in &week {
+        assert_eq!(row["window"], "week");
+        assert_eq!(row["period"], monday);
+        assert_eq!(row["period_start"], estimate::period_start(monday, 86_400));
+        let same =
+            |d: &&serde_json::Value| d["metric"] == row["metric"] && d["bucket"] == row["bucket"];
+        let mine: Vec<&serde_json::Value> = days.iter().filter(same).collect();
+        assert!(mine.iter().all(|d| d["window"] == "day"));
+        let n: u64 = mine.iter().map(|d| d["reports"].as_u64().unwrap()).sum();
+        assert_eq!(row["reports"], n, "{row}");
+        let weighted: f64 = mine
+            .iter()
+            .map(|d| d["reports"].as_f64().unwrap() * d["estimate"].as_f64().unwrap())
+            .sum::<f64>()
+            / n as f64;
+        let estimate = row["estimate"].as_f64().unwrap();
+        assert!(
+            (estimate - weighted).abs() <= 1e-9 * weighted.abs().max(1.0),
+            "{row}: {weighted}"
+        );
+        let se = row["std_error"].as_f64().unwrap();
+        assert!(se > 0.0 && se.is_finite(), "{row}");
+        // Seven days' reports: the pooled interval is narrower than any day's.
+        let narrowest_day = mine
+            .iter()
+            .map(|d| d["std_error"].as_f64().unwrap())
+            .fold(f64::INFINITY, f64::min);
+        assert!(se < narrowest_day, "{row}");
+    }
+    // The export holds the same rows in the Monday's partition.
+    let out = c.dir.path().join("weeks");
+    run_ok(
+        hush()
+            .args([
+                "collector",
+                "export",
+                "--format",
+                "jsonl",
+                "--windows",
+                "week",
+                "--config",
+            ])
+            .arg(c.config())
+            .arg("--out")
+            .arg(&out),
+    );
+    let file = out
+        .join(format!("period={}", estimate::period_start(monday, 86_400)))
+        .join("part-0.jsonl");
+    let exported = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(exported.lines().count(), week.len());
+    assert!(exported.lines().all(|l| l.contains("\"window\":\"week\"")));
+    // A bad window is a 400 that says which windows exist.
+    let (status, v) = estimates(&c, "?window=fortnight", &admin);
+    assert_eq!(status, 400, "{v}");
 }

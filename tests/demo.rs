@@ -78,3 +78,94 @@ fn the_demo_writes_a_summary_readable_by_header_name() {
         assert!(out.join(artefact).is_file(), "{artefact} written");
     }
 }
+
+/// Days since 1970-01-01 of a `YYYY-MM-DD` date (Howard Hinnant's `days_from_civil`).
+fn days_from_civil(date: &str) -> i64 {
+    let mut parts = date.split('-').map(|p| p.parse::<i64>().unwrap());
+    let (y, m, d) = (
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+    );
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// `hush plan` predicts, before any report, the 95% half-widths the demo's
+/// collector then reports for the same fleet: per working day (each count's
+/// mean and each distribution's largest bucket) and pooled over the working
+/// days. Both are shares of the truth, so the two populations (the plan's
+/// sample and the demo's fleet) need not be the same people.
+///
+/// Tolerances: a reported half-width rests on about `n = devices x share`
+/// reports, so its relative standard error is near `1 / sqrt(2 n)` (4% at
+/// 4,000 devices and a 7.8% share, averaged over five days 2%); the plan's
+/// sample of 2,000 people adds about as much. 10% is three of those combined
+/// per day; the pooled figures, from one estimate each, get 15% per metric
+/// and 10% on average.
+#[test]
+fn plan_predicts_the_half_widths_the_demo_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("demo");
+    let devices = "4000";
+    run_ok(hush().args([
+        "demo",
+        "--devices",
+        devices,
+        "--seed",
+        "3",
+        "--threads",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    let plan = run_ok(hush().args(["plan", "--devices", devices, "--csv", "--seed", "3"]));
+    let plan = parse_csv(&String::from_utf8(plan.stdout).unwrap());
+    let records = parse_csv(&std::fs::read_to_string(out.join("estimates.csv")).unwrap());
+    let index = |header: &[String], name: &str| header.iter().position(|h| h == name).unwrap();
+    let (ph, plan_rows) = plan.split_first().unwrap();
+    let (dh, demo_rows) = records.split_first().unwrap();
+    let field = |row: &[String], header: &[String], name: &str| row[index(header, name)].clone();
+    let number = |row: &[String], header: &[String], name: &str| -> f64 {
+        field(row, header, name).parse().unwrap()
+    };
+    assert_eq!(plan_rows.len(), 10, "one plan row per metric");
+    let (mut pooled_ratios, mut report) = (Vec::new(), String::new());
+    for p in plan_rows {
+        let (metric, target) = (field(p, ph, "metric"), field(p, ph, "for"));
+        let mine = |window: &str| {
+            demo_rows
+                .iter()
+                .filter(|r| field(r, dh, "metric") == metric && field(r, dh, "bucket") == target)
+                .filter(|r| field(r, dh, "window") == window)
+                .filter(|r| (days_from_civil(&field(r, dh, "period_start")) + 3) % 7 < 5)
+                .map(|r| {
+                    let half = 0.5 * (number(r, dh, "ci_high") - number(r, dh, "ci_low"));
+                    half / number(r, dh, "truth")
+                })
+                .collect::<Vec<f64>>()
+        };
+        let days = mine("day");
+        assert_eq!(days.len(), 5, "{metric}: five working days in any seven");
+        let day = days.iter().sum::<f64>() / 5.0;
+        let predicted_day = number(p, ph, "day_half_width");
+        let pooled = mine("working days");
+        assert_eq!(pooled.len(), 1, "{metric}: one pooled row");
+        let predicted_week = number(p, ph, "week_half_width");
+        let (rd, rw) = (day / predicted_day, pooled[0] / predicted_week);
+        report.push_str(&format!("{metric} {target}: day {rd:.3}, pooled {rw:.3}\n"));
+        assert!((rd - 1.0).abs() < 0.10, "{report}");
+        assert!((rw - 1.0).abs() < 0.15, "{report}");
+        pooled_ratios.push(rw);
+    }
+    let mean = pooled_ratios.iter().sum::<f64>() / pooled_ratios.len() as f64;
+    assert!(
+        (mean - 1.0).abs() < 0.10,
+        "{report}mean pooled ratio {mean}"
+    );
+    println!("{report}");
+}

@@ -255,6 +255,7 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<ExitCode> {
         &conn,
         &Catalogs::builtin(),
         &options,
+        &args.windows,
         &clock,
         &mut |done, total| {
             bar.set_length(total as u64);

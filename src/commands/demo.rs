@@ -13,9 +13,8 @@ use anyhow::{Context, bail};
 use hush_agent::daemon::unix_now;
 use hush_agent::uploader::{Uploader, flush};
 use hush_agent::{Agent, AgentConfig, AgentPaths, Outbox, control};
-use hush_capture::WindowAggregator;
 use hush_capture::synthetic::Persona;
-use hush_collector::estimate::{EstimateRow, estimate_cells};
+use hush_collector::estimate::{EstimateRow, Window, estimate_cells, pooled_rows};
 use hush_collector::export::{ExportOptions, Format, export_cells};
 use hush_collector::{Catalogs, CollectorConfig, TokenKind, new_token, store};
 use hush_ldp::NoiseRng;
@@ -26,11 +25,14 @@ use rand::SeedableRng;
 use crate::args::DemoArgs;
 
 /// The truth the simulation knows, per day: per metric, the sum over devices of
-/// each bucket's indicator (frequency metrics) or of the clipped value (numeric).
+/// each bucket's indicator (frequency metrics) or of the real, unclipped value
+/// (counts), and how many device-days a count's range clipped.
 struct Truth {
     first: u32,
     /// `sums[day][metric][bucket]`.
     sums: Vec<Vec<Vec<f64>>>,
+    /// `clipped[day][metric]`: device-days above the metric's range.
+    clipped: Vec<Vec<f64>>,
     devices: Vec<f64>,
 }
 
@@ -44,18 +46,36 @@ impl Truth {
         Truth {
             first,
             sums: vec![day; days as usize],
+            clipped: vec![vec![0.0; catalog.metrics().len()]; days as usize],
             devices: vec![0.0; days as usize],
         }
     }
 
     fn add(&mut self, catalog: &Catalog, day: usize, raw: &RawMeasurements) {
         for (i, m) in catalog.metrics().iter().enumerate() {
-            match m.value(raw) {
-                MetricValue::Number(x) => self.sums[day][i][0] += x,
+            let reading = m.measure.read(raw);
+            match m.value_of(reading) {
+                MetricValue::Number(x) => {
+                    let real = reading.unwrap_or(0.0);
+                    self.sums[day][i][0] += real;
+                    self.clipped[day][i] += f64::from(u8::from(real > x));
+                }
                 MetricValue::Category(c) => self.sums[day][i][c as usize] += 1.0,
             }
         }
         self.devices[day] += 1.0;
+    }
+
+    /// The share of device-days on `days` that metric `i`'s range clipped.
+    fn clipped_share(&self, i: usize, days: &[usize]) -> f64 {
+        let clipped: f64 = days.iter().map(|&d| self.clipped[d][i]).sum();
+        clipped / days.iter().map(|&d| self.devices[d]).sum::<f64>()
+    }
+
+    /// The population value over several days pooled (device-days weighted equally).
+    fn pooled(&self, i: usize, bucket: usize, days: &[usize]) -> f64 {
+        let sum: f64 = days.iter().map(|&d| self.sums[d][i][bucket]).sum();
+        sum / days.iter().map(|&d| self.devices[d]).sum::<f64>()
     }
 
     fn merge(&mut self, other: &Truth) {
@@ -69,17 +89,45 @@ impl Truth {
         for (a, b) in self.devices.iter_mut().zip(&other.devices) {
             *a += b;
         }
+        for (a, b) in self.clipped.iter_mut().zip(&other.clipped) {
+            for (x, y) in a.iter_mut().zip(b) {
+                *x += y;
+            }
+        }
     }
 
-    /// The population value behind an estimate row (of one day's cell).
-    fn of(&self, catalog: &Catalog, row: &EstimateRow) -> Option<f64> {
-        let day = usize::try_from(row.period.checked_sub(self.first)?).ok()?;
+    /// The days an estimate row covers: its day, or the run's working days
+    /// for the pooled rows.
+    fn days_of(&self, row: &EstimateRow) -> Option<Vec<usize>> {
+        if row.window == Window::Day.name() {
+            let day = usize::try_from(row.period.checked_sub(self.first)?).ok()?;
+            return (day < self.devices.len()).then(|| vec![day]);
+        }
+        Some(
+            (0..self.devices.len())
+                .filter(|&d| working_day(self.first + d as u32))
+                .collect(),
+        )
+    }
+
+    /// The population value behind an estimate row, and the share of
+    /// device-days its range clipped (0 for buckets).
+    fn of_row(&self, catalog: &Catalog, row: &EstimateRow) -> Option<(f64, f64)> {
+        let days = self.days_of(row)?;
         let i = catalog
             .metrics()
             .iter()
             .position(|m| m.name == row.metric)?;
         let b = usize::try_from(row.bucket_index.max(0)).ok()?;
-        Some(self.sums.get(day)?[i].get(b)? / self.devices[day])
+        if days.is_empty() || b >= self.sums[days[0]][i].len() {
+            return None;
+        }
+        Some((self.pooled(i, b, &days), self.clipped_share(i, &days)))
+    }
+
+    /// The population value behind an estimate row.
+    fn of(&self, catalog: &Catalog, row: &EstimateRow) -> Option<f64> {
+        self.of_row(catalog, row).map(|(t, _)| t)
     }
 }
 
@@ -102,17 +150,7 @@ fn work_dir() -> anyhow::Result<tempfile::TempDir> {
 
 /// The demo's epsilon per value: as given, or twice the epsilon per report.
 fn epsilon_perm(args: &DemoArgs) -> anyhow::Result<f64> {
-    let perm = args
-        .epsilon_perm
-        .unwrap_or(hush_ldp::DEFAULT_PERM_RATIO * args.epsilon);
-    if perm <= args.epsilon || hush_ldp::check_epsilon(perm).is_err() {
-        return Err(super::Usage(format!(
-            "--epsilon-perm: must be above --epsilon ({}) and at most 20, got {perm}",
-            args.epsilon
-        ))
-        .into());
-    }
-    Ok(perm)
+    super::epsilon_perm(args.epsilon, args.epsilon_perm)
 }
 
 /// Runs the demo.
@@ -257,6 +295,31 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let catalogs = Catalogs::builtin();
     let (rows, withheld) =
         estimate_cells(&cells, &catalogs, config.period_seconds, config.min_devices)?;
+    // Pooled estimates, with errors clustered by device: the working days of
+    // the run together, and any calendar week wholly inside it (for the dataset).
+    let last = first + args.days - 1;
+    let reports = store::stored_reports(&conn, first, last)?;
+    let first_working = (first..=last).find(|&p| working_day(p));
+    let (pooled, _) = pooled_rows(
+        &reports,
+        &catalogs,
+        "working days",
+        &|p| first_working.filter(|_| working_day(p)),
+        config.period_seconds,
+        config.min_devices,
+    )?;
+    let (weeks, _) = pooled_rows(
+        &reports,
+        &catalogs,
+        Window::Week.name(),
+        &|p| {
+            let (start, end) = Window::Week.span(p);
+            (start >= first && end <= last).then_some(start)
+        },
+        config.period_seconds,
+        config.min_devices,
+    )?;
+    drop(reports);
     let _ = stop_tx.send(());
     match server.join() {
         Ok(r) => r?,
@@ -264,8 +327,11 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     }
 
     print_table(&catalog, &truth, &rows, args, stored, withheld);
+    print_accuracy(&catalog, &truth, &rows, &pooled, args.devices);
     let summary_path = out.join("estimates.csv");
-    write_summary(&summary_path, &catalog, &truth, &rows)?;
+    let mut summary_rows = rows.clone();
+    summary_rows.extend(pooled.iter().cloned());
+    write_summary(&summary_path, &catalog, &truth, &summary_rows)?;
     // The dataset an ML team would get from `hush collector export`, in two formats.
     let mut datasets = Vec::new();
     for format in [Format::Parquet, Format::Csv] {
@@ -278,7 +344,13 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             period_seconds: config.period_seconds,
             min_devices: config.min_devices,
         };
-        let summary = export_cells(cells.clone(), &catalogs, &options, &mut |_, _| {})?;
+        let summary = export_cells(
+            cells.clone(),
+            weeks.clone(),
+            &catalogs,
+            &options,
+            &mut |_, _| {},
+        )?;
         datasets.push((options.out_dir, summary.rows));
     }
     let chart = out.join("estimates.svg");
@@ -293,7 +365,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         started.elapsed().as_secs_f64()
     );
     println!(
-        "every day's estimates beside the truth: {}",
+        "every day's estimates (and the working days pooled) beside the real truth and the share clipped: {}",
         summary_path.display()
     );
     println!(
@@ -351,16 +423,7 @@ fn simulate_device(
         let period = first + day;
         // 1970-01-01 was a Thursday: with Monday as 0 it is day 3 of its week.
         let weekday = (period + 3) % 7;
-        let mut windows = WindowAggregator::new(3_600_000, 0)?;
-        let mut raw = RawMeasurements::new(0);
-        for interaction in persona.day(weekday, &mut life) {
-            for w in windows.observe(interaction) {
-                raw.absorb(w);
-            }
-        }
-        for w in windows.advance(86_400_000) {
-            raw.absorb(w);
-        }
+        let raw = persona.measured_day(weekday, &mut life);
         truth.add(catalog, day as usize, &raw);
         agent.produce_with(period, raw, &mut noise)?;
         if day % 2 == 1 || day + 1 == args.days {
@@ -375,6 +438,110 @@ fn simulate_device(
         bar.set_position(done.fetch_add(1, Ordering::Relaxed) + 1);
     }
     Ok(())
+}
+
+/// Monday to Friday (1970-01-01, day 0, was a Thursday).
+fn working_day(period: u32) -> bool {
+    (period + 3) % 7 < 5
+}
+
+/// What an ML team gets on working days, metric by metric: the estimate each
+/// count's mean and each distribution's largest bucket has, its 95%
+/// half-width as a share of the real (unclipped) truth per day (the widest
+/// working day) and pooled over the run's working days, and how often the
+/// intervals of the working-day cells cover the truth.
+fn print_accuracy(
+    catalog: &Catalog,
+    truth: &Truth,
+    rows: &[EstimateRow],
+    pooled: &[EstimateRow],
+    devices: u64,
+) {
+    let days: Vec<usize> = (0..truth.devices.len())
+        .filter(|&d| working_day(truth.first + d as u32))
+        .collect();
+    if days.is_empty() {
+        return;
+    }
+    println!();
+    println!(
+        "Working days ({} of them, {devices} laptops): 95% half-width as a share of the real (unclipped) truth",
+        days.len()
+    );
+    println!();
+    println!(
+        "  {:<16} {:<14} {:>10} {:>9} {:>12} {:>10} {:>12} {:>9}",
+        "metric", "for", "truth", "clipped", "day (worst)", "covered", "pooled", "covered"
+    );
+    let (mut hits, mut cells) = (0usize, 0usize);
+    for (i, metric) in catalog.metrics().iter().enumerate() {
+        // The bucket that holds the most working days, or the mean.
+        let buckets = metric.domain().map_or(1, |d| d as usize);
+        let top = (0..buckets)
+            .max_by(|&a, &b| {
+                truth
+                    .pooled(i, a, &days)
+                    .total_cmp(&truth.pooled(i, b, &days))
+            })
+            .unwrap_or(0);
+        let index = if metric.domain().is_some() {
+            top as i32
+        } else {
+            -1
+        };
+        let (mut worst, mut covered, mut n) = (0.0f64, 0usize, 0usize);
+        for row in rows
+            .iter()
+            .filter(|r| r.metric == metric.name && working_day(r.period))
+        {
+            let Some(t) = truth.of(catalog, row) else {
+                continue;
+            };
+            let hit = row.ci_low <= t && t <= row.ci_high;
+            hits += usize::from(hit);
+            cells += 1;
+            if row.bucket_index == index {
+                worst = worst.max(0.5 * (row.ci_high - row.ci_low) / t.abs());
+                covered += usize::from(hit);
+                n += 1;
+            }
+        }
+        let t = truth.pooled(i, top, &days);
+        let (pooled_share, pooled_hit) = pooled
+            .iter()
+            .find(|r| r.metric == metric.name && r.bucket_index == index)
+            .map_or((f64::NAN, "-"), |r| {
+                let hit = r.ci_low <= t && t <= r.ci_high;
+                (
+                    0.5 * (r.ci_high - r.ci_low) / t.abs(),
+                    if hit { "yes" } else { "NO" },
+                )
+            });
+        let label = if index < 0 {
+            "mean".to_owned()
+        } else {
+            metric.describe(MetricValue::Category(top as u32))
+        };
+        println!(
+            "  {:<16} {:<14} {:>10} {:>8.1}% {:>11.1}% {:>10} {:>11.1}% {:>9}",
+            metric.name,
+            label,
+            super::fmt_value(t),
+            100.0 * truth.clipped_share(i, &days),
+            100.0 * worst,
+            format!("{covered}/{n}"),
+            100.0 * pooled_share,
+            pooled_hit
+        );
+    }
+    println!();
+    println!(
+        "Working-day cells (every bucket of every day): {hits} of {cells} intervals ({:.1}%) cover the real truth.",
+        100.0 * hits as f64 / cells.max(1) as f64
+    );
+    println!(
+        "Predicted by `hush plan --devices {devices}` before any report: compare its 'day +-' and 'week +-' columns."
+    );
 }
 
 fn print_table(
@@ -425,9 +592,13 @@ fn print_table(
             "  {:<16} {:<14} {:>11} {:>11} {:>25} {:>8} {:>8} {:>5}",
             row.metric,
             row.bucket,
-            fmt_value(t),
-            fmt_value(row.estimate),
-            format!("[{}, {}]", fmt_value(row.ci_low), fmt_value(row.ci_high)),
+            super::fmt_value(t),
+            super::fmt_value(row.estimate),
+            format!(
+                "[{}, {}]",
+                super::fmt_value(row.ci_low),
+                super::fmt_value(row.ci_high)
+            ),
             if hit { "yes" } else { "NO" },
             row.reports,
             row.epsilon
@@ -447,16 +618,6 @@ fn print_table(
     );
 }
 
-fn fmt_value(x: f64) -> String {
-    if x.abs() >= 100.0 {
-        format!("{x:.0}")
-    } else if x.abs() >= 1.0 {
-        format!("{x:.2}")
-    } else {
-        format!("{x:.4}")
-    }
-}
-
 fn write_summary(
     path: &PathBuf,
     catalog: &Catalog,
@@ -464,14 +625,15 @@ fn write_summary(
     rows: &[EstimateRow],
 ) -> anyhow::Result<()> {
     let mut text = String::from(
-        "period_start,metric,bucket,truth,estimate,std_error,ci_low,ci_high,covered,post_processed,reports,epsilon,mechanism\n",
+        "window,period_start,metric,bucket,truth,clipped,estimate,std_error,ci_low,ci_high,covered,post_processed,reports,epsilon,mechanism\n",
     );
     for row in rows {
-        let Some(t) = truth.of(catalog, row) else {
+        let Some((t, clipped)) = truth.of_row(catalog, row) else {
             continue;
         };
         text.push_str(&format!(
-            "{},{},\"{}\",{t},{},{},{},{},{},{},{},{},{}\n",
+            "{},{},{},\"{}\",{t},{clipped},{},{},{},{},{},{},{},{},{}\n",
+            row.window,
             row.period_start,
             row.metric,
             row.bucket.replace('"', "\"\""),

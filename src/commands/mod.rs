@@ -4,6 +4,7 @@ pub mod audit;
 pub mod bench;
 pub mod collector;
 pub mod demo;
+pub mod plan;
 pub mod sample;
 pub mod simulate;
 
@@ -76,6 +77,31 @@ pub fn privacy(epsilon: f64, epsilon_perm: Option<f64>) -> anyhow::Result<Privac
         epsilon,
         epsilon_perm,
     })
+}
+
+/// The epsilon per value for `--epsilon` and `--epsilon-perm`: as given, or
+/// [`hush_ldp::DEFAULT_PERM_RATIO`] times the epsilon per report; above it and
+/// at most 20.
+pub fn epsilon_perm(epsilon: f64, epsilon_perm: Option<f64>) -> anyhow::Result<f64> {
+    let perm = epsilon_perm.unwrap_or(hush_ldp::DEFAULT_PERM_RATIO * epsilon);
+    if perm <= epsilon || hush_ldp::check_epsilon(perm).is_err() {
+        return Err(Usage(format!(
+            "--epsilon-perm: must be above --epsilon ({epsilon}) and at most 20, got {perm}"
+        ))
+        .into());
+    }
+    Ok(perm)
+}
+
+/// A number for a table: whole above 100, two decimals above 1, four below.
+pub fn fmt_value(x: f64) -> String {
+    if x.abs() >= 100.0 {
+        format!("{x:.0}")
+    } else if x.abs() >= 1.0 {
+        format!("{x:.2}")
+    } else {
+        format!("{x:.4}")
+    }
 }
 
 /// `[lo, hi]` for messages.

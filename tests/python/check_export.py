@@ -26,6 +26,7 @@ except ImportError as e:  # The test must fail loudly, not skip: CI installs pya
 EXPECTED_SCHEMA = [
     ("metric", pa.string()),
     ("kind", pa.string()),
+    ("window", pa.string()),
     ("period_id", pa.int64()),
     ("period_start", pa.string()),
     ("cohort", pa.string()),
@@ -90,6 +91,7 @@ def main():
     cells = defaultdict(list)
     for r in rows:
         where = f"{r['metric']} {r['period']} {r['bucket']}"
+        check(r["window"] in ("day", "week", "month"), f"{where}: window {r['window']}")
         check(r["period_start"] == r["period"], f"{where}: period_start {r['period_start']}")
         day = datetime.date.fromisoformat(r["period"])
         check(r["period_id"] == (day - epoch).days, f"{where}: period_id {r['period_id']}")
@@ -106,7 +108,7 @@ def main():
         if r["kind"] == "count":
             check(r["bucket"] == "mean" and r["bucket_index"] == -1, f"{where}: a mean row")
         else:
-            key = (r["metric"], r["period"], r["cohort"], r["epsilon"], r["epsilon_perm"], r["catalog_hash"])
+            key = (r["metric"], r["window"], r["period"], r["cohort"], r["epsilon"], r["epsilon_perm"], r["catalog_hash"])
             cells[key].append(r)
     check(len(cells) > 0, "no frequency cell was released")
     for key, buckets in cells.items():

@@ -19,7 +19,10 @@ pub struct EstimateRow {
     pub metric: String,
     /// count, ratio or categorical.
     pub kind: String,
-    /// Period id.
+    /// What the row covers: `day` (one period), `week` (Monday to Sunday) or
+    /// `month`, pooled with errors clustered by device.
+    pub window: String,
+    /// Period id (the first period of a week or month).
     pub period: u32,
     /// Start of the period: `YYYY-MM-DD` for days, an RFC 3339 time otherwise.
     pub period_start: String,
@@ -40,7 +43,7 @@ pub struct EstimateRow {
     /// Post-processed estimate: frequencies projected onto the simplex (Norm-Sub),
     /// means clipped to the metric's range. Biased, never negative.
     pub post_processed: f64,
-    /// Reports (each from a distinct device) in the cell.
+    /// Reports in the cell (each from a distinct device, for a day).
     pub reports: u64,
     /// What each report in the cell reveals (`epsilon_1`).
     pub epsilon: f64,
@@ -126,6 +129,7 @@ fn cell_rows(
     let base = |bucket: String, bucket_index: i32| EstimateRow {
         metric: metric.name.to_owned(),
         kind: metric.kind.name().to_owned(),
+        window: Window::Day.name().to_owned(),
         period: key.period,
         period_start: period_start(key.period, period_seconds),
         cohort: key.cohort.clone(),
@@ -145,8 +149,16 @@ fn cell_rows(
     match (state, &mechanism, &metric.encoding) {
         (CellState::Frequency(agg), MetricMechanism::Frequency(oracle), enc) => {
             use hush_ldp::FrequencyOracle;
+            if agg.support_counts().len() != oracle.domain() as usize {
+                return Err(internal(format!(
+                    "a cell of {} has {} buckets; the metric has {}",
+                    metric.name,
+                    agg.support_counts().len(),
+                    oracle.domain()
+                )));
+            }
             let est = agg
-                .estimate(oracle.support_probabilities(), LEVEL)
+                .estimate_population(oracle.support_probabilities(), LEVEL)
                 .map_err(|e| internal(e.to_string()))?;
             let projected = norm_sub(&est.frequencies());
             let labels: &[String] = match enc {
@@ -191,6 +203,274 @@ fn cell_rows(
     }
 }
 
+/// What an estimate row covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Window {
+    /// One period: the aggregate cells as stored.
+    Day,
+    /// Monday to Sunday (daily periods only), pooled from the stored reports.
+    Week,
+    /// A calendar month (daily periods only), pooled from the stored reports.
+    Month,
+}
+
+impl Window {
+    /// Lowercase name, as in the `window` column.
+    pub fn name(self) -> &'static str {
+        match self {
+            Window::Day => "day",
+            Window::Week => "week",
+            Window::Month => "month",
+        }
+    }
+
+    /// The first and last period of the window that holds `period` (days
+    /// since 1970-01-01).
+    pub fn span(self, period: u32) -> (u32, u32) {
+        match self {
+            Window::Day => (period, period),
+            Window::Week => {
+                // 1970-01-01 was a Thursday: Monday-based weekday 3.
+                let start = period - (period + 3) % 7;
+                (start, start + 6)
+            }
+            Window::Month => {
+                let (_, _, d) = civil_from_days(i64::from(period));
+                let start = period + 1 - d;
+                let mut end = period;
+                while civil_from_days(i64::from(end) + 1).2 != 1 {
+                    end += 1;
+                }
+                (start, end)
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for Window {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "day" => Ok(Window::Day),
+            "week" => Ok(Window::Week),
+            "month" => Ok(Window::Month),
+            other => Err(format!("'{other}' is not a window: day, week or month")),
+        }
+    }
+}
+
+/// One device's reports of one metric within a window: how many, and per
+/// bucket (or, for a count, in slot 0) the sum of their unbiased values'
+/// integer parts: support counts for buckets, decoded values for counts.
+#[derive(Debug, Clone, Default)]
+struct DeviceSums {
+    reports: u64,
+    sums: Vec<f64>,
+}
+
+/// Which pooled cell a metric report lands in: window start, catalog,
+/// metric, cohort, epsilons.
+type PoolKey = (u32, hush_report::CatalogHash, u16, String, u64, u64);
+
+/// Estimates pooled over windows of several periods, from stored reports:
+/// `reports` holds `(device, cohort, period, report)`; `window_of` maps a
+/// period to its window's first period (or `None` to leave it out). A row is
+/// released for a window with at least `min_devices` distinct devices; the
+/// standard error is clustered by device (`hush_stats::ClusteredMean`), since
+/// a device's reports on different days share permanent responses. Frequency
+/// rows estimate the population's frequency (the sampling term included);
+/// count rows the mean of the clipped values.
+pub fn pooled_rows(
+    reports: &[(i64, String, u32, hush_report::Report)],
+    catalogs: &Catalogs,
+    window: &str,
+    window_of: &dyn Fn(u32) -> Option<u32>,
+    period_seconds: u32,
+    min_devices: u64,
+) -> Result<(Vec<EstimateRow>, usize), CollectorError> {
+    use std::collections::{BTreeMap, HashMap};
+    let internal = |e: String| CollectorError::Internal(e);
+    let mut pools: BTreeMap<PoolKey, HashMap<i64, DeviceSums>> = BTreeMap::new();
+    for (device, cohort, period, report) in reports {
+        let Some(start) = window_of(*period) else {
+            continue;
+        };
+        let valid = crate::validate::validate_structure(report.clone(), catalogs)
+            .map_err(|r| internal(format!("a stored report no longer validates: {}", r.reason)))?;
+        for (m, mechanism) in valid.report.metrics().iter().zip(&valid.mechanisms) {
+            let key = (
+                start,
+                report.catalog_hash(),
+                m.metric(),
+                cohort.clone(),
+                m.epsilon().to_bits(),
+                m.epsilon_perm().to_bits(),
+            );
+            let slot = pools.entry(key).or_default().entry(*device).or_default();
+            slot.reports += 1;
+            match mechanism {
+                MetricMechanism::Numeric(n) => {
+                    use hush_ldp::NumericMechanism;
+                    let p = m
+                        .value()
+                        .as_grid()
+                        .ok_or_else(|| internal("not a grid point".into()))?;
+                    slot.sums.resize(1, 0.0);
+                    slot.sums[0] += n.decode(p);
+                }
+                MetricMechanism::Frequency(o) => {
+                    use hush_ldp::FrequencyOracle;
+                    let out = m
+                        .value()
+                        .as_frequency()
+                        .ok_or_else(|| internal("not a frequency report".into()))?;
+                    slot.sums.resize(o.domain() as usize, 0.0);
+                    let sums = &mut slot.sums;
+                    o.for_each_supported(&out, |v| {
+                        if let Some(s) = sums.get_mut(v as usize) {
+                            *s += 1.0;
+                        }
+                    });
+                }
+            }
+        }
+    }
+    let (mut rows, mut withheld) = (Vec::new(), 0);
+    for ((start, hash, index, cohort, eps_bits, perm_bits), devices) in pools {
+        if (devices.len() as u64) < min_devices.max(2) {
+            withheld += 1;
+            continue;
+        }
+        let catalog = catalogs
+            .get(hash)
+            .ok_or_else(|| internal("a validated report's catalog vanished".into()))?;
+        let metric = catalog
+            .metrics()
+            .get(usize::from(index))
+            .ok_or_else(|| internal("a validated metric index vanished".into()))?;
+        let (eps, perm) = (f64::from_bits(eps_bits), f64::from_bits(perm_bits));
+        let mechanism = metric
+            .mechanism(perm, eps)
+            .map_err(|e| internal(e.to_string()))?;
+        // Per bucket: the affine map from a device's support count to the sum
+        // of its reports' unbiased values; identity for counts.
+        let (scale, shift, buckets, labels): (f64, f64, usize, Vec<String>) =
+            match (&mechanism, &metric.encoding) {
+                (
+                    MetricMechanism::Frequency(o),
+                    Encoding::Buckets { labels, .. } | Encoding::Categories { labels, .. },
+                ) => {
+                    use hush_ldp::FrequencyOracle;
+                    let probs = o.support_probabilities();
+                    (
+                        1.0 / (probs.p - probs.q),
+                        probs.q,
+                        o.domain() as usize,
+                        labels.clone(),
+                    )
+                }
+                _ => (1.0, 0.0, 1, vec!["mean".to_owned()]),
+            };
+        let numeric = matches!(mechanism, MetricMechanism::Numeric(_));
+        let mut estimates = Vec::with_capacity(buckets);
+        for b in 0..buckets {
+            let mut pooled = hush_stats::ClusteredMean::new();
+            for d in devices.values() {
+                let count = d.sums.get(b).copied().unwrap_or(0.0);
+                let n = d.reports as f64;
+                pooled.add_device(d.reports, scale * (count - shift * n));
+            }
+            estimates.push(
+                pooled
+                    .estimate(LEVEL)
+                    .map_err(|e| internal(e.to_string()))?,
+            );
+        }
+        let projected = if numeric {
+            Vec::new()
+        } else {
+            norm_sub(&estimates.iter().map(|e| e.estimate).collect::<Vec<_>>())
+        };
+        for (b, e) in estimates.iter().enumerate() {
+            let post_processed = match (&metric.encoding, projected.get(b)) {
+                (Encoding::Numeric { lo, hi, .. }, _) => e.estimate.clamp(*lo, *hi),
+                (_, Some(p)) => *p,
+                (_, None) => e.estimate,
+            };
+            rows.push(EstimateRow {
+                metric: metric.name.to_owned(),
+                kind: metric.kind.name().to_owned(),
+                window: window.to_owned(),
+                period: start,
+                period_start: period_start(start, period_seconds),
+                cohort: cohort.clone(),
+                bucket: labels.get(b).cloned().unwrap_or_else(|| b.to_string()),
+                bucket_index: if numeric { -1 } else { b as i32 },
+                estimate: e.estimate,
+                std_error: e.std_error,
+                ci_low: e.interval.lo,
+                ci_high: e.interval.hi,
+                post_processed,
+                reports: e.reports,
+                epsilon: eps,
+                epsilon_perm: perm,
+                mechanism: metric.mechanism_name().to_owned(),
+                catalog_hash: hash.to_string(),
+            });
+        }
+    }
+    Ok((rows, withheld))
+}
+
+/// The rows that may be released at `clock` for `window`, optionally limited
+/// to periods `from..=to`: a day's cells once the day is closed; a week or
+/// month, pooled from the stored reports, once its last day is closed and
+/// wholly inside the range (reports pruned by retention are gone from it).
+#[allow(clippy::too_many_arguments)]
+pub fn released_rows(
+    conn: &rusqlite::Connection,
+    catalogs: &Catalogs,
+    clock: &crate::PeriodClock,
+    window: Window,
+    from: Option<u32>,
+    to: Option<u32>,
+    period_seconds: u32,
+    min_devices: u64,
+) -> Result<(Vec<EstimateRow>, usize), CollectorError> {
+    if window == Window::Day {
+        let cells = crate::store::released_cells(conn, clock, from, to)?;
+        return estimate_cells(&cells, catalogs, period_seconds, min_devices);
+    }
+    if period_seconds != 86_400 {
+        return Err(CollectorError::Refused(format!(
+            "{} windows need daily periods; this collector's periods are {period_seconds} s",
+            window.name()
+        )));
+    }
+    let Some(last) = clock.last_closed() else {
+        return Ok((Vec::new(), 0));
+    };
+    let (lo, hi) = (from.unwrap_or(0), to.map_or(last, |t| t.min(last)));
+    if lo > hi {
+        return Ok((Vec::new(), 0));
+    }
+    let reports = crate::store::stored_reports(conn, lo, hi)?;
+    let window_of = |p: u32| {
+        let (start, end) = window.span(p);
+        (start >= lo && end <= hi).then_some(start)
+    };
+    pooled_rows(
+        &reports,
+        catalogs,
+        window.name(),
+        &window_of,
+        period_seconds,
+        min_devices,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,5 +482,18 @@ mod tests {
         assert_eq!(civil_from_days(11_016), (2000, 2, 29));
         assert_eq!(period_start(20_420, 86_400), "2025-11-28");
         assert_eq!(period_start(3, 3600), "1970-01-01T03:00:00Z");
+    }
+
+    #[test]
+    fn windows_are_calendar_weeks_and_months() {
+        // 2025-11-28 (day 20420) was a Friday: its week runs from Monday the 24th.
+        assert_eq!(Window::Week.span(20_420), (20_416, 20_422));
+        assert_eq!(period_start(20_416, 86_400), "2025-11-24");
+        assert_eq!(Window::Week.span(20_416), (20_416, 20_422));
+        // February 2000 had 29 days.
+        let (start, end) = Window::Month.span(11_016);
+        assert_eq!(period_start(start, 86_400), "2000-02-01");
+        assert_eq!(period_start(end, 86_400), "2000-02-29");
+        assert_eq!(Window::Day.span(7), (7, 7));
     }
 }

@@ -20,6 +20,7 @@ mod ingest;
 mod limits;
 pub mod loadgen;
 mod periods;
+pub mod plan;
 pub mod server;
 pub mod store;
 mod tokens;

@@ -28,7 +28,6 @@ use hush_report::Report;
 use rusqlite::Connection;
 use serde::Deserialize;
 
-use crate::estimate::estimate_cells;
 use crate::ingest::{IngestError, Writer};
 use crate::limits::{Buckets, TOKEN_TTL, TokenCache, client_key};
 use crate::store::{self, Principal};
@@ -275,6 +274,9 @@ pub struct EstimateQuery {
     pub to: Option<u32>,
     /// Only this cohort.
     pub cohort: Option<String>,
+    /// `day` (default), `week` or `month`: pooled windows with errors
+    /// clustered by device.
+    pub window: Option<crate::estimate::Window>,
 }
 
 async fn estimates(
@@ -296,11 +298,20 @@ async fn estimates(
     let clock = state.config.clock();
     let (catalogs, config) = (Arc::clone(&state.catalogs), Arc::clone(&state.config));
     let (from, to) = (q.from, q.to);
+    let window = q.window.unwrap_or(crate::estimate::Window::Day);
     let released = state
         .read(move |c| {
             // Only closed periods: their cells can no longer change.
-            let cells = store::released_cells(c, &clock, from, to)?;
-            estimate_cells(&cells, &catalogs, config.period_seconds, config.min_devices)
+            crate::estimate::released_rows(
+                c,
+                &catalogs,
+                &clock,
+                window,
+                from,
+                to,
+                config.period_seconds,
+                config.min_devices,
+            )
         })
         .await;
     match released {
@@ -322,6 +333,7 @@ async fn estimates(
         Err(CollectorError::Database(e)) => {
             refuse(StatusCode::SERVICE_UNAVAILABLE, category::STORAGE, e)
         }
+        Err(CollectorError::Refused(e)) => refuse(StatusCode::BAD_REQUEST, category::MALFORMED, e),
         Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, category::INTERNAL, e),
     }
 }

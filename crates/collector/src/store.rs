@@ -377,6 +377,36 @@ pub fn released_cells(
     all_cells(conn, from_period, Some(to))
 }
 
+/// The stored reports of periods `from..=to`, each with its device and the
+/// device's cohort, for estimates pooled over several periods.
+pub fn stored_reports(
+    conn: &Connection,
+    from: u32,
+    to: u32,
+) -> Result<Vec<(i64, String, u32, hush_report::Report)>, CollectorError> {
+    let mut stmt = conn.prepare(
+        "SELECT r.device, d.cohort, r.period, r.body FROM reports r JOIN devices d ON d.id = r.device
+         WHERE r.period >= ?1 AND r.period <= ?2",
+    )?;
+    let rows = stmt.query_map(params![from, to], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, u32>(2)?,
+            r.get::<_, Vec<u8>>(3)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (device, cohort, period, body) = row?;
+        let report = hush_report::Report::decode(&body).map_err(|e| {
+            CollectorError::Internal(format!("a stored report does not decode: {e}"))
+        })?;
+        out.push((device, cohort, period, report));
+    }
+    Ok(out)
+}
+
 /// Number of stored reports.
 pub fn report_count(conn: &Connection) -> Result<u64, CollectorError> {
     Ok(conn.query_row("SELECT COUNT(*) FROM reports", [], |r| r.get::<_, i64>(0))? as u64)

@@ -69,6 +69,13 @@ pub(super) const COLUMNS: &[Column] = &[
         get: |r| Value::Str(&r.kind),
     },
     Column {
+        name: "window",
+        ty: Type::Str,
+        unit: "",
+        meaning: "What the row covers: `day` (the period itself), `week` (Monday to Sunday, in the partition of its Monday) or `month` (in the partition of its first day). Week and month rows pool every report of their days, with standard errors clustered by device (a device's reports on different days share permanent responses, so they are not independent); they are written only for windows wholly closed and inside the export's range.",
+        get: |r| Value::Str(&r.window),
+    },
+    Column {
         name: "period_id",
         ty: Type::I64,
         unit: "periods",
@@ -141,8 +148,8 @@ pub(super) const COLUMNS: &[Column] = &[
     Column {
         name: "reports",
         ty: Type::I64,
-        unit: "devices",
-        meaning: "Reports in the cell, each from a distinct device (a device reports a metric at most once per period).",
+        unit: "reports",
+        meaning: "Reports in the cell. For a `day` row each is from a distinct device (a device reports a metric at most once per period); a `week` or `month` row counts every report of its days, several from some devices.",
         get: |r| Value::I64(i64::try_from(r.reports).unwrap_or(i64::MAX)),
     },
     Column {
@@ -490,9 +497,9 @@ pub(super) fn data_dictionary(
          metric and year (the person's agent shows the sum). The noise was drawn on the \
          device and cannot be removed from the released numbers. Because a device's reports \
          of an unchanged value share their permanent response, the noise of one device's \
-         days is correlated: averaging a device's days does not shrink it the way averaging \
-         independent devices does, so pool days only with standard errors clustered by \
-         device. Withholding small cells and post-processing are not privacy mechanisms; \
+         days is correlated, and averaging `day` rows (or their intervals) across days \
+         does not give an honest interval: use the `week` and `month` rows, which pool the \
+         reports themselves with standard errors clustered by device. Withholding small cells and post-processing are not privacy mechanisms; \
          they only keep the release useful and unsurprising.\n\n",
     );
 

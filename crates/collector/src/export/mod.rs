@@ -35,7 +35,7 @@ use parquet::schema::parser::parse_message_type;
 use rusqlite::Connection;
 
 use crate::cells::{CellKey, CellState};
-use crate::estimate::{EstimateRow, LEVEL, civil_from_days, estimate_cells};
+use crate::estimate::{EstimateRow, LEVEL, Window, civil_from_days, estimate_cells};
 use crate::store;
 use crate::validate::Catalogs;
 use crate::{CollectorError, PeriodClock};
@@ -252,24 +252,47 @@ pub struct ExportSummary {
     pub readme: PathBuf,
 }
 
-/// Exports every releasable cell in the options' period range: reads the cells
-/// of the periods closed at `clock` from the database (the release rule of
-/// [`store::released_cells`], the same as `/v1/estimates`), then does what
-/// [`export_cells`] does.
+/// Exports every releasable row of `windows` in the options' period range:
+/// the cells of the periods closed at `clock` (the release rule of
+/// [`store::released_cells`], the same as `/v1/estimates`) for `day`, and
+/// the weeks and months wholly closed and inside the range, pooled from the
+/// stored reports (daily periods only); then does what [`export_cells`] does.
 pub fn export(
     conn: &Connection,
     catalogs: &Catalogs,
     options: &ExportOptions,
+    windows: &[Window],
     clock: &PeriodClock,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<ExportSummary, CollectorError> {
     check_range(options)?;
-    let cells = store::released_cells(conn, clock, options.from, options.to)?;
-    export_cells(cells, catalogs, options, progress)
+    let cells = if windows.contains(&Window::Day) {
+        store::released_cells(conn, clock, options.from, options.to)?
+    } else {
+        Vec::new()
+    };
+    let mut pooled = Vec::new();
+    for window in [Window::Week, Window::Month] {
+        if windows.contains(&window) && options.period_seconds == 86_400 {
+            let (rows, _) = crate::estimate::released_rows(
+                conn,
+                catalogs,
+                clock,
+                window,
+                options.from,
+                options.to,
+                options.period_seconds,
+                options.min_devices,
+            )?;
+            pooled.extend(rows);
+        }
+    }
+    export_cells(cells, pooled, catalogs, options, progress)
 }
 
 /// Estimates the cells, withholds those below `min_devices`, and writes one part
-/// file per period plus the data dictionary. `progress(done, total)` is called
+/// file per period plus the data dictionary; `pooled` rows (weeks, months) go
+/// into the partition of their first period, after its day rows. `progress(done, total)` is called
 /// after each file.
 ///
 /// Refuses (with [`CollectorError::Refused`], before writing anything) to replace
@@ -277,6 +300,7 @@ pub fn export(
 /// part files of another format, which would make the tree unreadable as one dataset.
 pub fn export_cells(
     cells: Vec<(CellKey, CellState)>,
+    pooled: Vec<EstimateRow>,
     catalogs: &Catalogs,
     options: &ExportOptions,
     progress: &mut dyn FnMut(usize, usize),
@@ -302,6 +326,16 @@ pub fn export_cells(
             .join(format!("part-0.{}", options.format.name()))
     };
     let readme = options.out_dir.join(README_NAME);
+    let mut pooled_by_period: BTreeMap<u32, Vec<EstimateRow>> = BTreeMap::new();
+    for row in pooled {
+        let inside = options.from.is_none_or(|f| row.period >= f)
+            && options.to.is_none_or(|t| row.period <= t);
+        if inside {
+            // A window's first day gets a partition even if it had no reports.
+            by_period.entry(row.period).or_default();
+            pooled_by_period.entry(row.period).or_default().push(row);
+        }
+    }
     let paths: Vec<PathBuf> = by_period.keys().map(|&p| part(p)).collect();
     preflight(options, &paths, &readme)?;
 
@@ -313,12 +347,13 @@ pub fn export_cells(
     let mut hashes = BTreeSet::new();
     for (done, (period, mut group)) in by_period.into_iter().enumerate() {
         group.sort_by(|a, b| a.0.cmp(&b.0));
-        let (rows, withheld) = estimate_cells(
+        let (mut rows, withheld) = estimate_cells(
             &group,
             catalogs,
             options.period_seconds,
             options.min_devices,
         )?;
+        rows.extend(pooled_by_period.remove(&period).unwrap_or_default());
         let path = part(period);
         let file = if rows.is_empty() {
             match fs::remove_file(&path) {
@@ -591,13 +626,17 @@ mod tests {
             epsilon_bits: 2.0_f64.to_bits(),
             epsilon_perm_bits: 4.0_f64.to_bits(),
         };
+        let d = catalog.metrics()[usize::from(metric)].domain().unwrap() as usize;
         let cell = |n: u64| {
             CellState::Frequency(hush_stats::FrequencyAggregate::from_counts(
                 n,
-                vec![n / 2; 9],
+                vec![n / 2; d],
             ))
         };
         let cells = vec![(key(100), cell(40)), (key(101), cell(3))];
+        let run = |o: &ExportOptions| {
+            export_cells(cells.clone(), Vec::new(), &catalogs, o, &mut |_, _| {})
+        };
         let dir = tempfile::tempdir().unwrap();
         let options = ExportOptions {
             format: Format::Csv,
@@ -608,10 +647,10 @@ mod tests {
             period_seconds: 86_400,
             min_devices: 10,
         };
-        let summary = export_cells(cells.clone(), &catalogs, &options, &mut |_, _| {}).unwrap();
+        let summary = run(&options).unwrap();
         assert_eq!(
             (summary.rows, summary.released_cells, summary.withheld_cells),
-            (9, 1, 1)
+            (d, 1, 1)
         );
         // The withheld period has no directory at all.
         assert_eq!(summary.partitions[1].file, None);
@@ -622,11 +661,11 @@ mod tests {
         dirs.sort();
         assert_eq!(dirs, ["_README.md", "period=1970-04-11"]);
         let csv = fs::read_to_string(options.out_dir.join("period=1970-04-11/part-0.csv")).unwrap();
-        assert_eq!(csv.lines().count(), 10);
+        assert_eq!(csv.lines().count(), d + 1, "a header and a row per bucket");
         assert!(csv.contains(",\"a,\"\"b\"\"\","), "{csv}");
 
         // A second run is refused, changes nothing, and goes through with force.
-        let again = export_cells(cells.clone(), &catalogs, &options, &mut |_, _| {});
+        let again = run(&options);
         assert!(
             matches!(again, Err(CollectorError::Refused(_))),
             "{again:?}"
@@ -635,7 +674,7 @@ mod tests {
             force: true,
             ..options.clone()
         };
-        export_cells(cells.clone(), &catalogs, &forced, &mut |_, _| {}).unwrap();
+        run(&forced).unwrap();
 
         // Raising min_devices withholds the remaining cell; a forced export then removes
         // the partition an earlier run wrote, rather than leave rows the policy now withholds.
@@ -643,17 +682,17 @@ mod tests {
             min_devices: 50,
             ..forced.clone()
         };
-        let summary = export_cells(cells.clone(), &catalogs, &stricter, &mut |_, _| {}).unwrap();
+        let summary = run(&stricter).unwrap();
         assert_eq!((summary.rows, summary.withheld_cells), (0, 2));
         assert!(!options.out_dir.join("period=1970-04-11").exists());
-        export_cells(cells.clone(), &catalogs, &forced, &mut |_, _| {}).unwrap();
+        run(&forced).unwrap();
 
         // Another format in the same tree is refused even with force.
         let jsonl = ExportOptions {
             format: Format::Jsonl,
             ..forced.clone()
         };
-        let mixed = export_cells(cells.clone(), &catalogs, &jsonl, &mut |_, _| {});
+        let mixed = run(&jsonl);
         assert!(
             matches!(mixed, Err(CollectorError::Refused(_))),
             "{mixed:?}"
@@ -666,7 +705,7 @@ mod tests {
             out_dir: foreign.path().to_owned(),
             ..options.clone()
         };
-        let refused = export_cells(cells, &catalogs, &theirs, &mut |_, _| {});
+        let refused = export_cells(cells, Vec::new(), &catalogs, &theirs, &mut |_, _| {});
         assert!(matches!(refused, Err(CollectorError::Refused(_))));
         assert_eq!(
             fs::read_to_string(foreign.path().join(README_NAME)).unwrap(),
