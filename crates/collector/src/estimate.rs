@@ -231,9 +231,10 @@ impl Window {
         match self {
             Window::Day => (period, period),
             Window::Week => {
-                // 1970-01-01 was a Thursday: Monday-based weekday 3.
-                let start = period - (period + 3) % 7;
-                (start, start + 6)
+                // 1970-01-01 was a Thursday: Monday-based weekday 3. The
+                // first days have no Monday before them: their week starts at 0.
+                let start = period.saturating_sub((period + 3) % 7);
+                (start, start.saturating_add(6))
             }
             Window::Month => {
                 let (_, _, d) = civil_from_days(i64::from(period));
@@ -276,7 +277,11 @@ type PoolKey = (u32, hush_report::CatalogHash, u16, String, u64, u64);
 
 /// Estimates pooled over windows of several periods, from stored reports:
 /// `reports` holds `(device, cohort, period, report)`; `window_of` maps a
-/// period to its window's first period (or `None` to leave it out). A row is
+/// period to its window's first period (or `None` to leave it out).
+///
+/// Only reports whose own day cell is released (at least `min_devices`
+/// reports) are pooled: otherwise a window's row minus its released day rows
+/// would give away a withheld day cell, down to one device. A row is then
 /// released for a window with at least `min_devices` distinct devices; the
 /// standard error is clustered by device (`hush_stats::ClusteredMean`), since
 /// a device's reports on different days share permanent responses. Frequency
@@ -292,6 +297,9 @@ pub fn pooled_rows(
 ) -> Result<(Vec<EstimateRow>, usize), CollectorError> {
     use std::collections::{BTreeMap, HashMap};
     let internal = |e: String| CollectorError::Internal(e);
+    let day_cells = day_cell_counts(reports);
+    let released_day =
+        |key: &CellKey| day_cells.get(key).copied().unwrap_or(0) >= min_devices.max(2);
     let mut pools: BTreeMap<PoolKey, HashMap<i64, DeviceSums>> = BTreeMap::new();
     for (device, cohort, period, report) in reports {
         let Some(start) = window_of(*period) else {
@@ -300,6 +308,9 @@ pub fn pooled_rows(
         let valid = crate::validate::validate_structure(report.clone(), catalogs)
             .map_err(|r| internal(format!("a stored report no longer validates: {}", r.reason)))?;
         for (m, mechanism) in valid.report.metrics().iter().zip(&valid.mechanisms) {
+            if !released_day(&CellKey::of(report, m, cohort)) {
+                continue;
+            }
             let key = (
                 start,
                 report.catalog_hash(),
@@ -424,10 +435,26 @@ pub fn pooled_rows(
     Ok((rows, withheld))
 }
 
+/// How many stored reports each day cell holds.
+fn day_cell_counts(
+    reports: &[(i64, String, u32, hush_report::Report)],
+) -> std::collections::HashMap<CellKey, u64> {
+    let mut counts = std::collections::HashMap::new();
+    for (_, cohort, _, report) in reports {
+        for m in report.metrics() {
+            *counts.entry(CellKey::of(report, m, cohort)).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
 /// The rows that may be released at `clock` for `window`, optionally limited
 /// to periods `from..=to`: a day's cells once the day is closed; a week or
-/// month, pooled from the stored reports, once its last day is closed and
-/// wholly inside the range (reports pruned by retention are gone from it).
+/// month, pooled from the stored reports, once its last day is closed, if it
+/// lies wholly inside the range and every one of its day cells still has all
+/// its reports stored. Pruning (or retention) takes a window out whole rather
+/// than let it be recomputed from fewer days: the difference of two such
+/// releases would be a day's sums.
 #[allow(clippy::too_many_arguments)]
 pub fn released_rows(
     conn: &rusqlite::Connection,
@@ -457,9 +484,17 @@ pub fn released_rows(
         return Ok((Vec::new(), 0));
     }
     let reports = crate::store::stored_reports(conn, lo, hi)?;
+    // A window any of whose day cells lost reports to pruning is not released.
+    let stored = day_cell_counts(&reports);
+    let mut incomplete = std::collections::BTreeSet::new();
+    for (key, state) in crate::store::all_cells(conn, Some(lo), Some(hi))? {
+        if stored.get(&key).copied().unwrap_or(0) != state.reports() {
+            incomplete.insert(window.span(key.period).0);
+        }
+    }
     let window_of = |p: u32| {
         let (start, end) = window.span(p);
-        (start >= lo && end <= hi).then_some(start)
+        (start >= lo && end <= hi && !incomplete.contains(&start)).then_some(start)
     };
     pooled_rows(
         &reports,
