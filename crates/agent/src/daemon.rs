@@ -245,7 +245,7 @@ impl Agent {
         };
         let report = match privatize(raw, &request, &mut memory, &mut account, rng) {
             Ok(r) => r,
-            Err(e @ (PrivatizeError::Budget(_) | PrivatizeError::NothingReportable)) => {
+            Err(e @ PrivatizeError::Budget(_)) => {
                 tracing::warn!(period, "no report this period: {e}");
                 ledger.record(&self.paths, period, &account, true)?;
                 return Ok(());

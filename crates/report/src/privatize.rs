@@ -77,12 +77,6 @@ pub enum PrivatizeError {
     /// The agent version string is too long for the wire.
     #[error("agent version '{0}' is longer than 32 bytes")]
     AgentVersion(String),
-    /// Every metric has reached its yearly cap of new values and has no value
-    /// drawn within the year to report instead (after `forget`, say).
-    #[error(
-        "every metric has used its yearly permanent draws and has none left to report from; reports resume as old draws expire"
-    )]
-    NothingReportable,
 }
 
 /// One metric's part of a report, worked out before anything is charged.
@@ -93,6 +87,8 @@ struct Planned {
     coarse: u32,
     /// The tag to record if this is a new draw.
     new_draw: Option<[u8; crate::secret::TAG_BYTES]>,
+    /// A stand-in with no answer to use: report the device's fixed fake value.
+    filler: bool,
 }
 
 /// The epsilon units of a permanent context: 10^-9, as the budget counts.
@@ -103,20 +99,25 @@ fn units(epsilon: f64) -> u64 {
 /// Privatizes one period's measurements into a report.
 ///
 /// Picks `catalog.metrics_per_report()` metrics without replacement, each
-/// with probability proportional to its weight among the metrics that can be
-/// reported (a choice that depends on the device's accounting state, never on
-/// `raw`), gives each an even share of both epsilons, and reports each
-/// metric's coarse value through the permanent response the device's secret
-/// derives for it, with fresh instantaneous noise from `rng`.
+/// with probability proportional to its weight (a choice that depends on the
+/// catalog and `rng` only: never on `raw`, nor on the device's history),
+/// gives each an even share of both epsilons, and reports each metric's
+/// coarse value through the permanent response the device's secret derives
+/// for it, with fresh instantaneous noise from `rng`.
 ///
 /// A coarse value seen within the window reuses its response at no cost. A
 /// new one is charged `epsilon_perm` to the spending history, unless the
 /// metric has made `max_draws` draws within the window: then the nearest value
 /// it has drawn stands in for it (an ordinal neighbour for buckets and counts;
 /// for categories, the nearest index), so the report reveals nothing beyond
-/// the responses already drawn. The report's `epsilon_1` is charged to
-/// `budget`; if it does not fit, no report is made and nothing changes. `raw`
-/// is consumed (and zeroed as it drops).
+/// the responses already drawn. If it has drawn none that it may still use
+/// (after `forget`, new terms or a catalog that changed the metric), the
+/// report carries a fake coarse value the secret fixes for the metric,
+/// uniform and independent of every measurement, through its own permanent
+/// response: pure noise, charged nothing, and shaped like a device whose value
+/// never changes, so a capped metric does not fall silent. The report's
+/// `epsilon_1` is charged to `budget`; if it does not fit, no report is made
+/// and nothing changes. `raw` is consumed (and zeroed as it drops).
 pub fn privatize<R: CryptoRng + ?Sized>(
     raw: RawMeasurements,
     request: &PrivatizeRequest<'_>,
@@ -136,20 +137,12 @@ pub fn privatize<R: CryptoRng + ?Sized>(
     let now = memory.lifetime.clock(request.bucket);
     memory.tags.prune(now);
 
-    // Which metrics can be reported: state only, never the measurements.
+    // Every metric can be picked, whatever the device's history: a metric
+    // that had to drop out would show the collector it had reached its cap.
     let mut candidates = Vec::new();
     for (index, metric) in catalog.metrics().iter().enumerate() {
         let mechanism = metric.mechanism(epsilon_perm, epsilon_1)?;
-        let context = context_of(metric, epsilon_perm);
-        let reportable = memory.lifetime.draws_in_window(metric.name, now) < request.max_draws
-            || (0..mechanism.coarse_domain())
-                .any(|c| memory.tags.contains(&memory.secret.tag(&context, c), now));
-        if reportable {
-            candidates.push((index, context, mechanism));
-        }
-    }
-    if candidates.len() < k {
-        return Err(PrivatizeError::NothingReportable);
+        candidates.push((index, context_of(metric, epsilon_perm), mechanism));
     }
 
     // Weighted sampling without replacement: one bounded draw per pick.
@@ -174,18 +167,20 @@ pub fn privatize<R: CryptoRng + ?Sized>(
         let alpha = memory.secret.alpha(&context);
         let wanted = mechanism.coarse(metric.value(&raw), alpha)?;
         let drawn = |c: u32| memory.tags.contains(&memory.secret.tag(&context, c), now);
-        let (coarse, new_draw) = if drawn(wanted) {
-            (wanted, None)
+        let domain = mechanism.coarse_domain();
+        let (coarse, new_draw, filler) = if drawn(wanted) {
+            (wanted, None, false)
         } else if memory.lifetime.draws_in_window(metric.name, now) < request.max_draws {
-            (wanted, Some(memory.secret.tag(&context, wanted)))
+            (wanted, Some(memory.secret.tag(&context, wanted)), false)
         } else {
-            let domain = mechanism.coarse_domain();
             let nearest = (1..domain)
                 .flat_map(|d| [wanted.checked_sub(d), wanted.checked_add(d)])
                 .flatten()
-                .find(|&c| c < domain && drawn(c))
-                .ok_or(PrivatizeError::NothingReportable)?;
-            (nearest, None)
+                .find(|&c| c < domain && drawn(c));
+            match nearest {
+                Some(c) => (c, None, false),
+                None => (0, None, true),
+            }
         };
         planned.push(Planned {
             index,
@@ -193,14 +188,23 @@ pub fn privatize<R: CryptoRng + ?Sized>(
             mechanism,
             coarse,
             new_draw,
+            filler,
         });
     }
     drop(raw);
 
     let mut out = Vec::with_capacity(k);
     for p in &planned {
-        let mut keyed = memory.secret.permanent_rng(&p.context, p.coarse);
-        let permanent = p.mechanism.permanent(p.coarse, &mut keyed)?;
+        let permanent = if p.filler {
+            // The fake value and its response come from one keyed stream that
+            // no measurement enters.
+            let mut keyed = memory.secret.filler_rng(&p.context);
+            let fake = UniformBelow::new(u64::from(p.mechanism.coarse_domain())).sample(&mut keyed);
+            p.mechanism.permanent(fake as u32, &mut keyed)?
+        } else {
+            let mut keyed = memory.secret.permanent_rng(&p.context, p.coarse);
+            p.mechanism.permanent(p.coarse, &mut keyed)?
+        };
         let value = p.mechanism.instantaneous(&permanent, rng)?;
         out.push(MetricReport::new(
             p.index as u16,

@@ -97,6 +97,15 @@ impl DeviceSecret {
         tag
     }
 
+    /// The generator of a metric's stand-in report when it has no answer it
+    /// may use (capped, after `forget`, new terms or a new catalog): a fake
+    /// coarse value drawn from it, uniformly and independently of any
+    /// measurement, and that value's permanent response. Fixed per context, so
+    /// the stand-in looks like a device whose value never changes.
+    pub fn filler_rng(&self, context: &PermanentContext) -> ChaCha20Rng {
+        ChaCha20Rng::from_seed(self.prf(b"hush/filler/v1", context, None))
+    }
+
     /// The device's alpha-point rounding offset for a metric, in `[0, 1)`:
     /// fixed per metric (so an unchanged count keeps its grid point) and
     /// uniform over devices (so the rounding is unbiased over the fleet).

@@ -243,8 +243,13 @@ fn past_the_cap_a_drawn_neighbour_stands_in_and_nothing_new_is_drawn() {
     assert!((memory.lifetime.spent_in_window(metric.name, req.bucket) - 12.0).abs() < 1e-9);
 }
 
+/// After `forget` a capped metric has no answer it may use. It still reports,
+/// so its silence cannot tell the collector it was capped: a fake value the
+/// new secret fixes, independent of the measurements, through its own
+/// permanent response, charging nothing and recording no draw. Whatever the
+/// day held, the reports follow one fixed law (the same permanent response).
 #[test]
-fn after_forget_a_capped_metric_has_nothing_to_report() {
+fn after_forget_a_capped_metric_still_reports_a_fixed_stand_in_at_no_cost() {
     let catalog = keystrokes_only(8_000.0);
     let mut rng = ChaCha12Rng::seed_from_u64(6);
     let mut memory = device(&mut rng);
@@ -258,17 +263,41 @@ fn after_forget_a_capped_metric_has_nothing_to_report() {
     // forget: a new secret and no tags, the spending history kept.
     let kept = memory.lifetime.clone();
     memory = DeviceMemory {
-        lifetime: kept,
+        lifetime: kept.clone(),
         ..device(&mut rng)
     };
-    req.period = 2;
-    let mut budget = BudgetAccount::new(2.0).unwrap();
-    let err = privatize(day(100), &req, &mut memory, &mut budget, &mut rng).unwrap_err();
-    assert_eq!(err, PrivatizeError::NothingReportable);
-    assert_eq!(budget.spent(), 0.0);
-    // Once the draws leave the window, reports resume.
+    // 4,000 stand-in reports, half from idle days and half from busy ones:
+    // the share of 1-bits is the same for both (one permanent bit), and
+    // nothing is drawn or charged.
+    let mut ones = [0u32; 2];
+    for period in 2..4_002u32 {
+        req.period = period;
+        let mut budget = BudgetAccount::new(2.0).unwrap();
+        let keys = if period % 2 == 0 { 0 } else { 7_999 };
+        let r = privatize(day(keys), &req, &mut memory, &mut budget, &mut rng).unwrap();
+        assert!(
+            (budget.spent() - 2.0).abs() < 1e-9,
+            "a report still pays epsilon_1"
+        );
+        let bit = r.metrics()[0].value().as_grid().unwrap().index;
+        ones[(period % 2) as usize] += u32::from(bit == 1);
+    }
+    assert_eq!(memory.lifetime, kept, "a stand-in draws nothing");
+    assert!(memory.tags.is_empty(), "and records no tag");
+    // Both halves are Binomial(2000, P) with one P; their difference has a
+    // standard deviation of at most sqrt(2 * 2000 / 4) = 31.6: 5 of them.
+    let gap = (i64::from(ones[0]) - i64::from(ones[1])).abs();
+    assert!(
+        gap < 158,
+        "idle {} vs busy {} ones: the day leaked",
+        ones[0],
+        ones[1]
+    );
+    // Once the draws leave the window, real reports resume.
     req.bucket += WINDOW_BUCKETS;
+    let mut budget = BudgetAccount::new(2.0).unwrap();
     privatize(day(100), &req, &mut memory, &mut budget, &mut rng).unwrap();
+    assert_eq!(memory.tags.len(), 1, "a real value again");
 }
 
 #[test]
@@ -431,7 +460,6 @@ proptest! {
                             }
                             prop_assert_eq!(r.metrics().len(), 1);
                         }
-                        Err(PrivatizeError::NothingReportable) => {}
                         Err(e) => prop_assert!(false, "{e}"),
                     }
                 }
