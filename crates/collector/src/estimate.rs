@@ -277,7 +277,10 @@ type PoolKey = (u32, hush_report::CatalogHash, u16, String, u64, u64);
 
 /// Estimates pooled over windows of several periods, from stored reports:
 /// `reports` holds `(device, cohort, period, report)`; `window_of` maps a
-/// period to its window's first period (or `None` to leave it out).
+/// period to its window's first period (or `None` to leave it out). The
+/// caller vouches that the reports are all of their day cells' reports:
+/// released estimates go through [`released_rows`], which withholds a
+/// window whose days lost reports to pruning.
 ///
 /// Only reports whose own day cell is released (at least `min_devices`
 /// reports) are pooled: otherwise a window's row minus its released day rows
@@ -483,14 +486,24 @@ pub fn released_rows(
     if lo > hi {
         return Ok((Vec::new(), 0));
     }
-    let reports = crate::store::stored_reports(conn, lo, hi)?;
-    // A window any of whose day cells lost reports to pruning is not released.
-    let stored = day_cell_counts(&reports);
+    // Reports and cells from one snapshot, so an erasure between the two
+    // reads cannot make them disagree.
+    conn.execute_batch("BEGIN")?;
+    let read = crate::store::stored_reports(conn, lo, hi)
+        .and_then(|r| Ok((r, crate::store::all_cells(conn, Some(lo), Some(hi))?)));
+    let _ = conn.execute_batch("COMMIT");
+    let (reports, cells) = read?;
+    // A window any of whose day cells lost reports to pruning (or holds
+    // reports no cell counts) is not released.
+    let mut stored = day_cell_counts(&reports);
     let mut incomplete = std::collections::BTreeSet::new();
-    for (key, state) in crate::store::all_cells(conn, Some(lo), Some(hi))? {
-        if stored.get(&key).copied().unwrap_or(0) != state.reports() {
+    for (key, state) in cells {
+        if stored.remove(&key).unwrap_or(0) != state.reports() {
             incomplete.insert(window.span(key.period).0);
         }
+    }
+    for key in stored.keys() {
+        incomplete.insert(window.span(key.period).0);
     }
     let window_of = |p: u32| {
         let (start, end) = window.span(p);

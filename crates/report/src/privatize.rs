@@ -84,11 +84,11 @@ struct Planned {
     index: usize,
     context: PermanentContext,
     mechanism: MetricMechanism,
-    coarse: u32,
+    /// The coarse value whose answer the report uses; `None` for a stand-in
+    /// (no answer may be used: the device's fixed fake value goes instead).
+    coarse: Option<u32>,
     /// The tag to record if this is a new draw.
     new_draw: Option<[u8; crate::secret::TAG_BYTES]>,
-    /// A stand-in with no answer to use: report the device's fixed fake value.
-    filler: bool,
 }
 
 /// The epsilon units of a permanent context: 10^-9, as the budget counts.
@@ -168,19 +168,18 @@ pub fn privatize<R: CryptoRng + ?Sized>(
         let wanted = mechanism.coarse(metric.value(&raw), alpha)?;
         let drawn = |c: u32| memory.tags.contains(&memory.secret.tag(&context, c), now);
         let domain = mechanism.coarse_domain();
-        let (coarse, new_draw, filler) = if drawn(wanted) {
-            (wanted, None, false)
+        let (coarse, new_draw) = if drawn(wanted) {
+            (Some(wanted), None)
         } else if memory.lifetime.draws_in_window(metric.name, now) < request.max_draws {
-            (wanted, Some(memory.secret.tag(&context, wanted)), false)
+            (Some(wanted), Some(memory.secret.tag(&context, wanted)))
         } else {
+            // Every value but `wanted` is searched, so whether a stand-in
+            // follows does not depend on the day's value.
             let nearest = (1..domain)
                 .flat_map(|d| [wanted.checked_sub(d), wanted.checked_add(d)])
                 .flatten()
                 .find(|&c| c < domain && drawn(c));
-            match nearest {
-                Some(c) => (c, None, false),
-                None => (0, None, true),
-            }
+            (nearest, None)
         };
         planned.push(Planned {
             index,
@@ -188,22 +187,25 @@ pub fn privatize<R: CryptoRng + ?Sized>(
             mechanism,
             coarse,
             new_draw,
-            filler,
         });
     }
     drop(raw);
 
     let mut out = Vec::with_capacity(k);
     for p in &planned {
-        let permanent = if p.filler {
-            // The fake value and its response come from one keyed stream that
-            // no measurement enters.
-            let mut keyed = memory.secret.filler_rng(&p.context);
-            let fake = UniformBelow::new(u64::from(p.mechanism.coarse_domain())).sample(&mut keyed);
-            p.mechanism.permanent(fake as u32, &mut keyed)?
-        } else {
-            let mut keyed = memory.secret.permanent_rng(&p.context, p.coarse);
-            p.mechanism.permanent(p.coarse, &mut keyed)?
+        let permanent = match p.coarse {
+            Some(coarse) => {
+                let mut keyed = memory.secret.permanent_rng(&p.context, coarse);
+                p.mechanism.permanent(coarse, &mut keyed)?
+            }
+            None => {
+                // The fake value and its response come from one keyed stream
+                // that no measurement enters.
+                let mut keyed = memory.secret.filler_rng(&p.context);
+                let fake =
+                    UniformBelow::new(u64::from(p.mechanism.coarse_domain())).sample(&mut keyed);
+                p.mechanism.permanent(fake as u32, &mut keyed)?
+            }
         };
         let value = p.mechanism.instantaneous(&permanent, rng)?;
         out.push(MetricReport::new(
