@@ -1,7 +1,7 @@
 //! Estimates from aggregate cells: one row per (metric, period, cohort, epsilon, bucket)
 //! with the unbiased estimate, its standard error, a 95% interval and the post-processed value.
 
-use hush_report::{Catalog, Encoding, MetricMechanism};
+use hush_report::{Catalog, Encoding, Metric, MetricMechanism};
 use hush_stats::norm_sub;
 use serde::Serialize;
 
@@ -73,6 +73,12 @@ pub fn period_start(period: u32, seconds: u32) -> String {
     }
 }
 
+/// The weekday of day `period` (days since 1970-01-01), Monday 0 to Sunday
+/// 6: 1970-01-01 was a Thursday.
+pub fn weekday(period: u32) -> u32 {
+    (period + 3) % 7
+}
+
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian
 /// calendar (Howard Hinnant's `civil_from_days`).
 pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
@@ -126,28 +132,9 @@ fn cell_rows(
     let mechanism = metric
         .mechanism(key.epsilon_perm(), key.epsilon())
         .map_err(|e| internal(e.to_string()))?;
-    let base = |bucket: String, bucket_index: i32| EstimateRow {
-        metric: metric.name.to_owned(),
-        kind: metric.kind.name().to_owned(),
-        window: Window::Day.name().to_owned(),
-        period: key.period,
-        period_start: period_start(key.period, period_seconds),
-        cohort: key.cohort.clone(),
-        bucket,
-        bucket_index,
-        estimate: 0.0,
-        std_error: 0.0,
-        ci_low: 0.0,
-        ci_high: 0.0,
-        post_processed: 0.0,
-        reports: state.reports(),
-        epsilon: key.epsilon(),
-        epsilon_perm: key.epsilon_perm(),
-        mechanism: metric.mechanism_name().to_owned(),
-        catalog_hash: key.catalog.to_string(),
-    };
-    match (state, &mechanism, &metric.encoding) {
-        (CellState::Frequency(agg), MetricMechanism::Frequency(oracle), enc) => {
+    let reports = state.reports();
+    let values = match (state, &mechanism) {
+        (CellState::Frequency(agg), MetricMechanism::Frequency(oracle)) => {
             use hush_ldp::FrequencyOracle;
             if agg.support_counts().len() != oracle.domain() as usize {
                 return Err(internal(format!(
@@ -157,50 +144,103 @@ fn cell_rows(
                     oracle.domain()
                 )));
             }
-            let est = agg
-                .estimate_population(oracle.support_probabilities(), LEVEL)
-                .map_err(|e| internal(e.to_string()))?;
-            let projected = norm_sub(&est.frequencies());
-            let labels: &[String] = match enc {
-                Encoding::Buckets { labels, .. } | Encoding::Categories { labels, .. } => labels,
-                Encoding::Numeric { .. } => &[],
-            };
-            Ok(est
+            agg.estimate_population(oracle.support_probabilities(), LEVEL)
+                .map_err(|e| internal(e.to_string()))?
                 .values
                 .iter()
-                .zip(projected)
-                .enumerate()
-                .map(|(i, (v, pp))| EstimateRow {
+                .map(|v| Estimated {
                     estimate: v.estimate,
                     std_error: v.std_error,
-                    ci_low: v.interval.lo,
-                    ci_high: v.interval.hi,
-                    post_processed: pp,
-                    ..base(
-                        labels.get(i).cloned().unwrap_or_else(|| i.to_string()),
-                        i as i32,
-                    )
+                    interval: v.interval,
+                    reports,
                 })
-                .collect())
+                .collect()
         }
-        (CellState::Mean(agg), MetricMechanism::Numeric(m), Encoding::Numeric { lo, hi, .. }) => {
+        (CellState::Mean(agg), MetricMechanism::Numeric(m)) => {
             let est = agg
                 .estimate(m, LEVEL)
                 .map_err(|e| internal(e.to_string()))?;
-            Ok(vec![EstimateRow {
+            vec![Estimated {
                 estimate: est.mean,
                 std_error: est.std_error,
-                ci_low: est.interval.lo,
-                ci_high: est.interval.hi,
-                post_processed: est.mean.clamp(*lo, *hi),
-                ..base("mean".to_owned(), -1)
-            }])
+                interval: est.interval,
+                reports,
+            }]
         }
-        _ => Err(internal(format!(
-            "cell state does not match metric {}",
-            metric.name
-        ))),
-    }
+        _ => {
+            return Err(internal(format!(
+                "cell state does not match metric {}",
+                metric.name
+            )));
+        }
+    };
+    Ok(rows_of(
+        metric,
+        key,
+        Window::Day.name(),
+        period_seconds,
+        &values,
+    ))
+}
+
+/// One estimate before it becomes a row.
+struct Estimated {
+    estimate: f64,
+    std_error: f64,
+    interval: hush_stats::ConfidenceInterval,
+    reports: u64,
+}
+
+/// The rows of one cell, a day's or a pooled window's (`key.period` is its
+/// first period): one per bucket with the distribution projected onto the
+/// simplex, or one `mean` row clipped to the metric's range.
+fn rows_of(
+    metric: &Metric,
+    key: &CellKey,
+    window: &str,
+    period_seconds: u32,
+    values: &[Estimated],
+) -> Vec<EstimateRow> {
+    let (labels, post_processed): (&[String], Vec<f64>) = match &metric.encoding {
+        Encoding::Buckets { labels, .. } | Encoding::Categories { labels, .. } => (
+            labels,
+            norm_sub(&values.iter().map(|v| v.estimate).collect::<Vec<_>>()),
+        ),
+        Encoding::Numeric { lo, hi, .. } => (
+            &[],
+            values.iter().map(|v| v.estimate.clamp(*lo, *hi)).collect(),
+        ),
+    };
+    let numeric = matches!(metric.encoding, Encoding::Numeric { .. });
+    values
+        .iter()
+        .zip(post_processed)
+        .enumerate()
+        .map(|(i, (v, post_processed))| EstimateRow {
+            metric: metric.name.to_owned(),
+            kind: metric.kind.name().to_owned(),
+            window: window.to_owned(),
+            period: key.period,
+            period_start: period_start(key.period, period_seconds),
+            cohort: key.cohort.clone(),
+            bucket: if numeric {
+                "mean".to_owned()
+            } else {
+                labels.get(i).cloned().unwrap_or_else(|| i.to_string())
+            },
+            bucket_index: if numeric { -1 } else { i as i32 },
+            estimate: v.estimate,
+            std_error: v.std_error,
+            ci_low: v.interval.lo,
+            ci_high: v.interval.hi,
+            post_processed,
+            reports: v.reports,
+            epsilon: key.epsilon(),
+            epsilon_perm: key.epsilon_perm(),
+            mechanism: metric.mechanism_name().to_owned(),
+            catalog_hash: key.catalog.to_string(),
+        })
+        .collect()
 }
 
 /// What an estimate row covers.
@@ -231,9 +271,8 @@ impl Window {
         match self {
             Window::Day => (period, period),
             Window::Week => {
-                // 1970-01-01 was a Thursday: Monday-based weekday 3. The
-                // first days have no Monday before them: their week starts at 0.
-                let start = period.saturating_sub((period + 3) % 7);
+                // The first days have no Monday before them: their week starts at 0.
+                let start = period.saturating_sub(weekday(period));
                 (start, start.saturating_add(6))
             }
             Window::Month => {
@@ -271,10 +310,6 @@ struct DeviceSums {
     sums: Vec<f64>,
 }
 
-/// Which pooled cell a metric report lands in: window start, catalog,
-/// metric, cohort, epsilons.
-type PoolKey = (u32, hush_report::CatalogHash, u16, String, u64, u64);
-
 /// Estimates pooled over windows of several periods, from stored reports:
 /// `reports` holds `(device, cohort, period, report)`; `window_of` maps a
 /// period to its window's first period (or `None` to leave it out). The
@@ -303,7 +338,8 @@ pub fn pooled_rows(
     let day_cells = day_cell_counts(reports);
     let released_day =
         |key: &CellKey| day_cells.get(key).copied().unwrap_or(0) >= min_devices.max(2);
-    let mut pools: BTreeMap<PoolKey, HashMap<i64, DeviceSums>> = BTreeMap::new();
+    // Keyed like a day cell, with the window's first period as its period.
+    let mut pools: BTreeMap<CellKey, HashMap<i64, DeviceSums>> = BTreeMap::new();
     for (device, cohort, period, report) in reports {
         let Some(start) = window_of(*period) else {
             continue;
@@ -311,17 +347,14 @@ pub fn pooled_rows(
         let valid = crate::validate::validate_structure(report.clone(), catalogs)
             .map_err(|r| internal(format!("a stored report no longer validates: {}", r.reason)))?;
         for (m, mechanism) in valid.report.metrics().iter().zip(&valid.mechanisms) {
-            if !released_day(&CellKey::of(report, m, cohort)) {
+            let day = CellKey::of(report, m, cohort);
+            if !released_day(&day) {
                 continue;
             }
-            let key = (
-                start,
-                report.catalog_hash(),
-                m.metric(),
-                cohort.clone(),
-                m.epsilon().to_bits(),
-                m.epsilon_perm().to_bits(),
-            );
+            let key = CellKey {
+                period: start,
+                ..day
+            };
             let slot = pools.entry(key).or_default().entry(*device).or_default();
             slot.reports += 1;
             match mechanism {
@@ -352,88 +385,46 @@ pub fn pooled_rows(
         }
     }
     let (mut rows, mut withheld) = (Vec::new(), 0);
-    for ((start, hash, index, cohort, eps_bits, perm_bits), devices) in pools {
+    for (key, devices) in pools {
         if (devices.len() as u64) < min_devices.max(2) {
             withheld += 1;
             continue;
         }
-        let catalog = catalogs
-            .get(hash)
-            .ok_or_else(|| internal("a validated report's catalog vanished".into()))?;
-        let metric = catalog
-            .metrics()
-            .get(usize::from(index))
-            .ok_or_else(|| internal("a validated metric index vanished".into()))?;
-        let (eps, perm) = (f64::from_bits(eps_bits), f64::from_bits(perm_bits));
+        let metric = catalogs
+            .get(key.catalog)
+            .and_then(|c| c.metrics().get(usize::from(key.metric)))
+            .ok_or_else(|| internal("a validated report's metric vanished".into()))?;
         let mechanism = metric
-            .mechanism(perm, eps)
+            .mechanism(key.epsilon_perm(), key.epsilon())
             .map_err(|e| internal(e.to_string()))?;
-        // Per bucket: the affine map from a device's support count to the sum
-        // of its reports' unbiased values; identity for counts.
-        let (scale, shift, buckets, labels): (f64, f64, usize, Vec<String>) =
-            match (&mechanism, &metric.encoding) {
-                (
-                    MetricMechanism::Frequency(o),
-                    Encoding::Buckets { labels, .. } | Encoding::Categories { labels, .. },
-                ) => {
-                    use hush_ldp::FrequencyOracle;
-                    let probs = o.support_probabilities();
-                    (
-                        1.0 / (probs.p - probs.q),
-                        probs.q,
-                        o.domain() as usize,
-                        labels.clone(),
-                    )
-                }
-                _ => (1.0, 0.0, 1, vec!["mean".to_owned()]),
-            };
-        let numeric = matches!(mechanism, MetricMechanism::Numeric(_));
-        let mut estimates = Vec::with_capacity(buckets);
+        // Per bucket, the affine map from a device's support count to the sum
+        // of its reports' unbiased values; identity for a count's decoded sum.
+        let (scale, shift, buckets) = match &mechanism {
+            MetricMechanism::Frequency(o) => {
+                use hush_ldp::FrequencyOracle;
+                let probs = o.support_probabilities();
+                (1.0 / (probs.p - probs.q), probs.q, o.domain() as usize)
+            }
+            MetricMechanism::Numeric(_) => (1.0, 0.0, 1),
+        };
+        let mut values = Vec::with_capacity(buckets);
         for b in 0..buckets {
             let mut pooled = hush_stats::ClusteredMean::new();
             for d in devices.values() {
                 let count = d.sums.get(b).copied().unwrap_or(0.0);
-                let n = d.reports as f64;
-                pooled.add_device(d.reports, scale * (count - shift * n));
+                pooled.add_device(d.reports, scale * (count - shift * d.reports as f64));
             }
-            estimates.push(
-                pooled
-                    .estimate(LEVEL)
-                    .map_err(|e| internal(e.to_string()))?,
-            );
-        }
-        let projected = if numeric {
-            Vec::new()
-        } else {
-            norm_sub(&estimates.iter().map(|e| e.estimate).collect::<Vec<_>>())
-        };
-        for (b, e) in estimates.iter().enumerate() {
-            let post_processed = match (&metric.encoding, projected.get(b)) {
-                (Encoding::Numeric { lo, hi, .. }, _) => e.estimate.clamp(*lo, *hi),
-                (_, Some(p)) => *p,
-                (_, None) => e.estimate,
-            };
-            rows.push(EstimateRow {
-                metric: metric.name.to_owned(),
-                kind: metric.kind.name().to_owned(),
-                window: window.to_owned(),
-                period: start,
-                period_start: period_start(start, period_seconds),
-                cohort: cohort.clone(),
-                bucket: labels.get(b).cloned().unwrap_or_else(|| b.to_string()),
-                bucket_index: if numeric { -1 } else { b as i32 },
+            let e = pooled
+                .estimate(LEVEL)
+                .map_err(|e| internal(e.to_string()))?;
+            values.push(Estimated {
                 estimate: e.estimate,
                 std_error: e.std_error,
-                ci_low: e.interval.lo,
-                ci_high: e.interval.hi,
-                post_processed,
+                interval: e.interval,
                 reports: e.reports,
-                epsilon: eps,
-                epsilon_perm: perm,
-                mechanism: metric.mechanism_name().to_owned(),
-                catalog_hash: hash.to_string(),
             });
         }
+        rows.extend(rows_of(metric, &key, window, period_seconds, &values));
     }
     Ok((rows, withheld))
 }
