@@ -15,7 +15,7 @@ use hush_report::{Catalog, Report};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::record::Field;
 use serde_json::Value;
-use support::{Collector, DAY, client, hush, parse_csv, report, today, upload};
+use support::{Collector, DAY, client, hush, parse_csv, report, today};
 
 /// Below this many devices a cell is withheld (lowered from 50 so the test stays small).
 const MIN_DEVICES: u64 = 5;
@@ -63,7 +63,6 @@ impl Fixture {
         let mut counts = BTreeMap::new();
         let cohorts = (0..big).map(|_| BIG).chain((0..3).map(|_| TINY));
         for (i, cohort) in cohorts.enumerate() {
-            let token = collector.token(&["--cohort", cohort]);
             let reports: Vec<Report> = days
                 .iter()
                 .enumerate()
@@ -75,13 +74,7 @@ impl Fixture {
                     .entry((r.period(), metric, cohort.to_owned()))
                     .or_insert(0) += 1;
             }
-            let (status, text) = upload(
-                &agent,
-                &collector.url,
-                Some(&token),
-                &Report::encode_batch(&reports),
-            );
-            assert_eq!(status, 200, "{text}");
+            collector.device_uploads(&agent, cohort, &reports);
         }
         // Both days are open now; the export releases them once their grace
         // window is over (`exports_only_closed_periods` checks the boundary).

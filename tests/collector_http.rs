@@ -392,17 +392,10 @@ fn a_closed_week_pools_every_report_of_its_days() {
     let admin = c.token(&["--admin"]);
     let catalog = Catalog::builtin();
     for i in 0..300u64 {
-        let token = c.token(&["--cohort", "eng"]);
         let reports: Vec<Report> = (monday..=sunday)
             .map(|d| report(&catalog, d, 2.0, 50_000 + 7 * i + u64::from(d - monday)))
             .collect();
-        let (status, text) = upload(
-            &agent,
-            &c.url,
-            Some(&token),
-            &Report::encode_batch(&reports),
-        );
-        assert_eq!(status, 200, "{text}");
+        c.device_uploads(&agent, "eng", &reports);
     }
     // Still open: no week row.
     let (status, v) = estimates(&c, "?window=week", &admin);

@@ -57,20 +57,12 @@ fn fleet(c: &Collector, n: u64, days: &[u32], seed: u64) -> Vec<String> {
     let catalog = Catalog::builtin();
     (0..n)
         .map(|i| {
-            let token = c.token(&["--cohort", "eng"]);
             let reports: Vec<Report> = days
                 .iter()
                 .enumerate()
                 .map(|(d, &day)| report(&catalog, day, 2.0, seed + 10 * i + d as u64))
                 .collect();
-            let (status, text) = upload(
-                &agent,
-                &c.url,
-                Some(&token),
-                &Report::encode_batch(&reports),
-            );
-            assert_eq!(status, 200, "{text}");
-            token
+            c.device_uploads(&agent, "eng", &reports)
         })
         .collect()
 }

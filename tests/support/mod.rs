@@ -174,6 +174,20 @@ impl Collector {
         Collector::start_in(self.kill())
     }
 
+    /// Enrolls a device of `cohort` (a new token) and uploads `reports` for
+    /// it in one batch, which must be acknowledged; returns the token.
+    pub fn device_uploads(&self, agent: &ureq::Agent, cohort: &str, reports: &[Report]) -> String {
+        let token = self.token(&["--cohort", cohort]);
+        let (status, text) = upload(
+            agent,
+            &self.url,
+            Some(&token),
+            &Report::encode_batch(reports),
+        );
+        assert_eq!(status, 200, "{text}");
+        token
+    }
+
     /// `hush collector <args...> --config <this collector's config>`.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut command = hush();
