@@ -18,6 +18,7 @@
 //!
 //! This crate knows nothing of OS events or HTTP, and does no IO.
 
+mod builtin;
 mod catalog;
 mod error;
 mod lifetime;

@@ -1,0 +1,177 @@
+//! Hush's built-in catalog: the ten metrics, their ranges and buckets fitted to
+//! the simulated working days, their mechanisms and sampling weights, and
+//! where each number comes from.
+
+use hush_ldp::{FrequencyKind, NumericKind};
+
+use crate::{Catalog, Encoding, Measure, Metric, MetricKind, Shortcut};
+
+impl Catalog {
+    /// Hush's built-in catalog (version 4): ten metrics per day, one per report.
+    ///
+    /// - **Ranges** sit near the 99th percentile of working days in the demo's
+    ///   simulated population (`hush_capture::synthetic`, whose typing figures
+    ///   follow Dhakal et al., CHI 2018): the noise of a count grows with its
+    ///   range, and above the 99th percentile clipping moves the mean by about
+    ///   1% at most (`hush plan --weights` prints each bias;
+    ///   `tests/catalog_fit.rs` checks the ranges against the population).
+    /// - **Buckets** split the working days' mass into a few informative
+    ///   parts (the largest holds 26-60%), since every bucket costs variance.
+    /// - **Mechanisms**: L-1BitMean with alpha-point rounding for counts,
+    ///   L-GRR for buckets and categories: the lowest exact variance among
+    ///   the two-layer mechanisms whose change epsilon stays within
+    ///   [`MAX_CHANGE_FACTOR`] (`examples/two_layer_table.rs`).
+    /// - **Weights** are sampling probabilities (per thousand) proportional to
+    ///   each metric's relative variance per report, so every metric gets the
+    ///   same relative precision a day (`hush plan --weights` computes them).
+    ///   Which metric a report carries depends on these weights and the
+    ///   device's accounting state only, never on its measurements.
+    ///
+    /// One metric per report at the full epsilon beats splitting the epsilon
+    /// across all of them for mean and frequency estimation (Wang et al.,
+    /// ICDE 2019, Section IV: k = max(1, min(d, floor(eps / 2.5))) is 1 for eps <= 5).
+    pub fn builtin() -> Self {
+        let labels = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let count = |name, description, unit, measure, hi, weight| Metric {
+            name,
+            description,
+            unit,
+            kind: MetricKind::Count,
+            measure,
+            encoding: Encoding::Numeric {
+                mechanism: NumericKind::LOneBit,
+                lo: 0.0,
+                hi,
+            },
+            weight,
+        };
+        let mut shortcut_labels = vec!["none".to_owned()];
+        shortcut_labels.extend(Shortcut::ALL.iter().map(|s| s.name().to_owned()));
+        let metrics = vec![
+            count(
+                "active_minutes",
+                "Minutes in the day with any keyboard or mouse input",
+                "minutes",
+                Measure::ActiveMinutes,
+                570.0,
+                34,
+            ),
+            count(
+                "keystrokes",
+                "Keys pressed in the day (which keys is never recorded)",
+                "keys",
+                Measure::Keystrokes,
+                90_000.0,
+                78,
+            ),
+            count(
+                "clicks",
+                "Mouse clicks in the day",
+                "clicks",
+                Measure::Clicks,
+                1_300.0,
+                84,
+            ),
+            count(
+                "scroll_notches",
+                "Scroll-wheel notches in the day",
+                "notches",
+                Measure::ScrollNotches,
+                4_000.0,
+                112,
+            ),
+            count(
+                "pointer_travel",
+                "Distance the pointer moved in the day",
+                "thousand pixels",
+                Measure::PointerTravel,
+                1_700.0,
+                93,
+            ),
+            count(
+                "longest_focus",
+                "Longest stretch of consecutive active minutes",
+                "minutes",
+                Measure::LongestFocus,
+                220.0,
+                66,
+            ),
+            Metric {
+                name: "typing_speed",
+                description: "Keys typed per minute in minutes with typing",
+                unit: "keys per minute",
+                kind: MetricKind::Categorical,
+                measure: Measure::TypingSpeed,
+                encoding: Encoding::Buckets {
+                    mechanism: FrequencyKind::LGrr,
+                    edges: vec![100.0, 150.0, 200.0, 250.0, 300.0],
+                    labels: labels(&[
+                        "no typing",
+                        "under 100",
+                        "100-150",
+                        "150-200",
+                        "200-250",
+                        "250-300",
+                        "300 or more",
+                    ]),
+                },
+                weight: 199,
+            },
+            Metric {
+                name: "correction_rate",
+                description: "Share of typed keys that were Backspace or Delete",
+                unit: "",
+                kind: MetricKind::Ratio,
+                measure: Measure::CorrectionRate,
+                encoding: Encoding::Buckets {
+                    mechanism: FrequencyKind::LGrr,
+                    edges: vec![0.03, 0.06, 0.09, 0.12],
+                    labels: labels(&[
+                        "no typing",
+                        "under 3%",
+                        "3-6%",
+                        "6-9%",
+                        "9-12%",
+                        "12% or more",
+                    ]),
+                },
+                weight: 139,
+            },
+            Metric {
+                name: "keyboard_share",
+                description: "Share of input that came from the keyboard rather than clicks and scrolling",
+                unit: "",
+                kind: MetricKind::Ratio,
+                measure: Measure::KeyboardShare,
+                encoding: Encoding::Buckets {
+                    mechanism: FrequencyKind::LGrr,
+                    edges: vec![0.9, 0.95, 0.975],
+                    labels: labels(&[
+                        "no input",
+                        "under 90%",
+                        "90-95%",
+                        "95-97.5%",
+                        "97.5% or more",
+                    ]),
+                },
+                weight: 91,
+            },
+            Metric {
+                name: "top_shortcut",
+                description: "The command shortcut used most in the day (from a fixed list: copy, paste, undo, ...)",
+                unit: "",
+                kind: MetricKind::Categorical,
+                measure: Measure::TopShortcut,
+                encoding: Encoding::Categories {
+                    mechanism: FrequencyKind::LGrr,
+                    labels: shortcut_labels,
+                },
+                weight: 104,
+            },
+        ];
+        match Catalog::new(4, 1, metrics) {
+            Ok(c) => c,
+            Err(e) => panic!("the built-in catalog is valid by construction: {e}"),
+        }
+    }
+}
