@@ -7,7 +7,9 @@
 //!   [`FrequencyAggregate::estimate`], with [`frequency_variance`];
 //! - numeric mechanisms: [`MeanAggregate`] (integer moments of grid outputs) and
 //!   [`MeanAggregate::estimate`], with [`mean_variance`];
-//! - several periods pooled: [`ClusteredMean`], with errors clustered by device.
+//! - several periods pooled: [`ClusteredMean`], with errors clustered by device;
+//! - quantiles of a bucketed distribution: [`quantile`], from merged-bucket
+//!   frequencies ([`set_probabilities`]).
 //!
 //! Aggregates hold only integer sufficient statistics, so `merge` is exact and
 //! order-free. Post-processing ([`norm_sub`], [`clip_unit`]) is reported beside
@@ -23,6 +25,7 @@ mod mean;
 mod pooled;
 mod population;
 mod postprocess;
+mod quantile;
 pub mod simulate;
 
 pub use error::StatsError;
@@ -34,3 +37,4 @@ pub use mean::{BranchMoments, MeanAggregate, MeanEstimate, mean_variance};
 pub use pooled::{ClusteredMean, PooledEstimate};
 pub use population::{Distribution, Population};
 pub use postprocess::{clip_unit, norm_sub};
+pub use quantile::{QuantileEstimate, quantile, set_probabilities};
