@@ -1,13 +1,14 @@
 //! The built-in catalog against the population it was fitted to (the demo's
 //! simulated working days): ranges near the 99th percentile, sampling weights
-//! that equalize relative precision, buckets that carry information, and a
+//! that equalize relative precision, buckets that carry information,
+//! distributions whose ladders span the working days, and a
 //! metric choice that never depends on the measurements.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
 
 use hush_capture::synthetic::working_weeks;
 use hush_collector::plan::{DeviceDays, balanced_weights, plan};
-use hush_report::{Catalog, Encoding, MetricValue};
+use hush_report::{Catalog, Encoding, MetricKind, MetricValue};
 
 /// 600 people x 5 working days: 3,000 device-days. The 98th percentile of
 /// 3,000 draws has a standard error near 0.26 percentile points, so the
@@ -58,6 +59,19 @@ fn buckets_split_the_working_days_into_informative_parts() {
             }
         }
         let total = counts.iter().sum::<usize>() as f64;
+        if metric.kind == MetricKind::Distribution {
+            // A ladder is not cut for information but to span the values:
+            // the working days' 90th percentile lies below its last edge
+            // (so p90 is bounded) and its top bucket holds under 1%.
+            let top = *counts.last().unwrap() as f64 / total;
+            let above_p90 = counts[counts.len() - 2..].iter().sum::<usize>() as f64 / total;
+            assert!(
+                top < 0.01 && above_p90 < 0.10,
+                "{}: {counts:?} does not span the working days",
+                metric.name
+            );
+            continue;
+        }
         let largest = *counts.iter().max().unwrap() as f64 / total;
         // Version 3's keyboard_share had 85% of working days in one bucket and
         // 99.4% in three of eleven.
@@ -97,8 +111,13 @@ fn weights_give_every_metric_the_same_relative_precision() {
         );
         // Equal weights per relative variance mean equal daily precision.
         let per_day = p.relative_half_width(hush_collector::plan::Window::Day, 20_000.0);
+        // Sixteen metrics share the reports: 12% each at 20,000 by `hush
+        // plan`, up to 13% on this smaller sample. A median's interval is the
+        // inverted band, wider than the delta method's where the median sits
+        // near a bucket edge (the weights use the delta method): up to 16%.
+        let most = if p.quantile.is_some() { 0.16 } else { 0.13 };
         assert!(
-            per_day < 0.115,
+            per_day < most,
             "{}: ±{:.1}% a day at 20,000",
             p.name,
             100.0 * per_day

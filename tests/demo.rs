@@ -97,16 +97,25 @@ fn days_from_civil(date: &str) -> i64 {
 
 /// `hush plan` predicts, before any report, the 95% half-widths the demo's
 /// collector then reports for the same fleet: per working day (each count's
-/// mean and each distribution's largest bucket) and pooled over the working
-/// days. Both are shares of the truth, so the two populations (the plan's
-/// sample and the demo's fleet) need not be the same people.
+/// mean, each categorical metric's largest bucket, each distribution's
+/// median) and pooled over the working days. Both are shares of the truth,
+/// so the two populations (the plan's sample and the demo's fleet) need not
+/// be the same people.
 ///
-/// Tolerances: a reported half-width rests on about `n = devices x share`
-/// reports, so its relative standard error is near `1 / sqrt(2 n)` (4% at
-/// 4,000 devices and a 7.8% share, averaged over five days 2%); the plan's
-/// sample of 2,000 people adds about as much. 10% is three of those combined
-/// per day; the pooled figures, from one estimate each, get 15% per metric
-/// and 10% on average.
+/// Tolerances: a mean's or bucket's half-width rests on about `n = devices x
+/// share` reports, so its relative standard error is near `1 / sqrt(2 n)`
+/// (4% at 4,000 devices and a 7.8% share, averaged over five days 2%); the
+/// plan's sample of 2,000 people adds about as much. 10% is three of those
+/// combined per day; the pooled figures, from one estimate each, get 15% per
+/// metric and 10% on average. A median's interval is the inverted band, whose
+/// width moves with where the noisy estimate falls among the bucket edges:
+/// one day's width varies by 12-26% (coefficient of variation over 30
+/// working days, `hush demo --devices 4000 --days 42 --seed 3`), the mean of
+/// five by at most 12%; and the plan inverts the band around the population's
+/// distribution function where the collector inverts it around a noisy one
+/// (measured over predicted 0.70 to 0.99 per day here). So a median gets 35%
+/// per day (about 3 of those standard errors) and 50% for its single pooled
+/// width, and the six pooled medians 20% on average.
 #[test]
 fn plan_predicts_the_half_widths_the_demo_reports() {
     let dir = tempfile::tempdir().unwrap();
@@ -133,8 +142,9 @@ fn plan_predicts_the_half_widths_the_demo_reports() {
     let number = |row: &[String], header: &[String], name: &str| -> f64 {
         field(row, header, name).parse().unwrap()
     };
-    assert_eq!(plan_rows.len(), 10, "one plan row per metric");
-    let (mut pooled_ratios, mut report) = (Vec::new(), String::new());
+    assert_eq!(plan_rows.len(), 16, "one plan row per metric");
+    let (mut pooled_ratios, mut quantile_ratios, mut report) =
+        (Vec::new(), Vec::new(), String::new());
     for p in plan_rows {
         let (metric, target) = (field(p, ph, "metric"), field(p, ph, "for"));
         let mine = |window: &str| {
@@ -158,14 +168,23 @@ fn plan_predicts_the_half_widths_the_demo_reports() {
         let predicted_week = number(p, ph, "week_half_width");
         let (rd, rw) = (day / predicted_day, pooled[0] / predicted_week);
         report.push_str(&format!("{metric} {target}: day {rd:.3}, pooled {rw:.3}\n"));
-        assert!((rd - 1.0).abs() < 0.10, "{report}");
-        assert!((rw - 1.0).abs() < 0.15, "{report}");
-        pooled_ratios.push(rw);
+        if target == "p50" {
+            assert!((rd - 1.0).abs() < 0.35, "{report}");
+            assert!((rw - 1.0).abs() < 0.50, "{report}");
+            quantile_ratios.push(rw);
+        } else {
+            assert!((rd - 1.0).abs() < 0.10, "{report}");
+            assert!((rw - 1.0).abs() < 0.15, "{report}");
+            pooled_ratios.push(rw);
+        }
     }
-    let mean = pooled_ratios.iter().sum::<f64>() / pooled_ratios.len() as f64;
-    assert!(
-        (mean - 1.0).abs() < 0.10,
-        "{report}mean pooled ratio {mean}"
-    );
+    assert_eq!(quantile_ratios.len(), 6, "{report}one median per count");
+    for (ratios, tolerance) in [(&pooled_ratios, 0.10), (&quantile_ratios, 0.20)] {
+        let mean = ratios.iter().sum::<f64>() / ratios.len() as f64;
+        assert!(
+            (mean - 1.0).abs() < tolerance,
+            "{report}mean pooled ratio {mean}"
+        );
+    }
     println!("{report}");
 }

@@ -83,11 +83,16 @@ pub fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
             let _lock = hush_agent::lock::HomeLock::acquire(&paths)?;
             let offer = control::offer(&config, &a.collector)?;
             let catalog = Catalog::builtin();
-            let metrics = catalog.metrics().len();
+            // What a year may reveal is counted per measure (a count's mean
+            // and distribution share one cap on new values).
+            let measures = catalog.measures().len();
             if !a.yes {
                 let change =
                     catalog.epsilon_change(offer.terms.epsilon_perm, offer.terms.epsilon_1)?;
-                println!("{}\n", consent_text(&offer.terms, &config, metrics, change));
+                println!(
+                    "{}\n",
+                    consent_text(&offer.terms, &config, measures, change)
+                );
                 if !confirm("Do you agree?")? {
                     eprintln!("not enrolled: nothing will be measured");
                     return Ok(ExitCode::from(1));
@@ -100,7 +105,7 @@ pub fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
                 e.collector,
                 t.epsilon_1,
                 t.epsilon_perm,
-                t.per_year(&config, metrics),
+                t.per_year(&config, measures),
                 period_words(t.period_seconds),
                 paths.data.display()
             );
@@ -166,7 +171,7 @@ pub fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
                     println!("                one report reveals                  epsilon {one}");
                     println!("                all reports of one unchanged value  epsilon {perm}");
                     println!(
-                        "                the last 365 days' reports          epsilon {} so far (at most {cap}: {} values per metric)",
+                        "                the last 365 days' reports          epsilon {} so far (at most {cap}: {} values per measure)",
                         round3(s.epsilon_past_year),
                         s.max_values_per_year
                     );

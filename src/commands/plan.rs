@@ -61,7 +61,7 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
     );
     println!();
     println!(
-        "  {:<16} {:<14} {:>10} {:>8} {:>7} {:>10} {:>10} {:>13} {:>13}",
+        "  {:<28} {:<14} {:>10} {:>8} {:>7} {:>10} {:>10} {:>13} {:>13}",
         "metric",
         "for",
         "truth",
@@ -74,7 +74,7 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
     );
     for p in &plans {
         println!(
-            "  {:<16} {:<14} {:>10} {:>8} {:>7} {:>10} {:>10} {:>13.0} {:>13.0}",
+            "  {:<28} {:<14} {:>10} {:>8} {:>7} {:>10} {:>10} {:>13.0} {:>13.0}",
             p.name,
             p.target,
             super::fmt_value(p.truth),
@@ -101,7 +101,7 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
         let weights = balanced_weights(&plans, 1000);
         for ((p, w), m) in plans.iter().zip(weights).zip(Catalog::builtin().metrics()) {
             println!(
-                "  {:<16} now {:>4}  balanced {:>4}  clipping bias {:+.2}%",
+                "  {:<28} now {:>4}  balanced {:>4}  clipping bias {:+.2}%",
                 p.name,
                 m.weight,
                 w,

@@ -19,7 +19,7 @@ pub struct AgentConfig {
     pub max_epsilon_per_report: f64,
     /// The most all reports about one unchanged value may reveal together (`epsilon_perm`).
     pub max_epsilon_per_value: f64,
-    /// The most values each metric's reports may show in any 365 days (each
+    /// The most values each measure's reports may show in any 365 days (each
     /// costs `epsilon_perm`); an even number, since half of it may be drawn per
     /// accounting window (`hush_report::draws_per_window`). Past it, a metric
     /// reports the nearest value it has already revealed.
@@ -104,8 +104,8 @@ max_epsilon_per_report = 2.0
 # "epsilon_perm"). Each report is a fresh randomization of one permanent randomized
 # answer per value, so repeating a value every day for a year reveals no more.
 max_epsilon_per_value = 4.0
-# Values each metric's reports may show in any 365 days (each costs the epsilon per
-# value). An even number: half of it may be newly drawn in each 14-month accounting
+# Values each measure's reports may show in any 365 days (each costs the epsilon per
+# value; a count's number and its distribution bucket share them). An even number: half of it may be newly drawn in each 14-month accounting
 # window, because a year's reports can use the draws of two windows. Past it, a
 # metric reports the nearest value it has already revealed.
 max_values_per_year = 8

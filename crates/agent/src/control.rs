@@ -171,14 +171,14 @@ pub struct Status {
     pub epsilon_per_report: Option<f64>,
     /// What all reports about one unchanged value reveal (`epsilon_perm`), if enrolled.
     pub epsilon_per_value: Option<f64>,
-    /// The most all of a year's reports may reveal: every metric's new values at the cap.
+    /// The most all of a year's reports may reveal: every measure's new values at the cap.
     pub epsilon_per_year_cap: Option<f64>,
     /// What the last 365 days of reports can reveal at most: the permanent
     /// draws they can have used (basic composition).
     pub epsilon_past_year: f64,
-    /// Per metric: the values the last 365 days of reports can have shown, and their epsilon.
+    /// Per measure: the values the last 365 days of reports can have shown, and their epsilon.
     pub draws: Vec<MetricSpending>,
-    /// The person's cap of values per metric in any 365 days of reports.
+    /// The person's cap of values per measure in any 365 days of reports.
     pub max_values_per_year: u32,
     /// Whether this period's report was already produced.
     pub reported_this_period: bool,
@@ -192,10 +192,11 @@ pub struct Status {
     pub last_upload: Option<u64>,
 }
 
-/// One metric's spending over the last 365 days of reports.
+/// One measure's spending over the last 365 days of reports.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct MetricSpending {
-    /// The metric.
+    /// The measure (named like its count or bucket metric; a count's
+    /// distribution draws under it too).
     pub metric: String,
     /// Values (each a permanent response) those reports can have shown.
     pub values: u32,
@@ -219,13 +220,14 @@ pub fn status(paths: &AgentPaths, config: &AgentConfig) -> Result<Status, AgentE
     let sent = read_sent(paths)?;
     let catalog = Catalog::builtin();
     let bucket = bucket_now();
+    // Draws are counted per measure: a count's mean and distribution share them.
     let draws = catalog
-        .metrics()
+        .measures()
         .iter()
         .map(|m| MetricSpending {
-            metric: m.name.to_owned(),
-            values: ledger.lifetime.draws_in_year(m.name, bucket),
-            epsilon: ledger.lifetime.spent_in_year(m.name, bucket),
+            metric: m.name().to_owned(),
+            values: ledger.lifetime.draws_in_year(m.name(), bucket),
+            epsilon: ledger.lifetime.spent_in_year(m.name(), bucket),
         })
         .collect();
     let terms = enrollment.as_ref().map(|e| e.terms);
@@ -237,7 +239,7 @@ pub fn status(paths: &AgentPaths, config: &AgentConfig) -> Result<Status, AgentE
         period_seconds,
         epsilon_per_report: terms.map(|t| t.epsilon_1),
         epsilon_per_value: terms.map(|t| t.epsilon_perm),
-        epsilon_per_year_cap: terms.map(|t| t.per_year(config, catalog.metrics().len())),
+        epsilon_per_year_cap: terms.map(|t| t.per_year(config, catalog.measures().len())),
         epsilon_past_year: ledger.lifetime.total_in_year(bucket),
         draws,
         max_values_per_year: config.max_values_per_year,

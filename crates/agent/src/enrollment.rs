@@ -7,7 +7,7 @@ use crate::durable::atomic_write;
 use crate::{AgentConfig, AgentError, AgentPaths};
 
 /// Version of the consent text ([`consent_text`]).
-pub const CONSENT_VERSION: u32 = 3;
+pub const CONSENT_VERSION: u32 = 4;
 
 /// The privacy terms of an enrollment: what the collector asks and the person accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -21,21 +21,23 @@ pub struct Terms {
 }
 
 impl Terms {
-    /// The most one metric's reports in any 365 days can reveal: its values, each at `epsilon_perm`.
+    /// The most one measure's reports in any 365 days can reveal: its values
+    /// (whichever of its metrics drew them), each at `epsilon_perm`.
     pub fn per_metric_year(&self, config: &AgentConfig) -> f64 {
         f64::from(config.max_values_per_year) * self.epsilon_perm
     }
 
-    /// The most all the past year's reports can reveal together, for `metrics` metrics.
-    pub fn per_year(&self, config: &AgentConfig, metrics: usize) -> f64 {
-        self.per_metric_year(config) * metrics as f64
+    /// The most all the past year's reports can reveal together, for a
+    /// catalog of `measures` measures ([`hush_report::Catalog::measures`]).
+    pub fn per_year(&self, config: &AgentConfig, measures: usize) -> f64 {
+        self.per_metric_year(config) * measures as f64
     }
 }
 
 /// The text the person agrees to, with the terms' three numbers in it, and
 /// what each report adds once its permanent answers are known
 /// (`change`: [`hush_report::Catalog::epsilon_change`] at these terms).
-pub fn consent_text(terms: &Terms, config: &AgentConfig, metrics: usize, change: f64) -> String {
+pub fn consent_text(terms: &Terms, config: &AgentConfig, measures: usize, change: f64) -> String {
     format!(
         "\
 Hush will count how you use this computer's keyboard and mouse: how many keys
@@ -48,7 +50,7 @@ What the collector can learn about you, at most (epsilon: smaller is more privat
   one report                        epsilon {one}
   all reports of an unchanged value epsilon {perm}   (each report re-randomizes one
                                                      permanent answer per value)
-  everything sent in any 365 days   epsilon {year}  ({metrics} metrics, at most {new}
+  everything sent in any 365 days   epsilon {year}  ({measures} measures, at most {new}
                                                      values each, {perm} per value)
   which of those values a day had   epsilon {change} per report, once the collector has
                                                      learned your answers from many
@@ -60,7 +62,7 @@ sent`), your spending (`hush agent status`), pause and resume at any time, and d
 local state (`hush agent forget`; what was spent stays counted).",
         one = trim(terms.epsilon_1),
         perm = trim(terms.epsilon_perm),
-        year = trim(terms.per_year(config, metrics)),
+        year = trim(terms.per_year(config, measures)),
         change = trim(change),
         new = config.max_values_per_year,
     )

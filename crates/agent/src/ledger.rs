@@ -31,7 +31,7 @@ struct PeriodEntry {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Ledger {
     periods: BTreeMap<u32, PeriodEntry>,
-    /// Every permanent draw's accounting bucket and epsilon, per metric.
+    /// Every permanent draw's accounting bucket and epsilon, per measure.
     #[serde(default)]
     pub lifetime: Lifetime,
 }

@@ -1,8 +1,8 @@
 //! Estimates from aggregate cells: one row per (metric, period, cohort, epsilon, bucket)
 //! with the unbiased estimate, its standard error, a 95% interval and the post-processed value.
 
-use hush_report::{Catalog, Encoding, Metric, MetricMechanism};
-use hush_stats::norm_sub;
+use hush_report::{Catalog, Encoding, Metric, MetricKind, MetricMechanism};
+use hush_stats::{FrequencyAggregate, norm_sub, set_probabilities};
 use serde::Serialize;
 
 use crate::CollectorError;
@@ -144,7 +144,9 @@ fn cell_rows(
                     oracle.domain()
                 )));
             }
-            agg.estimate_population(oracle.support_probabilities(), LEVEL)
+            let probs = oracle.support_probabilities();
+            let estimated = agg
+                .estimate_population(probs, LEVEL)
                 .map_err(|e| internal(e.to_string()))?
                 .values
                 .iter()
@@ -154,7 +156,31 @@ fn cell_rows(
                     interval: v.interval,
                     reports,
                 })
-                .collect()
+                .collect::<Vec<_>>();
+            if let Some(edges) = distribution_edges(metric) {
+                let counts = agg.support_counts();
+                let below = (0..edges.len())
+                    .map(|j| {
+                        let size = buckets_below(j);
+                        FrequencyAggregate::from_counts(reports, vec![counts[..size].iter().sum()])
+                            .estimate_population(set_probabilities(probs, size as u32), LEVEL)
+                            .map(|e| e.values[0])
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| internal(e.to_string()))?;
+                let window = Window::Day.name();
+                let mut rows = rows_of(metric, key, window, period_seconds, &estimated);
+                rows.extend(quantile_rows(
+                    metric,
+                    key,
+                    window,
+                    period_seconds,
+                    &below,
+                    reports,
+                )?);
+                return Ok(rows);
+            }
+            estimated
         }
         (CellState::Mean(agg), MetricMechanism::Numeric(m)) => {
             let est = agg
@@ -217,12 +243,6 @@ fn rows_of(
         .zip(post_processed)
         .enumerate()
         .map(|(i, (v, post_processed))| EstimateRow {
-            metric: metric.name.to_owned(),
-            kind: metric.kind.name().to_owned(),
-            window: window.to_owned(),
-            period: key.period,
-            period_start: period_start(key.period, period_seconds),
-            cohort: key.cohort.clone(),
             bucket: if numeric {
                 "mean".to_owned()
             } else {
@@ -235,10 +255,82 @@ fn rows_of(
             ci_high: v.interval.hi,
             post_processed,
             reports: v.reports,
-            epsilon: key.epsilon(),
-            epsilon_perm: key.epsilon_perm(),
-            mechanism: metric.mechanism_name().to_owned(),
-            catalog_hash: key.catalog.to_string(),
+            ..row_base(metric, key, window, period_seconds)
+        })
+        .collect()
+}
+
+/// The fields every row of a cell shares; the estimate's fields are zero.
+fn row_base(metric: &Metric, key: &CellKey, window: &str, period_seconds: u32) -> EstimateRow {
+    EstimateRow {
+        metric: metric.name.to_owned(),
+        kind: metric.kind.name().to_owned(),
+        window: window.to_owned(),
+        period: key.period,
+        period_start: period_start(key.period, period_seconds),
+        cohort: key.cohort.clone(),
+        bucket: String::new(),
+        bucket_index: -1,
+        estimate: 0.0,
+        std_error: 0.0,
+        ci_low: 0.0,
+        ci_high: 0.0,
+        post_processed: 0.0,
+        reports: 0,
+        epsilon: key.epsilon(),
+        epsilon_perm: key.epsilon_perm(),
+        mechanism: metric.mechanism_name().to_owned(),
+        catalog_hash: key.catalog.to_string(),
+    }
+}
+
+/// The quantiles released for every distribution metric, with their labels.
+pub const QUANTILES: [(f64, &str); 2] = [(0.5, "p50"), (0.9, "p90")];
+
+/// A distribution metric's bucket edges (`None` for any other metric).
+fn distribution_edges(metric: &Metric) -> Option<&[f64]> {
+    match (&metric.encoding, metric.kind) {
+        (Encoding::Buckets { edges, .. }, MetricKind::Distribution) => Some(edges),
+        _ => None,
+    }
+}
+
+/// How many buckets lie below edge `j`: "no value" and the `j + 1` under it.
+fn buckets_below(j: usize) -> usize {
+    j + 2
+}
+
+/// The quantile rows of a distribution metric's cell, from `below[j]`, the
+/// estimated share of values below edge `j` (a merged bucket's frequency):
+/// one row per [`QUANTILES`], `bucket_index` -1, in the metric's unit. The
+/// interval inverts the pointwise band (`hush_stats::quantile`), so it is
+/// not symmetric; the standard error is the delta method's. The upper end is
+/// infinite when the band never reaches the quantile below the last edge.
+fn quantile_rows(
+    metric: &Metric,
+    key: &CellKey,
+    window: &str,
+    period_seconds: u32,
+    below: &[hush_stats::ValueEstimate],
+    reports: u64,
+) -> Result<Vec<EstimateRow>, CollectorError> {
+    let edges = distribution_edges(metric).unwrap_or_default();
+    QUANTILES
+        .iter()
+        .map(|&(q, label)| {
+            let e = hush_stats::quantile(edges, below, q, LEVEL)
+                .map_err(|e| CollectorError::Internal(e.to_string()))?;
+            Ok(EstimateRow {
+                bucket: label.to_owned(),
+                bucket_index: -1,
+                estimate: e.estimate,
+                std_error: e.std_error,
+                ci_low: e.interval.lo,
+                ci_high: e.interval.hi,
+                post_processed: e.estimate,
+                reports,
+                ..row_base(metric, key, window, period_seconds)
+            })
         })
         .collect()
 }
@@ -425,6 +517,37 @@ pub fn pooled_rows(
             });
         }
         rows.extend(rows_of(metric, &key, window, period_seconds, &values));
+        if let Some(edges) = distribution_edges(metric) {
+            // A device's reports below edge j: its support counts of the
+            // buckets below, shifted by the merged bucket's q.
+            let reports = values.first().map_or(0, |v| v.reports);
+            let mut below = Vec::with_capacity(edges.len());
+            for j in 0..edges.len() {
+                let size = buckets_below(j);
+                let mut pooled = hush_stats::ClusteredMean::new();
+                for d in devices.values() {
+                    let count: f64 = d.sums.iter().take(size).sum();
+                    let shifted = count - shift * size as f64 * d.reports as f64;
+                    pooled.add_device(d.reports, scale * shifted);
+                }
+                let e = pooled
+                    .estimate(LEVEL)
+                    .map_err(|e| internal(e.to_string()))?;
+                below.push(hush_stats::ValueEstimate {
+                    estimate: e.estimate,
+                    std_error: e.std_error,
+                    interval: e.interval,
+                });
+            }
+            rows.extend(quantile_rows(
+                metric,
+                &key,
+                window,
+                period_seconds,
+                &below,
+                reports,
+            )?);
+        }
     }
     Ok((rows, withheld))
 }

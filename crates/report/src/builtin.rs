@@ -1,5 +1,5 @@
-//! Hush's built-in catalog: the ten metrics, their ranges and buckets fitted to
-//! the simulated working days, their mechanisms and sampling weights, and
+//! Hush's built-in catalog: ten measures as sixteen metrics, their ranges and
+//! buckets fitted to the simulated working days, their mechanisms and sampling weights, and
 //! where each number comes from.
 
 use hush_ldp::{FrequencyKind, NumericKind};
@@ -7,7 +7,11 @@ use hush_ldp::{FrequencyKind, NumericKind};
 use crate::{Catalog, Encoding, Measure, Metric, MetricKind, Shortcut};
 
 impl Catalog {
-    /// Hush's built-in catalog (version 4): ten metrics per day, one per report.
+    /// Hush's built-in catalog (version 5): ten measures per day as sixteen
+    /// metrics, one metric per report. Each count has a mean and a
+    /// distribution (doubling buckets, read as quantiles by the collector);
+    /// the two share their measure's cap on new values, so a year of reports
+    /// reveals no more than with the means alone.
     ///
     /// - **Ranges** sit near the 99th percentile of working days in the demo's
     ///   simulated population (`hush_capture::synthetic`, whose typing figures
@@ -45,6 +49,15 @@ impl Catalog {
             },
             weight,
         };
+        let distribution = |name, description, unit, measure, base, edges, weight| Metric {
+            name,
+            description,
+            unit,
+            kind: MetricKind::Distribution,
+            measure,
+            encoding: ladder(base, edges),
+            weight,
+        };
         let mut shortcut_labels = vec!["none".to_owned()];
         shortcut_labels.extend(Shortcut::ALL.iter().map(|s| s.name().to_owned()));
         let metrics = vec![
@@ -54,7 +67,7 @@ impl Catalog {
                 "minutes",
                 Measure::ActiveMinutes,
                 570.0,
-                34,
+                23,
             ),
             count(
                 "keystrokes",
@@ -62,7 +75,7 @@ impl Catalog {
                 "keys",
                 Measure::Keystrokes,
                 90_000.0,
-                78,
+                54,
             ),
             count(
                 "clicks",
@@ -70,7 +83,7 @@ impl Catalog {
                 "clicks",
                 Measure::Clicks,
                 1_300.0,
-                84,
+                58,
             ),
             count(
                 "scroll_notches",
@@ -78,7 +91,7 @@ impl Catalog {
                 "notches",
                 Measure::ScrollNotches,
                 4_000.0,
-                112,
+                77,
             ),
             count(
                 "pointer_travel",
@@ -86,7 +99,7 @@ impl Catalog {
                 "thousand pixels",
                 Measure::PointerTravel,
                 1_700.0,
-                93,
+                64,
             ),
             count(
                 "longest_focus",
@@ -94,7 +107,7 @@ impl Catalog {
                 "minutes",
                 Measure::LongestFocus,
                 220.0,
-                66,
+                45,
             ),
             Metric {
                 name: "typing_speed",
@@ -115,7 +128,7 @@ impl Catalog {
                         "300 or more",
                     ]),
                 },
-                weight: 199,
+                weight: 138,
             },
             Metric {
                 name: "correction_rate",
@@ -135,7 +148,7 @@ impl Catalog {
                         "12% or more",
                     ]),
                 },
-                weight: 139,
+                weight: 96,
             },
             Metric {
                 name: "keyboard_share",
@@ -154,7 +167,7 @@ impl Catalog {
                         "97.5% or more",
                     ]),
                 },
-                weight: 91,
+                weight: 63,
             },
             Metric {
                 name: "top_shortcut",
@@ -166,12 +179,110 @@ impl Catalog {
                     mechanism: FrequencyKind::LGrr,
                     labels: shortcut_labels,
                 },
-                weight: 104,
+                weight: 72,
             },
         ];
-        match Catalog::new(4, 1, metrics) {
+        let metrics = [
+            metrics,
+            vec![
+                distribution(
+                    "active_minutes_distribution",
+                    "How active minutes spread over the fleet's days (doubling buckets)",
+                    "minutes",
+                    Measure::ActiveMinutes,
+                    15.0,
+                    7,
+                    26,
+                ),
+                distribution(
+                    "keystrokes_distribution",
+                    "How keys pressed spread over the fleet's days (doubling buckets)",
+                    "keys",
+                    Measure::Keystrokes,
+                    1_000.0,
+                    8,
+                    47,
+                ),
+                distribution(
+                    "clicks_distribution",
+                    "How clicks spread over the fleet's days (doubling buckets)",
+                    "clicks",
+                    Measure::Clicks,
+                    25.0,
+                    8,
+                    49,
+                ),
+                distribution(
+                    "scroll_notches_distribution",
+                    "How scroll-wheel notches spread over the fleet's days (doubling buckets)",
+                    "notches",
+                    Measure::ScrollNotches,
+                    50.0,
+                    8,
+                    85,
+                ),
+                distribution(
+                    "pointer_travel_distribution",
+                    "How pointer travel spreads over the fleet's days (doubling buckets)",
+                    "thousand pixels",
+                    Measure::PointerTravel,
+                    25.0,
+                    8,
+                    74,
+                ),
+                distribution(
+                    "longest_focus_distribution",
+                    "How the longest focus stretch spreads over the fleet's days (doubling buckets)",
+                    "minutes",
+                    Measure::LongestFocus,
+                    5.0,
+                    7,
+                    27,
+                ),
+            ],
+        ]
+        .concat();
+        match Catalog::new(5, 1, metrics) {
             Ok(c) => c,
             Err(e) => panic!("the built-in catalog is valid by construction: {e}"),
         }
     }
+}
+
+/// A distribution's buckets: `edges` edges doubling from `base`, so each
+/// bucket spans one octave and the fleet's quantiles can be read to within
+/// one (interpolated inside it). Bucket 0 ("no value") stays empty: a count
+/// is always defined.
+fn ladder(base: f64, edges: u32) -> Encoding {
+    let edges: Vec<f64> = (0..edges).map(|k| base * f64::from(1u32 << k)).collect();
+    let mut labels = vec![
+        "no value".to_owned(),
+        format!("under {}", thousands(edges[0])),
+    ];
+    labels.extend(
+        edges
+            .windows(2)
+            .map(|w| format!("{}-{}", thousands(w[0]), thousands(w[1]))),
+    );
+    if let Some(top) = edges.last() {
+        labels.push(format!("{} or more", thousands(*top)));
+    }
+    Encoding::Buckets {
+        mechanism: FrequencyKind::LGrr,
+        edges,
+        labels,
+    }
+}
+
+/// A whole number with thousands separators: 128000 -> "128,000".
+fn thousands(x: f64) -> String {
+    let digits = format!("{:.0}", x);
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }

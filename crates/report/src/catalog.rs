@@ -20,6 +20,11 @@ pub enum MetricKind {
     Ratio,
     /// One category out of a fixed list; estimated as a distribution.
     Categorical,
+    /// A count's spread over the fleet: bucketed on a ladder of doubling
+    /// edges, estimated as a distribution over buckets and its quantiles.
+    /// It shares its measure's count metric's cap on new values a year, so
+    /// adding it does not raise what a year of reports can reveal.
+    Distribution,
 }
 
 impl MetricKind {
@@ -29,6 +34,7 @@ impl MetricKind {
             Self::Count => "count",
             Self::Ratio => "ratio",
             Self::Categorical => "categorical",
+            Self::Distribution => "distribution",
         }
     }
 }
@@ -59,7 +65,9 @@ pub enum Measure {
 }
 
 impl Measure {
-    fn name(self) -> &'static str {
+    /// Lowercase name: the metric name of the measure's first metric, and the
+    /// key its permanent draws are counted under, whichever metric made them.
+    pub fn name(self) -> &'static str {
         match self {
             Self::ActiveMinutes => "active_minutes",
             Self::Keystrokes => "keystrokes",
@@ -400,20 +408,25 @@ pub struct Catalog {
 impl Catalog {
     /// Builds a catalog, checking that names are unique, numeric ranges valid,
     /// bucket edges ascending with matching labels, and `metrics_per_report` in
-    /// `1..=metrics.len()`.
+    /// `1..=` the number of measures.
     pub fn new(
         version: u16,
         metrics_per_report: u8,
         metrics: Vec<Metric>,
     ) -> Result<Self, ReportError> {
         let bad = |why: String| Err(ReportError::Catalog(why));
+        // A device reports each measure through one metric, so a report can
+        // hold at most one metric per measure.
+        let mut measures: Vec<Measure> = metrics.iter().map(|m| m.measure).collect();
+        measures.sort_by_key(|m| m.name());
+        measures.dedup();
         if metrics.is_empty()
             || metrics_per_report == 0
-            || usize::from(metrics_per_report) > metrics.len()
+            || usize::from(metrics_per_report) > measures.len()
         {
             return bad(format!(
-                "metrics_per_report must be in 1..={}, got {metrics_per_report}",
-                metrics.len()
+                "metrics_per_report must be in 1..={} (one metric per measure), got {metrics_per_report}",
+                measures.len()
             ));
         }
         for (i, m) in metrics.iter().enumerate() {
@@ -461,6 +474,25 @@ impl Catalog {
                     if labels.len() < 2 {
                         return bad(format!("metric '{}': needs at least 2 categories", m.name));
                     }
+                }
+            }
+            if m.kind == MetricKind::Distribution {
+                // Quantiles are read from cumulative bucket counts, which are
+                // the counts of a merged bucket only when each report supports
+                // exactly one value (hush_stats::set_probabilities).
+                let fits = match &m.encoding {
+                    Encoding::Buckets {
+                        mechanism, edges, ..
+                    } => {
+                        *mechanism == FrequencyKind::LGrr && edges.first().is_some_and(|e| *e > 0.0)
+                    }
+                    _ => false,
+                };
+                if !fits {
+                    return bad(format!(
+                        "metric '{}': a distribution needs buckets with positive edges and l-grr",
+                        m.name
+                    ));
                 }
             }
         }
@@ -516,6 +548,52 @@ impl Catalog {
     /// The metric named `name`.
     pub fn metric(&self, name: &str) -> Option<&Metric> {
         self.metrics.iter().find(|m| m.name == name)
+    }
+
+    /// The distinct measures the metrics read, in catalog order. The cap on
+    /// new values a year counts per measure, so what a year of reports can
+    /// reveal is `measures × values a year × epsilon_perm`.
+    pub fn measures(&self) -> Vec<Measure> {
+        let mut out: Vec<Measure> = Vec::new();
+        for m in &self.metrics {
+            if !out.contains(&m.measure) {
+                out.push(m.measure);
+            }
+        }
+        out
+    }
+
+    /// The metrics one device reports, each with the weight it is sampled
+    /// at: every measure through exactly one of its metrics, the one that
+    /// `u(measure)` (uniform in `[0, 1)`, fixed per device) picks with
+    /// probability proportional to the metrics' weights, at the measure's
+    /// total weight. So a report carries each metric as often over the fleet
+    /// as its weight says, while an unchanged value of one device has one
+    /// permanent answer, not one per way of reporting it, and the device never
+    /// splits its cap on new values between two of them.
+    pub fn device_metrics(&self, u: impl Fn(Measure) -> f64) -> Vec<(usize, u32)> {
+        let mut out = Vec::new();
+        for measure in self.measures() {
+            let members: Vec<(usize, u32)> = self
+                .metrics
+                .iter()
+                .enumerate()
+                .filter(|(_, m)| m.measure == measure)
+                .map(|(i, m)| (i, m.weight))
+                .collect();
+            let total: u32 = members.iter().map(|(_, w)| w).sum();
+            let mut target = u(measure).clamp(0.0, 1.0) * f64::from(total);
+            let mut chosen = members[members.len() - 1].0;
+            for &(i, w) in &members {
+                if target < f64::from(w) {
+                    chosen = i;
+                    break;
+                }
+                target -= f64::from(w);
+            }
+            out.push((chosen, total));
+        }
+        out
     }
 
     /// The catalog's digest.

@@ -1,4 +1,4 @@
-//! Lifetime accounting of permanent draws: the spending history (per metric, when
+//! Lifetime accounting of permanent draws: the spending history (per measure, when
 //! and at what epsilon each permanent response was drawn; no values) and the
 //! keyed tags that tell the device which coarse values it has already drawn.
 //!
@@ -39,7 +39,7 @@ pub const HISTORY_BUCKETS: u32 = WINDOW_BUCKETS + YEAR_BUCKETS - 1;
 // Two windows cover the history, so its draws are at most twice the window cap.
 const _: () = assert!(2 * WINDOW_BUCKETS >= HISTORY_BUCKETS);
 
-/// The per-window draw cap that keeps every 365 days of a metric's reports to
+/// The per-window draw cap that keeps every 365 days of a measure's reports to
 /// at most `values_per_year` permanent responses: half of it, because the
 /// reports of one year can use the draws of two windows (see the module docs).
 pub fn draws_per_window(values_per_year: u32) -> u32 {
@@ -60,7 +60,8 @@ pub struct Draw {
     pub epsilon_units: u64,
 }
 
-/// The spending history of permanent draws, per metric name. It holds no
+/// The spending history of permanent draws, per measure name (a measure's
+/// metrics share it: `crate::context_of`). It holds no
 /// measurements, so the agent keeps it through `forget`, re-enrollment and
 /// setting changes: none of them can reset what a year may reveal.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

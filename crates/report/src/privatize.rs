@@ -6,7 +6,8 @@
 //! response from the device's keyed generator for that value, so it is the same
 //! response every time without being stored anywhere, and every report passes
 //! it through a fresh instantaneous layer. New coarse values are charged to the
-//! spending history and capped per metric over a rolling year.
+//! spending history and capped per measure over a rolling year (a device
+//! reports each measure through one of its metrics, fixed by its secret).
 
 use hush_ldp::sampling::UniformBelow;
 use hush_ldp::{BudgetAccount, BudgetExhausted};
@@ -15,7 +16,7 @@ use rand::CryptoRng;
 use crate::lifetime::{DrawTags, Lifetime};
 use crate::secret::{DeviceSecret, PermanentContext};
 use crate::wire::{MetricReport, Report, ReportId};
-use crate::{Catalog, Metric, MetricMechanism, RawMeasurements, ReportError};
+use crate::{Catalog, Metric, MetricKind, MetricMechanism, RawMeasurements, ReportError};
 
 /// What a report is made for: the catalog, the period, and the terms in force.
 #[derive(Debug, Clone, Copy)]
@@ -31,9 +32,9 @@ pub struct PrivatizeRequest<'a> {
     /// What all reports about one unchanged value may reveal (`epsilon_perm`),
     /// split like `epsilon`; above `epsilon`.
     pub epsilon_perm: f64,
-    /// The most new permanent draws a metric may make within the accounting
+    /// The most new permanent draws a measure may make within the accounting
     /// window ([`crate::WINDOW_BUCKETS`]): the lifetime cap. Any 365 days of
-    /// reports can show up to twice this many responses per metric; derive it
+    /// reports can show up to twice this many responses per measure; derive it
     /// from the person's values per year with [`crate::draws_per_window`].
     pub max_draws: u32,
     /// The accounting bucket of the period ([`crate::bucket_of_day`]).
@@ -50,7 +51,7 @@ pub struct DeviceMemory {
     pub secret: DeviceSecret,
     /// Which coarse values have permanent responses, as keyed tags.
     pub tags: DrawTags,
-    /// Every permanent draw's month and epsilon, per metric; no values.
+    /// Every permanent draw's month and epsilon, per measure; no values.
     pub lifetime: Lifetime,
 }
 
@@ -107,13 +108,14 @@ fn units(epsilon: f64) -> u64 {
 ///
 /// A coarse value seen within the window reuses its response at no cost. A
 /// new one is charged `epsilon_perm` to the spending history, unless the
-/// metric has made `max_draws` draws within the window: then the nearest value
+/// metric's measure has made `max_draws` draws within the window: then the nearest value
 /// it has drawn stands in for it (an ordinal neighbour for buckets and counts;
 /// for categories, the nearest index), so the report reveals nothing beyond
 /// the responses already drawn. If it has drawn none that it may still use
 /// (after `forget`, new terms or a catalog that changed the metric), the
 /// report carries a fake coarse value the secret fixes for the metric,
-/// uniform and independent of every measurement, through its own permanent
+/// uniform over the values a real one can take and independent of every
+/// measurement, through its own permanent
 /// response: pure noise, charged nothing, and shaped like a device whose value
 /// never changes, so a capped metric does not fall silent. The report's
 /// `epsilon_1` is charged to `budget`; if it does not fit, no report is made
@@ -137,32 +139,33 @@ pub fn privatize<R: CryptoRng + ?Sized>(
     let now = memory.lifetime.clock(request.bucket);
     memory.tags.prune(now);
 
-    // Every metric can be picked, whatever the device's history: a metric
-    // that had to drop out would show the collector it had reached its cap.
+    // Every metric this device reports can be picked, whatever its history:
+    // a metric that had to drop out would show the collector it had reached
+    // its cap. A measure with several metrics is reported through the one
+    // the secret picks (no measurement enters), at their total weight.
     let mut candidates = Vec::new();
-    for (index, metric) in catalog.metrics().iter().enumerate() {
+    let mine = catalog.device_metrics(|m| memory.secret.encoding_draw(m.name()));
+    for (index, weight) in mine {
+        let metric = &catalog.metrics()[index];
         let mechanism = metric.mechanism(epsilon_perm, epsilon_1)?;
-        candidates.push((index, context_of(metric, epsilon_perm), mechanism));
+        candidates.push((index, weight, context_of(metric, epsilon_perm), mechanism));
     }
 
     // Weighted sampling without replacement: one bounded draw per pick.
     let mut planned = Vec::with_capacity(k);
     for _ in 0..k {
-        let total: u64 = candidates
-            .iter()
-            .map(|(i, _, _)| u64::from(catalog.metrics()[*i].weight))
-            .sum();
+        let total: u64 = candidates.iter().map(|c| u64::from(c.1)).sum();
         let mut pick = UniformBelow::new(total).sample(rng);
         let mut chosen = 0;
-        for (j, (i, _, _)) in candidates.iter().enumerate() {
-            let w = u64::from(catalog.metrics()[*i].weight);
+        for (j, c) in candidates.iter().enumerate() {
+            let w = u64::from(c.1);
             if pick < w {
                 chosen = j;
                 break;
             }
             pick -= w;
         }
-        let (index, context, mechanism) = candidates.swap_remove(chosen);
+        let (index, _, context, mechanism) = candidates.swap_remove(chosen);
         let metric = &catalog.metrics()[index];
         let alpha = memory.secret.alpha(&context);
         let wanted = mechanism.coarse(metric.value(&raw), alpha)?;
@@ -170,7 +173,7 @@ pub fn privatize<R: CryptoRng + ?Sized>(
         let domain = mechanism.coarse_domain();
         let (coarse, new_draw) = if drawn(wanted) {
             (Some(wanted), None)
-        } else if memory.lifetime.draws_in_window(metric.name, now) < request.max_draws {
+        } else if memory.lifetime.draws_in_window(context.metric, now) < request.max_draws {
             (Some(wanted), Some(memory.secret.tag(&context, wanted)))
         } else {
             // Every value but `wanted` is searched, so whether a stand-in
@@ -201,9 +204,12 @@ pub fn privatize<R: CryptoRng + ?Sized>(
             None => {
                 // The fake value and its response come from one keyed stream
                 // that no measurement enters.
+                // A count is always defined: a distribution's "no value"
+                // bucket would give a fake away, so it is never drawn.
                 let mut keyed = memory.secret.filler_rng(&p.context);
-                let fake =
-                    UniformBelow::new(u64::from(p.mechanism.coarse_domain())).sample(&mut keyed);
+                let floor = u64::from(catalog.metrics()[p.index].kind == MetricKind::Distribution);
+                let domain = u64::from(p.mechanism.coarse_domain());
+                let fake = floor + UniformBelow::new(domain - floor).sample(&mut keyed);
                 p.mechanism.permanent(fake as u32, &mut keyed)?
             }
         };
@@ -241,10 +247,13 @@ pub fn privatize<R: CryptoRng + ?Sized>(
     ))
 }
 
-/// The permanent context of a metric at its share of `epsilon_perm`.
+/// The permanent context of a metric at its share of `epsilon_perm`. Draws
+/// are counted under the metric's measure, so a count's mean and its
+/// distribution share one cap on new values: what a year of reports reveals
+/// grows with the measures, not with the ways of reporting them.
 pub fn context_of(metric: &Metric, epsilon_perm: f64) -> PermanentContext {
     PermanentContext {
-        metric: metric.name,
+        metric: metric.measure.name(),
         definition: metric.definition(),
         epsilon_perm_units: units(epsilon_perm),
     }

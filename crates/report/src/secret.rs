@@ -38,7 +38,7 @@ impl std::fmt::Debug for DeviceSecret {
 /// leaves its context, and so its responses, alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PermanentContext {
-    /// The metric's name (the spending history is kept per name).
+    /// The metric's measure name (the spending history is kept per measure).
     pub metric: &'static str,
     /// The metric's canonical definition (encoding, range, mechanism).
     pub definition: String,
@@ -106,15 +106,31 @@ impl DeviceSecret {
         ChaCha20Rng::from_seed(self.prf(b"hush/filler/v1", context, None))
     }
 
+    /// Which of a measure's metrics this device reports it through: a
+    /// uniform draw in `[0, 1)` fixed per measure and secret
+    /// ([`crate::Catalog::device_metrics`]), so it depends on no measurement.
+    pub fn encoding_draw(&self, measure: &'static str) -> f64 {
+        let context = PermanentContext {
+            metric: measure,
+            definition: String::new(),
+            epsilon_perm_units: 0,
+        };
+        unit(&self.prf(b"hush/encoding/v1", &context, None))
+    }
+
     /// The device's alpha-point rounding offset for a metric, in `[0, 1)`:
     /// fixed per metric (so an unchanged count keeps its grid point) and
     /// uniform over devices (so the rounding is unbiased over the fleet).
     pub fn alpha(&self, context: &PermanentContext) -> f64 {
-        let full = self.prf(b"hush/alpha/v1", context, None);
-        let mut word = [0u8; 8];
-        word.copy_from_slice(&full[..8]);
-        (u64::from_le_bytes(word) >> 11) as f64 / (1u64 << 53) as f64
+        unit(&self.prf(b"hush/alpha/v1", context, None))
     }
+}
+
+/// A uniform number in `[0, 1)` from the first 53 bits of a PRF output.
+fn unit(full: &[u8; 32]) -> f64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&full[..8]);
+    (u64::from_le_bytes(word) >> 11) as f64 / (1u64 << 53) as f64
 }
 
 #[cfg(test)]

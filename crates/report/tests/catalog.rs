@@ -27,7 +27,26 @@ fn default_catalog_covers_the_required_metrics() {
         // Every metric builds its mechanism at a typical per-report epsilon.
         assert!(m.mechanism(4.0, 2.0).is_ok(), "{name}");
     }
-    assert_eq!(c.version(), 4);
+    // Each count also has a distribution on doubling buckets, sharing its
+    // measure's cap: sixteen metrics over ten measures.
+    let counts = c.metrics().iter().filter(|m| m.kind == MetricKind::Count);
+    for name in counts.map(|m| m.name) {
+        let d = c
+            .metric(&format!("{name}_distribution"))
+            .unwrap_or_else(|| panic!("no distribution of {name}"));
+        assert_eq!(d.kind, MetricKind::Distribution);
+        assert_eq!(d.measure, c.metric(name).unwrap().measure);
+        let Encoding::Buckets { edges, .. } = &d.encoding else {
+            panic!("{name}: a distribution is bucketed");
+        };
+        assert!(
+            edges.windows(2).all(|w| w[1] == 2.0 * w[0]),
+            "{name}: {edges:?}"
+        );
+    }
+    assert_eq!(c.metrics().len(), 16);
+    assert_eq!(c.measures().len(), 10);
+    assert_eq!(c.version(), 5);
     assert_eq!(c.metrics_per_report(), 1);
     assert_eq!(
         c.metric("top_shortcut").unwrap().domain(),
@@ -91,7 +110,7 @@ fn default_catalog_hash_is_pinned() {
     );
 }
 
-const GOLDEN_HASH: &str = "42120fd16e22d74cb2baf2adc92fd595";
+const GOLDEN_HASH: &str = "38a2e688976f3bd68cfa41d12cdae1bc";
 
 #[test]
 fn hash_changes_with_any_field() {
@@ -100,12 +119,12 @@ fn hash_changes_with_any_field() {
     if let Encoding::Numeric { hi, .. } = &mut metrics[0].encoding {
         *hi += 1.0;
     }
-    let changed = Catalog::new(1, 1, metrics).unwrap();
+    let changed = Catalog::new(base.version(), 1, metrics).unwrap();
     assert_ne!(changed.hash(), base.hash());
     let reweighted = {
         let mut m = base.metrics().to_vec();
         m[3].weight = 2;
-        Catalog::new(1, 1, m).unwrap()
+        Catalog::new(base.version(), 1, m).unwrap()
     };
     assert_ne!(reweighted.hash(), base.hash());
     // A weight changes how often a metric is sampled, not how its reports
@@ -115,7 +134,7 @@ fn hash_changes_with_any_field() {
         base.metrics()[3].definition()
     );
     assert_ne!(
-        Catalog::new(5, 1, base.metrics().to_vec()).unwrap().hash(),
+        Catalog::new(6, 1, base.metrics().to_vec()).unwrap().hash(),
         base.hash()
     );
 }
@@ -127,7 +146,8 @@ fn invalid_catalogs_are_refused() {
     dup.push(dup[0].clone());
     assert!(Catalog::new(1, 1, dup).is_err());
     assert!(Catalog::new(1, 0, base.metrics().to_vec()).is_err());
-    assert!(Catalog::new(1, 11, base.metrics().to_vec()).is_err());
+    let too_many = u8::try_from(base.metrics().len() + 1).unwrap();
+    assert!(Catalog::new(1, too_many, base.metrics().to_vec()).is_err());
     let mut bad_edges = base.metrics().to_vec();
     if let Encoding::Buckets { edges, .. } = &mut bad_edges[6].encoding {
         edges.swap(0, 1);
@@ -150,6 +170,28 @@ fn invalid_catalogs_are_refused() {
         *mechanism = hush_ldp::NumericKind::Hybrid;
     }
     assert!(Catalog::new(1, 1, one_layer).is_err());
+    // A distribution's quantiles need reports that support one bucket each
+    // (L-GRR), and edges above 0 (its ladder doubles from the first).
+    let distribution = base
+        .metrics()
+        .iter()
+        .position(|m| m.kind == MetricKind::Distribution)
+        .unwrap();
+    for change in [0, 1] {
+        let mut m = base.metrics().to_vec();
+        if let Encoding::Buckets {
+            mechanism, edges, ..
+        } = &mut m[distribution].encoding
+        {
+            if change == 0 {
+                *mechanism = hush_ldp::FrequencyKind::LOue;
+            } else {
+                edges[0] = 0.0;
+            }
+        }
+        let err = Catalog::new(1, 1, m).unwrap_err().to_string();
+        assert!(err.contains("distribution"), "{err}");
+    }
 }
 
 fn sample_day() -> RawMeasurements {

@@ -84,7 +84,7 @@ fn a_report_is_charged_epsilon_1_and_a_second_does_not_fit_the_period() {
 }
 
 #[test]
-fn an_unchanged_day_costs_one_draw_per_metric_and_never_repeats_verbatim() {
+fn an_unchanged_day_costs_one_draw_per_measure_and_never_repeats_verbatim() {
     let catalog = Catalog::builtin();
     let mut rng = ChaCha12Rng::seed_from_u64(2);
     let mut memory = device(&mut rng);
@@ -109,10 +109,12 @@ fn an_unchanged_day_costs_one_draw_per_metric_and_never_repeats_verbatim() {
             .or_default()
             .insert(format!("{:?}", m.value()));
     }
-    for m in catalog.metrics() {
-        assert_eq!(memory.lifetime.draws_in_window(m.name, 0), 1, "{}", m.name);
+    // One draw per measure: the device reports each through one metric.
+    for measure in catalog.measures() {
+        let draws = memory.lifetime.draws_in_window(measure.name(), 0);
+        assert_eq!(draws, 1, "{}", measure.name());
     }
-    assert_eq!(memory.tags.len(), 10);
+    assert_eq!(memory.tags.len(), catalog.measures().len());
     // The instantaneous layer varies the responses of an unchanged value.
     assert!(values.values().all(|v| v.len() > 1), "{values:?}");
 }
@@ -126,10 +128,15 @@ fn metrics_are_sampled_by_weight() {
     catalog_metrics[0].weight = 3;
     let catalog = Catalog::new(9, 1, catalog_metrics).unwrap();
     let mut rng = ChaCha12Rng::seed_from_u64(3);
-    let mut memory = device(&mut rng);
-    let n = 24_000u32;
-    let mut counts = [0f64; 10];
-    for period in 0..n {
+    // One report from each of many devices (each reports a measure through
+    // one of its metrics, fixed by its secret): over the fleet, every metric
+    // arrives as often as its weight says.
+    let devices = 24_000u32;
+    let k = catalog.metrics().len();
+    let total: u32 = catalog.metrics().iter().map(|m| m.weight).sum();
+    let mut counts = vec![0f64; k];
+    for period in 0..devices {
+        let mut memory = device(&mut rng);
         let mut budget = BudgetAccount::new(2.0).unwrap();
         let r = privatize(
             day(100),
@@ -143,13 +150,13 @@ fn metrics_are_sampled_by_weight() {
     }
     let chi2: f64 = counts
         .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let e = f64::from(n) * if i == 0 { 3.0 } else { 1.0 } / 12.0;
+        .zip(catalog.metrics())
+        .map(|(c, m)| {
+            let e = f64::from(devices) * f64::from(m.weight) / f64::from(total);
             (c - e).powi(2) / e
         })
         .sum();
-    let p = 1.0 - ChiSquared::new(9.0).unwrap().cdf(chi2);
+    let p = 1.0 - ChiSquared::new((k - 1) as f64).unwrap().cdf(chi2);
     assert!(p > 1e-4, "chi2 {chi2}, counts {counts:?}");
 }
 
@@ -197,8 +204,13 @@ fn privatized_counts_decode_to_an_unbiased_mean() {
     }
     let mean = sum / n;
     let se = ((sum_sq / n - mean * mean) / n).sqrt();
-    // Keystrokes' weight is 78 of 1,002: about 4,670 of the 60,000 reports.
-    assert!(n > 4_000.0, "{n}");
+    // Keystrokes' weight is 54 of 998: about 3,250 of the 60,000 reports.
+    let total: u32 = catalog.metrics().iter().map(|m| m.weight).sum();
+    let expected = 60_000.0 * f64::from(metric.weight) / f64::from(total);
+    assert!(
+        (n - expected).abs() < 4.0 * expected.sqrt(),
+        "{n} vs {expected}"
+    );
     assert!(
         (mean - truth).abs() < 4.0 * se,
         "mean {mean} vs {truth}, se {se}, n {n}"
@@ -241,6 +253,68 @@ fn past_the_cap_a_drawn_neighbour_stands_in_and_nothing_new_is_drawn() {
     assert_eq!(memory.lifetime.draws_in_window(metric.name, req.bucket), 3);
     assert_eq!(memory.tags.len(), 3);
     assert!((memory.lifetime.spent_in_window(metric.name, req.bucket) - 12.0).abs() < 1e-9);
+}
+
+/// A count's mean and its distribution are two metrics of one measure. A
+/// device reports the measure through one of them for as long as its secret
+/// lasts (picked by the secret, with probability proportional to their
+/// weights), so an unchanged value has one permanent answer and the cap is
+/// not split; the draws are counted under the measure, so even a device that
+/// switches (after `forget`) never passes the cap for the pair.
+#[test]
+fn a_device_reports_a_count_through_one_of_its_metrics() {
+    let builtin = Catalog::builtin();
+    let pair: Vec<_> = ["keystrokes", "keystrokes_distribution"]
+        .iter()
+        .map(|n| builtin.metric(n).unwrap().clone())
+        .collect();
+    let weights = [pair[0].weight, pair[1].weight];
+    let catalog = Catalog::new(1, 1, pair).unwrap();
+    assert_eq!(catalog.measures().len(), 1);
+    let mut rng = ChaCha12Rng::seed_from_u64(9);
+    let mut through = [0u32; 2];
+    for _ in 0..400 {
+        let mut memory = device(&mut rng);
+        let mut req = request(&catalog, 0);
+        req.max_draws = 3;
+        let mut used = BTreeSet::new();
+        for period in 0..40u32 {
+            req.period = period;
+            let mut budget = BudgetAccount::new(2.0).unwrap();
+            let r = privatize(
+                day(period * 997 % 150_000),
+                &req,
+                &mut memory,
+                &mut budget,
+                &mut rng,
+            )
+            .unwrap();
+            used.insert(r.metrics()[0].metric());
+        }
+        assert_eq!(used.len(), 1, "one metric per device: {used:?}");
+        through[usize::from(*used.first().unwrap())] += 1;
+        // A new secret (forget) may pick the other metric: still one cap.
+        let mut bytes = [0u8; 32];
+        rng.fill_bytes(&mut bytes);
+        memory.secret = DeviceSecret::from_bytes(bytes);
+        memory.tags = DrawTags::default();
+        for period in 40..80u32 {
+            req.period = period;
+            let mut budget = BudgetAccount::new(2.0).unwrap();
+            let keys = period * 991 % 150_000;
+            privatize(day(keys), &req, &mut memory, &mut budget, &mut rng).unwrap();
+        }
+        assert!(memory.lifetime.draws_in_window("keystrokes", req.bucket) <= 3);
+        assert_eq!(
+            memory.lifetime.metrics().collect::<Vec<_>>(),
+            ["keystrokes"]
+        );
+    }
+    // Binomial(400, w0 / (w0 + w1)): within 4 standard deviations.
+    let p = f64::from(weights[0]) / f64::from(weights[0] + weights[1]);
+    let sd = (400.0 * p * (1.0 - p)).sqrt();
+    let off = (f64::from(through[0]) - 400.0 * p).abs();
+    assert!(off < 4.0 * sd, "{through:?}");
 }
 
 /// After `forget` a capped metric has no answer it may use. It still reports,
@@ -528,10 +602,10 @@ fn reports_survive_the_wire() {
     assert_eq!(decode(&catalog, &back), decode(&catalog, &r));
 }
 
-/// The metric a report carries is drawn from the catalog's weights and the
-/// device's accounting state only: two devices in the same state with the same
-/// randomness pick the same metrics whatever their days held, so which metric
-/// arrives says nothing about the measurements.
+/// The metric a report carries is drawn from the catalog's weights, the
+/// device's secret and fresh randomness only: two devices with the same
+/// secret and randomness pick the same metrics whatever their days held, so
+/// which metric arrives says nothing about the measurements.
 #[test]
 fn which_metric_a_report_carries_does_not_depend_on_the_measurements() {
     let catalog = Catalog::builtin();
@@ -559,9 +633,10 @@ fn which_metric_a_report_carries_does_not_depend_on_the_measurements() {
         assert_eq!(a, b, "period {period}: the measurements changed the metric");
         picked.insert(a);
     }
+    // The device reports each measure through one metric.
     assert_eq!(
         picked.len(),
-        catalog.metrics().len(),
-        "every metric is drawn"
+        catalog.measures().len(),
+        "every measure is drawn"
     );
 }

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use hush_collector::estimate::{EstimateRow, Window, weekday};
-use hush_report::{Catalog, MetricValue, RawMeasurements};
+use hush_collector::estimate::{EstimateRow, QUANTILES, Window, weekday};
+use hush_report::{Catalog, MetricKind, MetricValue, RawMeasurements};
 
 use crate::args::DemoArgs;
 use crate::commands::fmt_value;
@@ -19,6 +19,9 @@ pub(super) struct Truth {
     sums: Vec<Vec<Vec<f64>>>,
     /// `clipped[day][metric]`: device-days above the metric's range.
     clipped: Vec<Vec<f64>>,
+    /// `readings[day][metric]`: every device's real value, for distribution
+    /// metrics only (their quantiles need the values, not sums).
+    readings: Vec<Vec<Vec<f64>>>,
     devices: Vec<f64>,
 }
 
@@ -33,6 +36,7 @@ impl Truth {
             first,
             sums: vec![day; days as usize],
             clipped: vec![vec![0.0; catalog.metrics().len()]; days as usize],
+            readings: vec![vec![Vec::new(); catalog.metrics().len()]; days as usize],
             devices: vec![0.0; days as usize],
         }
     }
@@ -47,6 +51,9 @@ impl Truth {
                     self.clipped[day][i] += f64::from(u8::from(real > x));
                 }
                 MetricValue::Category(c) => self.sums[day][i][c as usize] += 1.0,
+            }
+            if m.kind == MetricKind::Distribution {
+                self.readings[day][i].push(reading.unwrap_or(0.0));
             }
         }
         self.devices[day] += 1.0;
@@ -80,6 +87,26 @@ impl Truth {
                 *x += y;
             }
         }
+        for (a, b) in self.readings.iter_mut().zip(&other.readings) {
+            for (x, y) in a.iter_mut().zip(b) {
+                x.extend_from_slice(y);
+            }
+        }
+    }
+
+    /// The real `q`-quantile of metric `i` over `days`' device-days: the
+    /// smallest value with at least a share `q` of them at or below it.
+    fn quantile(&self, i: usize, q: f64, days: &[usize]) -> Option<f64> {
+        let mut all: Vec<f64> = days
+            .iter()
+            .flat_map(|&d| self.readings[d][i].iter().copied())
+            .collect();
+        if all.is_empty() {
+            return None;
+        }
+        all.sort_by(f64::total_cmp);
+        let rank = ((q * all.len() as f64).ceil() as usize).clamp(1, all.len());
+        Some(all[rank - 1])
     }
 
     /// The days an estimate row covers: its day, or the run's working days
@@ -104,6 +131,9 @@ impl Truth {
             .metrics()
             .iter()
             .position(|m| m.name == row.metric)?;
+        if let Some(&(q, _)) = QUANTILES.iter().find(|(_, label)| *label == row.bucket) {
+            return Some((self.quantile(i, q, &days)?, 0.0));
+        }
         let b = usize::try_from(row.bucket_index.max(0)).ok()?;
         if days.is_empty() || b >= self.sums[days[0]][i].len() {
             return None;
@@ -123,7 +153,8 @@ pub(super) fn working_day(period: u32) -> bool {
 }
 
 /// What an ML team gets on working days, metric by metric: the estimate each
-/// count's mean and each distribution's largest bucket has, its 95%
+/// count's mean, each categorical metric's largest bucket and each
+/// distribution's median has, its 95%
 /// half-width as a share of the real (unclipped) truth per day (the widest
 /// working day) and pooled over the run's working days, and how often the
 /// intervals of the working-day cells cover the truth.
@@ -147,10 +178,11 @@ pub(super) fn print_accuracy(
     );
     println!();
     println!(
-        "  {:<16} {:<14} {:>10} {:>9} {:>12} {:>10} {:>12} {:>9}",
+        "  {:<28} {:<14} {:>10} {:>9} {:>12} {:>10} {:>12} {:>9}",
         "metric", "for", "truth", "clipped", "day (worst)", "covered", "pooled", "covered"
     );
     let (mut hits, mut cells) = (0usize, 0usize);
+    let (mut quantile_hits, mut quantile_cells) = (0usize, 0usize);
     for (i, metric) in catalog.metrics().iter().enumerate() {
         // The bucket that holds the most working days, or the mean.
         let buckets = metric.domain().map_or(1, |d| d as usize);
@@ -161,10 +193,20 @@ pub(super) fn print_accuracy(
                     .total_cmp(&truth.pooled(i, b, &days))
             })
             .unwrap_or(0);
-        let index = if metric.domain().is_some() {
-            top as i32
-        } else {
-            -1
+        // A distribution's median, a count's mean, or the largest bucket.
+        let distribution = metric.kind == MetricKind::Distribution;
+        let (index, label) = match (distribution, metric.domain()) {
+            (true, _) => (-1, "p50".to_owned()),
+            (false, Some(_)) => (
+                top as i32,
+                metric.describe(MetricValue::Category(top as u32)),
+            ),
+            (false, None) => (-1, "mean".to_owned()),
+        };
+        let target = |r: &EstimateRow| {
+            r.metric == metric.name
+                && r.bucket_index == index
+                && (!distribution || r.bucket == label)
         };
         let (mut worst, mut covered, mut n) = (0.0f64, 0usize, 0usize);
         for row in rows
@@ -175,32 +217,36 @@ pub(super) fn print_accuracy(
                 continue;
             };
             let hit = row.ci_low <= t && t <= row.ci_high;
-            hits += usize::from(hit);
-            cells += 1;
-            if row.bucket_index == index {
+            if QUANTILES.iter().any(|(_, l)| *l == row.bucket) {
+                quantile_hits += usize::from(hit);
+                quantile_cells += 1;
+            } else {
+                hits += usize::from(hit);
+                cells += 1;
+            }
+            if target(row) {
                 worst = worst.max(0.5 * (row.ci_high - row.ci_low) / t.abs());
                 covered += usize::from(hit);
                 n += 1;
             }
         }
-        let t = truth.pooled(i, top, &days);
-        let (pooled_share, pooled_hit) = pooled
-            .iter()
-            .find(|r| r.metric == metric.name && r.bucket_index == index)
-            .map_or((f64::NAN, "-"), |r| {
-                let hit = r.ci_low <= t && t <= r.ci_high;
-                (
-                    0.5 * (r.ci_high - r.ci_low) / t.abs(),
-                    if hit { "yes" } else { "NO" },
-                )
-            });
-        let label = if index < 0 {
-            "mean".to_owned()
+        let pooled_row = pooled.iter().find(|r| target(r));
+        let t = if distribution {
+            pooled_row
+                .and_then(|r| truth.of(catalog, r))
+                .unwrap_or(f64::NAN)
         } else {
-            metric.describe(MetricValue::Category(top as u32))
+            truth.pooled(i, top, &days)
         };
+        let (pooled_share, pooled_hit) = pooled_row.map_or((f64::NAN, "-"), |r| {
+            let hit = r.ci_low <= t && t <= r.ci_high;
+            (
+                0.5 * (r.ci_high - r.ci_low) / t.abs(),
+                if hit { "yes" } else { "NO" },
+            )
+        });
         println!(
-            "  {:<16} {:<14} {:>10} {:>8.1}% {:>11.1}% {:>10} {:>11.1}% {:>9}",
+            "  {:<28} {:<14} {:>10} {:>8.1}% {:>11.1}% {:>10} {:>11.1}% {:>9}",
             metric.name,
             label,
             fmt_value(t),
@@ -213,9 +259,15 @@ pub(super) fn print_accuracy(
     }
     println!();
     println!(
-        "Working-day cells (every bucket of every day): {hits} of {cells} intervals ({:.1}%) cover the real truth.",
+        "Working-day cells (every bucket and mean of every day): {hits} of {cells} intervals ({:.1}%) cover the real truth.",
         100.0 * hits as f64 / cells.max(1) as f64
     );
+    if quantile_cells > 0 {
+        println!(
+            "Working-day quantiles (p50, p90 of every distribution): {quantile_hits} of {quantile_cells} intervals ({:.1}%) cover the real quantile.",
+            100.0 * quantile_hits as f64 / quantile_cells as f64
+        );
+    }
     println!(
         "Predicted by `hush plan --devices {devices}` before any report: compare its 'day +-' and 'week +-' columns."
     );
@@ -250,7 +302,7 @@ pub(super) fn print_table(
     );
     println!();
     println!(
-        "  {:<16} {:<14} {:>11} {:>11} {:>25} {:>8} {:>8} {:>5}",
+        "  {:<28} {:<14} {:>11} {:>11} {:>25} {:>8} {:>8} {:>5}",
         "metric", "bucket", "truth", "estimate", "95% CI", "covered", "reports", "eps"
     );
     let (mut covered, mut intervals) = (0usize, 0usize);
@@ -265,7 +317,7 @@ pub(super) fn print_table(
             continue;
         }
         println!(
-            "  {:<16} {:<14} {:>11} {:>11} {:>25} {:>8} {:>8} {:>5}",
+            "  {:<28} {:<14} {:>11} {:>11} {:>25} {:>8} {:>8} {:>5}",
             row.metric,
             row.bucket,
             fmt_value(t),
@@ -403,6 +455,117 @@ pub(super) fn draw_chart(
                     .map(|p| ErrorBar::new_vertical(p.0, p.3, p.2, p.4, RED.filled(), 8)),
             )
             .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    root.present()
+        .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+    Ok(())
+}
+
+/// One panel per distribution metric, pooled over the run's working days:
+/// each bucket's real share of device-days (blue bars) and its estimate with
+/// a 95% interval (red) on the doubling buckets, and the estimated median
+/// and p90 with their intervals beside the real ones, written in the panel.
+pub(super) fn draw_distributions(
+    path: &Path,
+    catalog: &Catalog,
+    truth: &Truth,
+    pooled: &[EstimateRow],
+) -> anyhow::Result<()> {
+    use plotters::prelude::*;
+    let err = |e: &dyn std::fmt::Display| anyhow::anyhow!("{e}");
+    let metrics: Vec<&hush_report::Metric> = catalog
+        .metrics()
+        .iter()
+        .filter(|m| m.kind == MetricKind::Distribution)
+        .collect();
+    let root = SVGBackend::new(path, (1200, 760)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let root = root
+        .titled(
+            "Hush demo: distributions over the working days, estimate (red, 95% CI) vs truth (blue)",
+            ("sans-serif", 20),
+        )
+        .map_err(|e| err(&e))?;
+    let panels = root.split_evenly((2, metrics.len().div_ceil(2).max(1)));
+    for (panel, metric) in panels.iter().zip(&metrics) {
+        let mine: Vec<&EstimateRow> = pooled.iter().filter(|r| r.metric == metric.name).collect();
+        // Bucket 0 ("no value") never holds a count: drawn from bucket 1.
+        let bars: Vec<(f64, f64, &EstimateRow)> = mine
+            .iter()
+            .filter(|r| r.bucket_index >= 1)
+            .filter_map(|r| Some((f64::from(r.bucket_index), truth.of(catalog, r)?, *r)))
+            .collect();
+        if bars.is_empty() {
+            continue;
+        }
+        let top = bars
+            .iter()
+            .map(|b| b.1.max(b.2.ci_high))
+            .fold(0.0f64, f64::max)
+            .min(1.0)
+            * 1.1;
+        let buckets = bars.len() as f64;
+        let quantiles: Vec<String> = mine
+            .iter()
+            .filter(|r| QUANTILES.iter().any(|(_, l)| *l == r.bucket))
+            .filter_map(|r| {
+                let t = truth.of(catalog, r)?;
+                Some(format!(
+                    "{} {} [{}, {}], real {}",
+                    r.bucket,
+                    fmt_value(r.estimate),
+                    fmt_value(r.ci_low),
+                    fmt_value(r.ci_high),
+                    fmt_value(t)
+                ))
+            })
+            .collect();
+        let labels: Vec<String> = bars.iter().map(|b| b.2.bucket.clone()).collect();
+        let mut chart = ChartBuilder::on(panel)
+            .caption(
+                format!("{} ({})", metric.name, metric.unit),
+                ("sans-serif", 14),
+            )
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(48)
+            .build_cartesian_2d(0.5f64..(buckets + 0.5), (-0.02f64)..top)
+            .map_err(|e| err(&e))?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(bars.len())
+            .x_label_formatter(&|x| {
+                let k = x.round() as usize;
+                labels.get(k.wrapping_sub(1)).cloned().unwrap_or_default()
+            })
+            .x_label_style(("sans-serif", 9))
+            .y_desc("share of device-days")
+            .draw()
+            .map_err(|e| err(&e))?;
+        chart
+            .draw_series(bars.iter().map(|b| {
+                Rectangle::new(
+                    [(b.0 - 0.35, 0.0), (b.0 + 0.35, b.1)],
+                    BLUE.mix(0.35).filled(),
+                )
+            }))
+            .map_err(|e| err(&e))?;
+        chart
+            .draw_series(bars.iter().map(|b| {
+                ErrorBar::new_vertical(b.0, b.2.ci_low, b.2.estimate, b.2.ci_high, RED.filled(), 8)
+            }))
+            .map_err(|e| err(&e))?;
+        let style = ("sans-serif", 11).into_font().color(&BLACK);
+        chart
+            .draw_series(quantiles.iter().enumerate().map(|(k, text)| {
+                Text::new(
+                    text.clone(),
+                    (0.6, top * (0.97 - 0.08 * k as f64)),
+                    style.clone(),
+                )
+            }))
+            .map_err(|e| err(&e))?;
     }
     root.present()
         .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;

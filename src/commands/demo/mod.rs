@@ -26,7 +26,9 @@ use crate::args::DemoArgs;
 
 mod compare;
 
-use compare::{Truth, draw_chart, print_accuracy, print_table, working_day, write_summary};
+use compare::{
+    Truth, draw_chart, draw_distributions, print_accuracy, print_table, working_day, write_summary,
+};
 
 /// Where the simulated laptops keep their files: memory-backed when the system
 /// has /dev/shm, because 2,000 simulated agents would otherwise queue some
@@ -252,6 +254,8 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     }
     let chart = out.join("estimates.svg");
     draw_chart(&chart, &catalog, &truth, &rows, args.days)?;
+    let distributions = out.join("distributions.svg");
+    draw_distributions(&distributions, &catalog, &truth, &pooled)?;
     println!();
     println!(
         "{} devices x {} days simulated and uploaded in {:.1} s; {} reports stored; total {:.1} s",
@@ -268,6 +272,10 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     println!(
         "chart of the daily estimates with 95% intervals against the truth: {}",
         chart.display()
+    );
+    println!(
+        "chart of the distributions over the working days, with their medians and p90s: {}",
+        distributions.display()
     );
     for (dir, rows) in &datasets {
         println!(

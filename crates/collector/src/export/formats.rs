@@ -65,7 +65,7 @@ pub(super) const COLUMNS: &[Column] = &[
         name: "kind",
         ty: Type::Str,
         unit: "",
-        meaning: "`count` (one row per cell: the mean), `ratio` or `categorical` (one row per bucket: a distribution).",
+        meaning: "`count` (one row per cell: the mean), `ratio` or `categorical` (one row per bucket: a distribution), or `distribution` (a count's spread: one row per doubling bucket, then its median `p50` and 90th percentile `p90`).",
         get: |r| Value::Str(&r.kind),
     },
     Column {
@@ -100,49 +100,49 @@ pub(super) const COLUMNS: &[Column] = &[
         name: "bucket",
         ty: Type::Str,
         unit: "",
-        meaning: "For `ratio` and `categorical` metrics the bucket or category label (bucket 0 is `no typing`, `no input` or `none`: the value was undefined that day); `mean` for `count` metrics.",
+        meaning: "For `ratio` and `categorical` metrics the bucket or category label (bucket 0 is `no typing`, `no input` or `none`: the value was undefined that day); `mean` for `count` metrics; for `distribution` metrics the bucket label (bucket 0, `no value`, is always empty) or `p50` / `p90` for a quantile.",
         get: |r| Value::Str(&r.bucket),
     },
     Column {
         name: "bucket_index",
         ty: Type::I32,
         unit: "",
-        meaning: "Position of the bucket in the metric's domain, 0-based; -1 for a mean.",
+        meaning: "Position of the bucket in the metric's domain, 0-based; -1 for a mean or a quantile.",
         get: |r| Value::I32(r.bucket_index),
     },
     Column {
         name: "estimate",
         ty: Type::F64,
-        unit: "fraction of devices (buckets) or metric unit (means)",
-        meaning: "Unbiased estimate: the share of the cell's devices whose value fell in the bucket, or the mean over the cell's devices of the metric clipped to its range. Unbiased means it is right on average, so it is what to aggregate, average or regress on; the noise that protects each device makes single values wander, so a frequency can be negative or above 1 and a mean can leave the metric's range.",
+        unit: "fraction of devices (buckets) or metric unit (means, quantiles)",
+        meaning: "Unbiased estimate: the share of the cell's devices whose value fell in the bucket, or the mean over the cell's devices of the metric clipped to its range. Unbiased means it is right on average, so it is what to aggregate, average or regress on; the noise that protects each device makes single values wander, so a frequency can be negative or above 1 and a mean can leave the metric's range. A quantile is read off the cell's estimated distribution function (made non-decreasing), interpolated inside its bucket in the logarithm of the value; it is infinite (an empty field in CSV, null in JSON Lines) when it lies above the last bucket edge.",
         get: |r| Value::F64(r.estimate),
     },
     Column {
         name: "std_error",
         ty: Type::F64,
         unit: "as estimate",
-        meaning: "Standard error of `estimate`, from the mechanism's known noise and the observed reports.",
+        meaning: "Standard error of `estimate`, from the mechanism's known noise and the observed reports; for a quantile, the delta method's (the distribution function's error there over its slope), a guide only: use the interval.",
         get: |r| Value::F64(r.std_error),
     },
     Column {
         name: "ci_low",
         ty: Type::F64,
         unit: "as estimate",
-        meaning: "Lower end of the 95% confidence interval of `estimate` (normal approximation).",
+        meaning: "Lower end of the 95% confidence interval of `estimate` (normal approximation). For a quantile, the interval inverts the distribution function's pointwise band, so it is not symmetric around `estimate`.",
         get: |r| Value::F64(r.ci_low),
     },
     Column {
         name: "ci_high",
         ty: Type::F64,
         unit: "as estimate",
-        meaning: "Upper end of the 95% confidence interval of `estimate`.",
+        meaning: "Upper end of the 95% confidence interval of `estimate`; infinite (an empty field in CSV, null in JSON Lines) for a quantile whose band does not reach it below the last bucket edge: too few reports to bound it.",
         get: |r| Value::F64(r.ci_high),
     },
     Column {
         name: "post_processed",
         ty: Type::F64,
         unit: "as estimate",
-        meaning: "A plausible version of `estimate` for display: a distribution's buckets projected onto the probability simplex (Norm-Sub: never negative, summing to 1 over the cell's buckets), a mean clipped to the metric's range. It is biased; use it for charts and tables, `estimate` for statistics. Post-processing costs no privacy.",
+        meaning: "A plausible version of `estimate` for display: a distribution's buckets projected onto the probability simplex (Norm-Sub: never negative, summing to 1 over the cell's buckets), a mean clipped to the metric's range, a quantile as is. It is biased; use it for charts and tables, `estimate` for statistics. Post-processing costs no privacy.",
         get: |r| Value::F64(r.post_processed),
     },
     Column {
@@ -381,7 +381,7 @@ pub(super) fn data_dictionary(
     let _ = writeln!(
         s,
         "A *cell* is one (metric, period, cohort, epsilons, catalog): the reports it holds \
-         give one row per bucket, or one row for a mean. A cell with fewer than \
+         give one row per bucket (and a distribution's two quantiles), or one row for a mean. A cell with fewer than \
          `min_devices` = {} reports (distinct devices) is **withheld**: none of its rows \
          is written, because an estimate from a handful of devices is mostly noise and \
          says more about those few people than a population statistic should. This export \
@@ -477,12 +477,13 @@ pub(super) fn data_dictionary(
     s.push('\n');
     s.push_str(
         "Types are as Arrow-based readers (pyarrow, Polars, DuckDB) report them for Parquet. \
-         Reading the numbers: for a distribution, the rows of one cell (same metric, period, \
+         Reading the numbers: for a distribution, the bucket rows of one cell (same metric, period, \
          cohort, epsilon and catalog_hash) share `reports`; their `estimate` values sum to \
          about 1 and their `post_processed` values to exactly 1 (up to rounding). To combine \
          cells (say two cohorts), weight each `estimate` by its share of the `reports`; \
          the combined variance is the sum of (weight × `std_error`)², because the cells' \
-         noises are independent.\n\n",
+         noises are independent. Quantiles do not combine that way: combine the bucket \
+         rows, then read the quantile off the combined distribution.\n\n",
     );
 
     s.push_str("## Privacy\n\n");
@@ -494,7 +495,7 @@ pub(super) fn data_dictionary(
          any other information; `epsilon_perm` bounds what all of a device's reports about \
          one unchanged value reveal together, however many there are. A value that changes \
          costs `epsilon_perm` for each new value, and each device caps its new values per \
-         metric and year (the person's agent shows the sum). The noise was drawn on the \
+         measure and year (the person's agent shows the sum). The noise was drawn on the \
          device and cannot be removed from the released numbers. Because a device's reports \
          of an unchanged value share their permanent response, the noise of one device's \
          days is correlated, and averaging `day` rows (or their intervals) across days \
