@@ -114,7 +114,7 @@ pub(super) const COLUMNS: &[Column] = &[
         name: "estimate",
         ty: Type::F64,
         unit: "fraction of devices (buckets) or metric unit (means, quantiles)",
-        meaning: "Unbiased estimate: the share of the cell's devices whose value fell in the bucket, or the mean over the cell's devices of the metric clipped to its range. Unbiased means it is right on average, so it is what to aggregate, average or regress on; the noise that protects each device makes single values wander, so a frequency can be negative or above 1 and a mean can leave the metric's range. A quantile is read off the cell's estimated distribution function (made non-decreasing), interpolated inside its bucket in the logarithm of the value; it is infinite (an empty field in CSV, null in JSON Lines) when it lies above the last bucket edge.",
+        meaning: "Unbiased estimate: the share of the cell's devices whose value fell in the bucket, or the mean over the cell's devices of the metric clipped to its range. Unbiased means it is right on average, so it is what to aggregate, average or regress on; the noise that protects each device makes single values wander, so a frequency can be negative or above 1 and a mean can leave the metric's range. A quantile is read off the cell's estimated distribution function (made non-decreasing), interpolated inside its bucket by a monotone cubic in the logarithm of the value (Fritsch-Carlson); it is infinite (an empty field in CSV, null in JSON Lines) when it lies above the last bucket edge.",
         get: |r| Value::F64(r.estimate),
     },
     Column {
