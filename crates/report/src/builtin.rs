@@ -28,8 +28,9 @@ impl Catalog {
     /// - **Weights** are sampling probabilities (per thousand) proportional to
     ///   each metric's relative variance per report, so every metric gets the
     ///   same relative precision a day (`hush plan --weights` computes them).
-    ///   Which metric a report carries depends on these weights and the
-    ///   device's accounting state only, never on its measurements.
+    ///   Which metric a report carries depends on these weights, the device
+    ///   secret (a count is reported one way per device) and fresh
+    ///   randomness only, never on its measurements.
     ///
     /// One metric per report at the full epsilon beats splitting the epsilon
     /// across all of them for mean and frequency estimation (Wang et al.,

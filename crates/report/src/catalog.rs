@@ -82,6 +82,21 @@ impl Measure {
         }
     }
 
+    /// Whether the quantity is defined every period (the counts): only such
+    /// a measure can have a distribution, whose "no value" bucket then never
+    /// holds a real value (nor a stand-in's fake one).
+    pub fn always_defined(self) -> bool {
+        matches!(
+            self,
+            Self::ActiveMinutes
+                | Self::Keystrokes
+                | Self::Clicks
+                | Self::ScrollNotches
+                | Self::PointerTravel
+                | Self::LongestFocus
+        )
+    }
+
     /// Reads the quantity; `None` where it is undefined (no typing, no input, no shortcut).
     pub fn read(self, raw: &RawMeasurements) -> Option<f64> {
         let ratio = |num: u64, den: u64| (den > 0).then(|| num as f64 / den as f64);
@@ -346,7 +361,9 @@ impl Metric {
     /// estimation (not the sampling weight). The catalog hash covers it, and
     /// the device's permanent responses are keyed by it, so a catalog change
     /// that leaves a metric's encoding alone (new weights, say) leaves its
-    /// responses (and their budget) alone. `{:?}` prints f64
+    /// responses (and their budget) alone, unless new weights change the odds
+    /// between a measure's metrics and move the device to another one
+    /// ([`Catalog::device_metrics`]). `{:?}` prints f64
     /// so that it parses back to the same value.
     pub fn definition(&self) -> String {
         let mut text = format!(
@@ -484,13 +501,15 @@ impl Catalog {
                     Encoding::Buckets {
                         mechanism, edges, ..
                     } => {
-                        *mechanism == FrequencyKind::LGrr && edges.first().is_some_and(|e| *e > 0.0)
+                        *mechanism == FrequencyKind::LGrr
+                            && edges.first().is_some_and(|e| *e > 0.0)
+                            && m.measure.always_defined()
                     }
                     _ => false,
                 };
                 if !fits {
                     return bad(format!(
-                        "metric '{}': a distribution needs buckets with positive edges and l-grr",
+                        "metric '{}': a distribution needs a count's measure, buckets with positive edges and l-grr",
                         m.name
                     ));
                 }

@@ -146,8 +146,10 @@ fn invalid_catalogs_are_refused() {
     dup.push(dup[0].clone());
     assert!(Catalog::new(1, 1, dup).is_err());
     assert!(Catalog::new(1, 0, base.metrics().to_vec()).is_err());
-    let too_many = u8::try_from(base.metrics().len() + 1).unwrap();
-    assert!(Catalog::new(1, too_many, base.metrics().to_vec()).is_err());
+    // At most one metric of each measure per report.
+    let measures = u8::try_from(base.measures().len()).unwrap();
+    assert!(Catalog::new(1, measures, base.metrics().to_vec()).is_ok());
+    assert!(Catalog::new(1, measures + 1, base.metrics().to_vec()).is_err());
     let mut bad_edges = base.metrics().to_vec();
     if let Encoding::Buckets { edges, .. } = &mut bad_edges[6].encoding {
         edges.swap(0, 1);
@@ -177,17 +179,21 @@ fn invalid_catalogs_are_refused() {
         .iter()
         .position(|m| m.kind == MetricKind::Distribution)
         .unwrap();
-    for change in [0, 1] {
+    for change in [0, 1, 2] {
         let mut m = base.metrics().to_vec();
         if let Encoding::Buckets {
             mechanism, edges, ..
         } = &mut m[distribution].encoding
         {
-            if change == 0 {
-                *mechanism = hush_ldp::FrequencyKind::LOue;
-            } else {
-                edges[0] = 0.0;
+            match change {
+                0 => *mechanism = hush_ldp::FrequencyKind::LOue,
+                1 => edges[0] = 0.0,
+                _ => {}
             }
+        }
+        if change == 2 {
+            // Typing speed can be undefined: its "no value" bucket is real.
+            m[distribution].measure = hush_report::Measure::TypingSpeed;
         }
         let err = Catalog::new(1, 1, m).unwrap_err().to_string();
         assert!(err.contains("distribution"), "{err}");
