@@ -89,6 +89,7 @@ def main():
 
     epoch = datetime.date(1970, 1, 1)
     cells = defaultdict(list)
+    quantiles = defaultdict(list)
     for r in rows:
         where = f"{r['metric']} {r['period']} {r['bucket']}"
         check(r["window"] in ("day", "week", "month"), f"{where}: window {r['window']}")
@@ -97,7 +98,11 @@ def main():
         check(r["period_id"] == (day - epoch).days, f"{where}: period_id {r['period_id']}")
         check(r["reports"] >= args.min_devices, f"{where}: {r['reports']} reports were released")
         check(r["ci_low"] <= r["estimate"] <= r["ci_high"], f"{where}: interval")
-        check(r["std_error"] > 0 and math.isfinite(r["std_error"]), f"{where}: std_error")
+        # A distribution's p50 and p90 rows: their delta-method error is
+        # infinite where the distribution function is flat.
+        quantile = r["kind"] == "distribution" and r["bucket_index"] == -1
+        finite = quantile or math.isfinite(r["std_error"])
+        check(r["std_error"] > 0 and finite, f"{where}: std_error")
         check(r["epsilon"] > 0, f"{where}: epsilon")
         check(r["epsilon_perm"] > r["epsilon"], f"{where}: epsilon_perm")
         check(r["mechanism"] in MECHANISMS, f"{where}: mechanism {r['mechanism']}")
@@ -107,10 +112,17 @@ def main():
             check(r["cohort"] == args.cohort, f"{where}: cohort {r['cohort']!r}")
         if r["kind"] == "count":
             check(r["bucket"] == "mean" and r["bucket_index"] == -1, f"{where}: a mean row")
+        elif quantile:
+            check(r["bucket"] in ("p50", "p90"), f"{where}: a quantile row")
+            key = (r["metric"], r["window"], r["period"], r["cohort"], r["epsilon"], r["epsilon_perm"], r["catalog_hash"])
+            quantiles[key].append(r["bucket"])
         else:
             key = (r["metric"], r["window"], r["period"], r["cohort"], r["epsilon"], r["epsilon_perm"], r["catalog_hash"])
             cells[key].append(r)
     check(len(cells) > 0, "no frequency cell was released")
+    for key, labels in quantiles.items():
+        check(sorted(labels) == ["p50", "p90"], f"{key}: quantile rows {labels}")
+        check(key in cells, f"{key}: quantiles without their buckets")
     for key, buckets in cells.items():
         indices = sorted(b["bucket_index"] for b in buckets)
         check(indices == list(range(len(buckets))), f"{key}: bucket indices {indices}")
