@@ -22,6 +22,7 @@ mod builtin;
 mod catalog;
 mod error;
 mod lifetime;
+mod measure;
 mod privatize;
 mod raw;
 mod secret;
@@ -29,14 +30,15 @@ mod vocabulary;
 mod wire;
 
 pub use catalog::{
-    Catalog, CatalogHash, Encoding, MAX_CHANGE_FACTOR, Measure, Metric, MetricKind,
-    MetricMechanism, MetricValue, PreviewLine, SentLine,
+    Catalog, CatalogHash, Encoding, MAX_CHANGE_FACTOR, Metric, MetricKind, MetricMechanism,
+    MetricValue, PreviewLine, SentLine,
 };
 pub use error::ReportError;
 pub use lifetime::{
     BUCKET_DAYS, Draw, DrawTags, HISTORY_BUCKETS, Lifetime, WINDOW_BUCKETS, YEAR_BUCKETS,
     bucket_of_day, draws_per_window,
 };
+pub use measure::Measure;
 pub use privatize::{DeviceMemory, PrivatizeError, PrivatizeRequest, context_of, privatize};
 pub use raw::RawMeasurements;
 pub use secret::{DeviceSecret, PermanentContext, SECRET_BYTES, TAG_BYTES};
