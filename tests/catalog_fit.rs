@@ -19,6 +19,17 @@ fn population(catalog: &Catalog) -> Vec<Vec<Vec<Option<f64>>>> {
     working_weeks(catalog, PEOPLE, 11)
 }
 
+/// Metric `i`'s readings over every person's working days, ascending (0 where undefined).
+fn sorted_readings(people: &[Vec<Vec<Option<f64>>>], i: usize) -> Vec<f64> {
+    let mut xs: Vec<f64> = people
+        .iter()
+        .flatten()
+        .map(|day| day[i].unwrap_or(0.0))
+        .collect();
+    xs.sort_by(f64::total_cmp);
+    xs
+}
+
 fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
@@ -31,12 +42,7 @@ fn count_ranges_sit_near_the_99th_percentile_of_working_days() {
         let Encoding::Numeric { hi, .. } = metric.encoding else {
             continue;
         };
-        let mut xs: Vec<f64> = people
-            .iter()
-            .flatten()
-            .map(|day| day[i].unwrap_or(0.0))
-            .collect();
-        xs.sort_by(f64::total_cmp);
+        let xs = sorted_readings(&people, i);
         let (p98, p997) = (quantile(&xs, 0.98), quantile(&xs, 0.997));
         assert!(
             p98 <= hi && hi <= p997,
@@ -121,6 +127,48 @@ fn weights_give_every_metric_the_same_relative_precision() {
             "{}: ±{:.1}% a day at 20,000",
             p.name,
             100.0 * per_day
+        );
+    }
+}
+
+#[test]
+fn fitted_p90s_are_the_working_days_90th_percentiles() {
+    // A fleet's released p90 is compared with these to learn its ranges
+    // (hush_collector::ranges); 3,000 draws put the sample's 90th percentile
+    // within about 2% of the population's, so 6% means they were fitted.
+    let catalog = Catalog::builtin();
+    let people = population(&catalog);
+    for measure in catalog.measures() {
+        let Some(fitted) = hush_report::fitted_p90(measure) else {
+            continue;
+        };
+        let i = catalog
+            .metrics()
+            .iter()
+            .position(|m| m.measure == measure)
+            .unwrap();
+        let xs = sorted_readings(&people, i);
+        let p90 = quantile(&xs, 0.9);
+        assert!(
+            (fitted / p90 - 1.0).abs() < 0.06,
+            "{}: fitted p90 {fitted} against the population's {p90}",
+            measure.name()
+        );
+        // The ladder reaches far enough above the p90 to see it grow by the
+        // smallest step the collector acts on, and more.
+        let ladder = catalog
+            .metrics()
+            .iter()
+            .find(|m| m.measure == measure && m.kind == MetricKind::Distribution)
+            .unwrap();
+        let Encoding::Buckets { edges, .. } = &ladder.encoding else {
+            panic!("a distribution has buckets")
+        };
+        assert!(
+            *edges.last().unwrap() > 1.5 * fitted,
+            "{}: the ladder tops out at {}",
+            measure.name(),
+            edges.last().unwrap()
         );
     }
 }

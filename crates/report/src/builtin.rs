@@ -4,7 +4,7 @@
 
 use hush_ldp::{FrequencyKind, NumericKind};
 
-use crate::{Catalog, Encoding, Measure, Metric, MetricKind, Shortcut};
+use crate::{Catalog, Encoding, Measure, Metric, MetricKind, RangeSteps, Shortcut, round2};
 
 impl Catalog {
     /// Hush's built-in catalog (version 5): ten measures per day as sixteen
@@ -36,6 +36,19 @@ impl Catalog {
     /// across all of them for mean and frequency estimation (Wang et al.,
     /// ICDE 2019, Section IV: k = max(1, min(d, floor(eps / 2.5))) is 1 for eps <= 5).
     pub fn builtin() -> Self {
+        Self::with_ranges(&RangeSteps::default())
+    }
+
+    /// The built-in catalog with each count's range and distribution ladder
+    /// scaled by its step (rounded to two significant figures): what an agent
+    /// builds from the ranges a collector learned and published
+    /// ([`crate::PublishedRanges`]). Everything else is the built-in
+    /// catalog's, and no steps give the built-in catalog itself.
+    pub fn with_ranges(steps: &RangeSteps) -> Self {
+        let scaled = |x: f64, measure: Measure| match steps.step(measure) {
+            0 => x,
+            _ => round2(x * steps.factor(measure)),
+        };
         let labels = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
         let count = |name, description, unit, measure, hi, weight| Metric {
             name,
@@ -46,7 +59,7 @@ impl Catalog {
             encoding: Encoding::Numeric {
                 mechanism: NumericKind::LOneBit,
                 lo: 0.0,
-                hi,
+                hi: scaled(hi, measure),
             },
             weight,
         };
@@ -56,7 +69,7 @@ impl Catalog {
             unit,
             kind: MetricKind::Distribution,
             measure,
-            encoding: ladder(base, edges),
+            encoding: ladder(scaled(base, measure), edges),
             weight,
         };
         let mut shortcut_labels = vec!["none".to_owned()];

@@ -24,6 +24,7 @@ mod error;
 mod lifetime;
 mod measure;
 mod privatize;
+mod ranges;
 mod raw;
 mod secret;
 mod vocabulary;
@@ -40,6 +41,10 @@ pub use lifetime::{
 };
 pub use measure::Measure;
 pub use privatize::{DeviceMemory, PrivatizeError, PrivatizeRequest, context_of, privatize};
+pub use ranges::{
+    MAX_STEP, MIN_STEP, PublishedRanges, RangeSteps, STEPS_PER_OCTAVE, fitted_p90, nearest_step,
+    round2, step_factor,
+};
 pub use raw::RawMeasurements;
 pub use secret::{DeviceSecret, PermanentContext, SECRET_BYTES, TAG_BYTES};
 pub use vocabulary::{KeyClass, MouseButton, Shortcut};

@@ -29,6 +29,20 @@ pub enum Measure {
 }
 
 impl Measure {
+    /// Every measure, in the built-in catalog's order.
+    pub const ALL: [Measure; 10] = [
+        Self::ActiveMinutes,
+        Self::Keystrokes,
+        Self::Clicks,
+        Self::ScrollNotches,
+        Self::PointerTravel,
+        Self::LongestFocus,
+        Self::TypingSpeed,
+        Self::CorrectionRate,
+        Self::KeyboardShare,
+        Self::TopShortcut,
+    ];
+
     /// Lowercase name: the metric name of the measure's first metric, and the
     /// key its permanent draws are counted under, whichever metric made them.
     pub fn name(self) -> &'static str {

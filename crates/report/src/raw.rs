@@ -109,6 +109,25 @@ impl RawMeasurements {
             .saturating_add(other.pointer_travel_px);
     }
 
+    /// Multiplies every count (keys, chords, shortcuts, clicks, scroll
+    /// notches, pointer travel) by `factor`, leaving the minutes alone: for
+    /// simulating a fleet busier than the one the catalog was fitted to (the
+    /// range-learning test). Saturates rather than wraps.
+    pub fn amplify(&mut self, factor: u32) {
+        for k in &mut self.keys {
+            *k = k.saturating_mul(factor);
+        }
+        self.chords = self.chords.saturating_mul(factor);
+        for s in &mut self.shortcuts {
+            *s = s.saturating_mul(factor);
+        }
+        for c in &mut self.clicks {
+            *c = c.saturating_mul(factor);
+        }
+        self.scroll_notches = self.scroll_notches.saturating_mul(factor);
+        self.pointer_travel_px = self.pointer_travel_px.saturating_mul(u64::from(factor));
+    }
+
     /// Minutes covered.
     pub fn minutes(&self) -> u32 {
         self.minutes
