@@ -253,7 +253,7 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<ExitCode> {
     let clock = config.clock();
     let summary = export::export(
         &conn,
-        &Catalogs::builtin(),
+        &Catalogs::load(&conn)?,
         &options,
         &args.windows,
         &clock,
@@ -324,7 +324,7 @@ pub fn device(cmd: &DeviceCommand) -> anyhow::Result<ExitCode> {
             };
             require_database(&config)?;
             let conn = store::open(&config.database)?;
-            match store::erase_device(&conn, &Catalogs::builtin(), &which)? {
+            match store::erase_device(&conn, &Catalogs::load(&conn)?, &which)? {
                 Some(erased) => {
                     println!(
                         "erased device {}: {} stored reports deleted, {} cells changed, token deleted",

@@ -43,6 +43,12 @@ pub struct CollectorConfig {
     /// Stored reports of closed periods older than this many days are deleted
     /// (at start and then daily); the released aggregate cells stay.
     pub retention_days: u32,
+    /// Learn each count's range from the fleet's released distributions and
+    /// offer it to agents in the policy (`hush_collector::ranges`): free in
+    /// privacy (post-processing), and it keeps ranges near the fleet's 99th
+    /// percentile when its days are larger or smaller than the built-in
+    /// catalog assumes. Off, the ranges stay at the last published revision.
+    pub learn_ranges: bool,
     /// For tests and demonstrations only: seconds added to the system clock when
     /// the collector decides which periods are open, closed or expired, so a test
     /// can upload "today" and read the released cells "a week later". Leave at 0.
@@ -68,6 +74,7 @@ impl Default for CollectorConfig {
             failed_requests_per_minute: 60,
             grace_periods: 7,
             retention_days: 400,
+            learn_ranges: true,
             clock_offset_seconds: 0,
             tls_cert: None,
             tls_key: None,
@@ -195,6 +202,11 @@ grace_periods = 7
 # on demand.
 retention_days = 400
 
+# Learn each count's range (keystrokes, clicks, ...) from the fleet's released
+# distributions and offer it to agents with the policy; agents adopt at most 4
+# revisions a year. Post-processing of private data: no privacy cost.
+learn_ranges = true
+
 # For tests and demonstrations only: seconds added to the clock when deciding
 # which periods are open, released or expired. Leave at 0.
 # clock_offset_seconds = 0
@@ -220,6 +232,7 @@ mod tests {
             "failed_requests_per_minute",
             "grace_periods",
             "retention_days",
+            "learn_ranges",
             "clock_offset_seconds",
         ] {
             assert!(CollectorConfig::example().contains(key), "{key}");

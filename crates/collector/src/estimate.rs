@@ -158,16 +158,7 @@ fn cell_rows(
                 })
                 .collect::<Vec<_>>();
             if let Some(edges) = distribution_edges(metric) {
-                let counts = agg.support_counts();
-                let below = (0..edges.len())
-                    .map(|j| {
-                        let size = buckets_below(j);
-                        FrequencyAggregate::from_counts(reports, vec![counts[..size].iter().sum()])
-                            .estimate_population(set_probabilities(probs, size as u32), LEVEL)
-                            .map(|e| e.values[0])
-                    })
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| internal(e.to_string()))?;
+                let below = shares_below(agg, probs, edges.len())?;
                 let window = Window::Day.name();
                 let mut rows = rows_of(metric, key, window, period_seconds, &estimated);
                 rows.extend(quantile_rows(
@@ -288,7 +279,7 @@ fn row_base(metric: &Metric, key: &CellKey, window: &str, period_seconds: u32) -
 pub const QUANTILES: [(f64, &str); 2] = [(0.5, "p50"), (0.9, "p90")];
 
 /// A distribution metric's bucket edges (`None` for any other metric).
-fn distribution_edges(metric: &Metric) -> Option<&[f64]> {
+pub(crate) fn distribution_edges(metric: &Metric) -> Option<&[f64]> {
     match (&metric.encoding, metric.kind) {
         (Encoding::Buckets { edges, .. }, MetricKind::Distribution) => Some(edges),
         _ => None,
@@ -298,6 +289,26 @@ fn distribution_edges(metric: &Metric) -> Option<&[f64]> {
 /// How many buckets lie below edge `j`: "no value" and the `j + 1` under it.
 fn buckets_below(j: usize) -> usize {
     j + 2
+}
+
+/// The estimated share of values below each of a distribution's `edges`
+/// edges, from a day cell's support counts: each is a merged bucket's
+/// frequency, with its standard error (the sampling term included).
+pub(crate) fn shares_below(
+    agg: &FrequencyAggregate,
+    probs: hush_ldp::SupportProbabilities,
+    edges: usize,
+) -> Result<Vec<hush_stats::ValueEstimate>, CollectorError> {
+    let counts = agg.support_counts();
+    (0..edges)
+        .map(|j| {
+            let size = buckets_below(j);
+            FrequencyAggregate::from_counts(agg.reports(), vec![counts[..size].iter().sum()])
+                .estimate_population(set_probabilities(probs, size as u32), LEVEL)
+                .map(|e| e.values[0])
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| CollectorError::Internal(e.to_string()))
 }
 
 /// The quantile rows of a distribution metric's cell, from `below[j]`, the

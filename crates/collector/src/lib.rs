@@ -21,6 +21,7 @@ mod limits;
 pub mod loadgen;
 mod periods;
 pub mod plan;
+pub mod ranges;
 pub mod server;
 pub mod store;
 mod tokens;

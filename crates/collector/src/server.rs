@@ -13,7 +13,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
@@ -24,7 +24,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use hush_report::Report;
+use hush_report::{PublishedRanges, Report};
 use rusqlite::Connection;
 use serde::Deserialize;
 
@@ -35,6 +35,9 @@ use crate::tokens::token_hash;
 use crate::validate::{Catalogs, category, validate};
 use crate::{CollectorConfig, CollectorError, PeriodClock};
 
+/// The least time between two reads of the catalogs from the database.
+const RELOAD_INTERVAL: Duration = Duration::from_secs(5);
+
 /// How often the retention task runs after the one at start.
 const RETENTION_INTERVAL: Duration = Duration::from_secs(86_400);
 
@@ -42,7 +45,10 @@ const RETENTION_INTERVAL: Duration = Duration::from_secs(86_400);
 #[derive(Clone)]
 pub struct AppState {
     config: Arc<CollectorConfig>,
-    catalogs: Arc<Catalogs>,
+    /// The catalogs known, swapped whole when a range revision appears.
+    catalogs: Arc<RwLock<Arc<Catalogs>>>,
+    /// When the catalogs were last read from the database.
+    catalogs_read_at: Arc<Mutex<Option<Instant>>>,
     writer: Writer,
     readers: Arc<Vec<Mutex<Connection>>>,
     next_reader: Arc<AtomicUsize>,
@@ -58,16 +64,59 @@ impl AppState {
         let readers = (0..4)
             .map(|_| store::open(&config.database).map(Mutex::new))
             .collect::<Result<Vec<_>, _>>()?;
+        let catalogs = match readers[0].lock() {
+            Ok(conn) => Catalogs::load(&conn)?,
+            Err(_) => {
+                return Err(CollectorError::Internal(
+                    "a new connection was poisoned".into(),
+                ));
+            }
+        };
         Ok(AppState {
             devices: Arc::new(Buckets::new(config.device_requests_per_minute)),
             clients: Arc::new(Buckets::new(config.failed_requests_per_minute)),
             config: Arc::new(config),
-            catalogs: Arc::new(Catalogs::builtin()),
+            catalogs: Arc::new(RwLock::new(Arc::new(catalogs))),
+            catalogs_read_at: Arc::new(Mutex::new(Some(Instant::now()))),
             writer,
             readers: Arc::new(readers),
             next_reader: Arc::new(AtomicUsize::new(0)),
             tokens: Arc::new(TokenCache::new(TOKEN_TTL)),
         })
+    }
+
+    /// The catalogs known now.
+    fn catalogs(&self) -> Arc<Catalogs> {
+        match self.catalogs.read() {
+            Ok(c) => Arc::clone(&c),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Reads the catalogs again from the database, where range revisions are
+    /// published (by this process's learning task, or by another collector
+    /// on the same database), at most once every [`RELOAD_INTERVAL`]: the
+    /// policy needs no sign-in, so its requests must not each cost a read.
+    /// `force` skips the wait: an upload with an unknown catalog comes with a
+    /// device token and under its rate limit, and refusing it could drop a
+    /// report made with a revision another collector just published.
+    async fn reload_catalogs(&self, force: bool) -> Result<Arc<Catalogs>, CollectorError> {
+        {
+            let mut last = self
+                .catalogs_read_at
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if !force && last.is_some_and(|t| t.elapsed() < RELOAD_INTERVAL) {
+                return Ok(self.catalogs());
+            }
+            *last = Some(Instant::now());
+        }
+        let fresh = Arc::new(self.read(Catalogs::load).await?);
+        match self.catalogs.write() {
+            Ok(mut c) => *c = Arc::clone(&fresh),
+            Err(poisoned) => *poisoned.into_inner() = Arc::clone(&fresh),
+        }
+        Ok(fresh)
     }
 
     /// Runs a read on one of the reader connections on a blocking thread, so a
@@ -240,9 +289,20 @@ async fn upload(
         Err(e) => return refuse(StatusCode::BAD_REQUEST, category::MALFORMED, e),
     };
     let current = state.config.clock().current;
+    let mut catalogs = state.catalogs();
+    let mut reloaded = false;
     let mut valid = Vec::with_capacity(reports.len());
     for r in reports {
-        match validate(r, &state.catalogs, &state.config, current) {
+        // A revision published since the catalogs were read (or by another
+        // collector) is known once they are read again.
+        if !reloaded && catalogs.get(r.catalog_hash()).is_none() {
+            reloaded = true;
+            match state.reload_catalogs(true).await {
+                Ok(c) => catalogs = c,
+                Err(e) => return refuse(StatusCode::SERVICE_UNAVAILABLE, category::STORAGE, e),
+            }
+        }
+        match validate(r, &catalogs, &state.config, current) {
             Ok(v) => valid.push(v),
             Err(rej) => {
                 let status =
@@ -296,7 +356,7 @@ async fn estimates(
         Err(e) => return refuse(StatusCode::BAD_REQUEST, category::MALFORMED, e),
     };
     let clock = state.config.clock();
-    let (catalogs, config) = (Arc::clone(&state.catalogs), Arc::clone(&state.config));
+    let (catalogs, config) = (state.catalogs(), Arc::clone(&state.config));
     let (from, to) = (q.from, q.to);
     let window = q.window.unwrap_or(crate::estimate::Window::Day);
     let released = state
@@ -339,14 +399,28 @@ async fn estimates(
 }
 
 async fn policy(State(state): State<AppState>) -> Response {
+    // Read each time, so every collector on one database offers the same
+    // ranges (an agent asks once a period: a small read).
+    let catalogs = match state.reload_catalogs(false).await {
+        Ok(c) => c,
+        Err(e) => return refuse(StatusCode::SERVICE_UNAVAILABLE, category::STORAGE, e),
+    };
     Json(serde_json::json!({
         "epsilon_1": state.config.epsilon_per_report,
         "epsilon_perm": state.config.epsilon_per_value,
         "period_seconds": state.config.period_seconds,
         "grace_periods": state.config.grace_periods,
-        "catalogs": state.catalogs.all().iter().map(|c| c.hash().to_string()).collect::<Vec<_>>(),
+        "catalogs": catalogs.all().iter().map(|c| c.hash().to_string()).collect::<Vec<_>>(),
+        "ranges": catalogs.current(),
     }))
     .into_response()
+}
+
+/// Learns the fleet's ranges once (`hush_collector::ranges::learn`) at the
+/// collector's clock; returns the revision published, if any.
+pub fn learn_ranges(config: &CollectorConfig) -> Result<Option<PublishedRanges>, CollectorError> {
+    let conn = store::open(&config.database)?;
+    crate::ranges::learn(&conn, config, config.clock())
 }
 
 /// Deletes the stored reports that `retention_days` lets go (closed periods
@@ -392,6 +466,7 @@ pub async fn serve_until(
     }
     let state = AppState::new(config.clone())?;
     let at_start = config.clone();
+    let learning_config = config.clone();
     tokio::task::spawn_blocking(move || prune_expired(&at_start))
         .await
         .map_err(|e| CollectorError::Internal(format!("the retention task failed: {e}")))??;
@@ -409,6 +484,24 @@ pub async fn serve_until(
                 Err(e) => tracing::warn!("retention: {e}"),
             }
         }
+    });
+    let learning = learning_config.learn_ranges.then(|| {
+        let config = learning_config;
+        tokio::spawn(async move {
+            // Often enough to act within a minute of a period's turn.
+            let every = Duration::from_secs(u64::from(config.period_seconds.clamp(1, 60)));
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let config = config.clone();
+                match tokio::task::spawn_blocking(move || learn_ranges(&config)).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::warn!("ranges: {e}"),
+                    Err(e) => tracing::warn!("ranges: {e}"),
+                }
+            }
+        })
     });
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let listener = std::net::TcpListener::bind(listen)?;
@@ -444,6 +537,9 @@ pub async fn serve_until(
     }
     .await;
     retention.abort();
+    if let Some(learning) = learning {
+        learning.abort();
+    }
     served
 }
 

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use hush_report::Report;
+use hush_report::{PublishedRanges, RangeSteps, Report};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::CollectorError;
@@ -36,8 +36,20 @@ pub enum Principal {
 
 /// The schema version this build reads and writes (`PRAGMA user_version`).
 /// Version 1 was the unversioned schema with arrival times and per-metric
-/// contributions; 2 keeps one report per device and period and no arrival time.
-pub const SCHEMA_VERSION: i64 = 2;
+/// contributions; 2 keeps one report per device and period and no arrival time;
+/// 3 adds the published range revisions (a version 2 file is upgraded in place).
+pub const SCHEMA_VERSION: i64 = 3;
+
+/// What version 3 adds to version 2.
+const RANGES_TABLE: &str = "
+-- The count ranges learned from the fleet's released distributions, one row
+-- per published revision (revision 0, the built-in catalog, has no row).
+CREATE TABLE ranges (
+    revision INTEGER PRIMARY KEY,
+    steps TEXT NOT NULL,
+    published_period INTEGER NOT NULL
+);
+";
 
 const SCHEMA: &str = "
 CREATE TABLE devices (
@@ -129,6 +141,12 @@ fn ensure_schema(conn: &Connection, path: &Path) -> Result<(), CollectorError> {
         let tables: i64 = conn.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get(0))?;
         if found == 0 && tables == 0 {
             conn.execute_batch(SCHEMA)?;
+            conn.execute_batch(RANGES_TABLE)?;
+            conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+            return Ok(SCHEMA_VERSION);
+        }
+        if found == 2 {
+            conn.execute_batch(RANGES_TABLE)?;
             conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             return Ok(SCHEMA_VERSION);
         }
@@ -153,6 +171,53 @@ fn ensure_schema(conn: &Connection, path: &Path) -> Result<(), CollectorError> {
             Err(e)
         }
     }
+}
+
+/// Every published range revision, oldest first, with the period it was
+/// published in (the built-in catalog, revision 0, is not stored).
+pub fn published_ranges(conn: &Connection) -> Result<Vec<(PublishedRanges, u32)>, CollectorError> {
+    let mut stmt =
+        conn.prepare("SELECT revision, steps, published_period FROM ranges ORDER BY revision")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (revision, steps, period) = row?;
+        let corrupt =
+            |why: String| CollectorError::Internal(format!("ranges revision {revision}: {why}"));
+        let steps: RangeSteps = serde_json::from_str(&steps).map_err(|e| corrupt(e.to_string()))?;
+        let revision = u32::try_from(revision).map_err(|e| corrupt(e.to_string()))?;
+        let period = u32::try_from(period).map_err(|e| corrupt(e.to_string()))?;
+        out.push((PublishedRanges { revision, steps }, period));
+    }
+    Ok(out)
+}
+
+/// Publishes `steps` as the next range revision, learned at the close of
+/// `period`; returns it.
+pub fn publish_ranges(
+    conn: &Connection,
+    steps: &RangeSteps,
+    period: u32,
+) -> Result<PublishedRanges, CollectorError> {
+    let text = serde_json::to_string(steps)
+        .map_err(|e| CollectorError::Internal(format!("range steps: {e}")))?;
+    let revision: i64 = conn.query_row(
+        "INSERT INTO ranges (revision, steps, published_period)
+         VALUES ((SELECT COALESCE(MAX(revision), 0) + 1 FROM ranges), ?1, ?2) RETURNING revision",
+        params![text, period],
+        |r| r.get(0),
+    )?;
+    Ok(PublishedRanges {
+        revision: u32::try_from(revision)
+            .map_err(|e| CollectorError::Internal(format!("ranges revision: {e}")))?,
+        steps: steps.clone(),
+    })
 }
 
 /// Stores a new token's hash; device tokens carry a cohort.

@@ -2,10 +2,10 @@
 //! Nothing in a report is trusted until it passes here.
 
 use hush_ldp::{FrequencyOracle, NumericMechanism};
-use hush_report::{Catalog, MetricMechanism, Report};
+use hush_report::{Catalog, MetricMechanism, PublishedRanges, Report};
 
-use crate::CollectorConfig;
 use crate::periods::{PeriodClock, Unaccepted};
+use crate::{CollectorConfig, CollectorError};
 
 /// A refusal: the HTTP status, the category the sender is told, and the
 /// details, which only the collector's log sees.
@@ -76,18 +76,39 @@ impl Rejection {
     }
 }
 
-/// The catalogs this collector knows, by hash.
+/// The catalogs this collector knows, by hash: the built-in one and one per
+/// published range revision, with the revision in force.
 #[derive(Debug, Clone)]
 pub struct Catalogs {
     known: Vec<Catalog>,
+    current: PublishedRanges,
+    /// The period the revision in force was published in (0 for the built-in).
+    since: u32,
 }
 
 impl Catalogs {
-    /// The built-in catalogs.
+    /// The built-in catalog only (revision 0).
     pub fn builtin() -> Self {
         Catalogs {
             known: vec![Catalog::builtin()],
+            current: PublishedRanges::default(),
+            since: 0,
         }
+    }
+
+    /// The built-in catalog and every revision published in the database,
+    /// the newest in force.
+    pub fn load(conn: &rusqlite::Connection) -> Result<Self, CollectorError> {
+        let mut out = Catalogs::builtin();
+        for (published, period) in crate::store::published_ranges(conn)? {
+            let catalog = Catalog::with_ranges(&published.steps);
+            if out.get(catalog.hash()).is_none() {
+                out.known.push(catalog);
+            }
+            out.current = published;
+            out.since = period;
+        }
+        Ok(out)
     }
 
     /// The catalog with this hash.
@@ -98,6 +119,16 @@ impl Catalogs {
     /// All known catalogs.
     pub fn all(&self) -> &[Catalog] {
         &self.known
+    }
+
+    /// The range revision in force: what the policy offers agents.
+    pub fn current(&self) -> &PublishedRanges {
+        &self.current
+    }
+
+    /// The period the revision in force was published in.
+    pub fn since(&self) -> u32 {
+        self.since
     }
 }
 

@@ -191,7 +191,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let conn = store::open(&config.database)?;
     let stored = store::report_count(&conn)?;
     let cells = store::all_cells(&conn, None, None)?;
-    let catalogs = Catalogs::builtin();
+    let catalogs = Catalogs::load(&conn)?;
     let (rows, withheld) =
         estimate_cells(&cells, &catalogs, config.period_seconds, config.min_devices)?;
     // Pooled estimates, with errors clustered by device: the working days of
