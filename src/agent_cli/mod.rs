@@ -207,7 +207,21 @@ pub fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
         }
         AgentCommand::Sent(a) => {
             let paths = paths(&a.home)?;
-            let catalog = Catalog::builtin();
+            // Each report is described with the catalog it was made with.
+            let ranges = hush_agent::ranges::Ranges::load(&paths)?;
+            let describe = |r: &hush_report::Report| match ranges.catalog_of(r.catalog_hash()) {
+                Some(catalog) => catalog.describe_report(r),
+                None => vec![hush_report::SentLine {
+                    name: "(unknown catalog)",
+                    mechanism: "",
+                    epsilon: r.epsilon(),
+                    epsilon_perm: 0.0,
+                    in_words: format!(
+                        "made with catalog {}, which this agent has no record of",
+                        r.catalog_hash()
+                    ),
+                }],
+            };
             let entries = read_sent(&paths)?;
             if a.json {
                 let rows: Vec<_> = entries
@@ -220,7 +234,7 @@ pub fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
                             "period": e.report.period(),
                             "epsilon": e.report.epsilon(),
                             "bytes": e.report.encode().len(),
-                            "metrics": catalog.describe_report(&e.report).iter().map(|l| serde_json::json!({
+                            "metrics": describe(&e.report).iter().map(|l| serde_json::json!({
                                 "metric": l.name, "mechanism": l.mechanism, "epsilon": l.epsilon, "epsilon_perm": l.epsilon_perm, "value": l.in_words,
                             })).collect::<Vec<_>>(),
                         })
@@ -242,7 +256,7 @@ pub fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
                         e.report.period(),
                         e.report.encode().len()
                     );
-                    for l in catalog.describe_report(&e.report) {
+                    for l in describe(&e.report) {
                         println!(
                             "    {}: {}  [{}, epsilon {} per report, {} per value]",
                             l.name, l.in_words, l.mechanism, l.epsilon, l.epsilon_perm

@@ -218,7 +218,7 @@ pub fn status(paths: &AgentPaths, config: &AgentConfig) -> Result<Status, AgentE
     let period = period_of(unix_now(), period_seconds);
     let ledger = Ledger::load(paths)?;
     let sent = read_sent(paths)?;
-    let catalog = Catalog::builtin();
+    let catalog = crate::ranges::Ranges::load(paths)?.current_catalog();
     let bucket = bucket_now();
     // Draws are counted per measure: a count's mean and distribution share them.
     let draws = catalog
@@ -370,6 +370,7 @@ mod tests {
             epsilon_perm: perm,
             period_seconds: period,
             catalogs: Vec::new(),
+            ranges: None,
         };
         let t = accept_policy(&policy(2.0, 4.0, 86_400), &config).unwrap();
         assert_eq!(

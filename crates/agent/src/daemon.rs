@@ -7,9 +7,7 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hush_capture::{CaptureThread, Epoch, EventSource, channel};
-use hush_report::{
-    Catalog, PrivatizeError, PrivatizeRequest, RawMeasurements, bucket_of_day, privatize,
-};
+use hush_report::{PrivatizeError, PrivatizeRequest, RawMeasurements, bucket_of_day, privatize};
 use rand::SeedableRng;
 use rand::rngs::ChaCha20Rng;
 
@@ -18,6 +16,7 @@ use crate::enrollment::Terms;
 use crate::lock::HomeLock;
 use crate::outbox::Outbox;
 use crate::period::{Pause, PeriodBuilder};
+use crate::ranges::Ranges;
 use crate::uploader::{UploadLoop, Uploader};
 use crate::{AgentConfig, AgentError, AgentPaths, Enrollment, Ledger};
 
@@ -231,8 +230,9 @@ impl Agent {
         }
         let mut account = ledger.account(period, terms.epsilon_1)?;
         let mut memory = load_memory(&self.paths, ledger.lifetime.clone())?;
-        let catalog = Catalog::builtin();
         let day = u64::from(period) * u64::from(terms.period_seconds) / 86_400;
+        let day = u32::try_from(day).unwrap_or(u32::MAX);
+        let catalog = Ranges::catalog_for(&self.paths, bucket_of_day(day))?;
         let request = PrivatizeRequest {
             catalog: &catalog,
             period,
@@ -240,7 +240,7 @@ impl Agent {
             epsilon: terms.epsilon_1,
             epsilon_perm: terms.epsilon_perm,
             max_draws: hush_report::draws_per_window(self.config.max_values_per_year),
-            bucket: bucket_of_day(u32::try_from(day).unwrap_or(u32::MAX)),
+            bucket: bucket_of_day(day),
             agent_version: env!("CARGO_PKG_VERSION"),
         };
         let report = match privatize(raw, &request, &mut memory, &mut account, rng) {

@@ -122,4 +122,8 @@ pub struct Policy {
     pub period_seconds: u32,
     /// Catalog hashes it knows.
     pub catalogs: Vec<String>,
+    /// The count ranges it learned from the fleet (absent from a collector
+    /// that predates them: the built-in ranges).
+    #[serde(default)]
+    pub ranges: Option<hush_report::PublishedRanges>,
 }

@@ -22,6 +22,7 @@ pub mod lock;
 pub mod outbox;
 mod paths;
 mod period;
+pub mod ranges;
 pub mod uploader;
 
 pub use config::AgentConfig;

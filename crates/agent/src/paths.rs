@@ -68,6 +68,12 @@ impl AgentPaths {
     pub fn sent_log(&self) -> PathBuf {
         self.data.join("sent.log")
     }
+    /// The count ranges the collector offered and the ones in use, with
+    /// when they were adopted (no value, only the collector's published steps).
+    pub fn ranges(&self) -> PathBuf {
+        self.data.join("ranges.toml")
+    }
+
     /// Present while the person has paused the agent.
     pub fn paused(&self) -> PathBuf {
         self.data.join("paused")

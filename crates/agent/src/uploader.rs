@@ -441,7 +441,13 @@ impl UploadLoop {
                         schedule.retry(now_ms(), &mut rng);
                         continue;
                     }
-                    _ => {}
+                    // New ranges take effect at the next report (a period boundary).
+                    Ok(policy) => match crate::ranges::Ranges::offer(&paths, &policy) {
+                        Ok(true) => tracing::info!("the collector offers new count ranges; the next report uses them"),
+                        Ok(false) => {}
+                        Err(e) => tracing::warn!("ignoring the collector's ranges: {e}"),
+                    },
+                    Err(_) => {}
                 }
                 match flush(&uploader, &outbox, &paths, unix_now()) {
                     Ok(s) if s.retry.is_none() => {
