@@ -466,41 +466,18 @@ pub async fn serve_until(
     }
     let state = AppState::new(config.clone())?;
     let at_start = config.clone();
-    let learning_config = config.clone();
     tokio::task::spawn_blocking(move || prune_expired(&at_start))
         .await
         .map_err(|e| CollectorError::Internal(format!("the retention task failed: {e}")))??;
-    let retention = tokio::spawn(async move {
-        let mut daily = tokio::time::interval(RETENTION_INTERVAL);
-        daily.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // The first tick is immediate, and the start already pruned.
-        daily.tick().await;
-        loop {
-            daily.tick().await;
-            let config = config.clone();
-            match tokio::task::spawn_blocking(move || prune_expired(&config)).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => tracing::warn!("retention: {e}"),
-                Err(e) => tracing::warn!("retention: {e}"),
-            }
-        }
+    // The first retention tick is immediate, and the start already pruned.
+    let retention = repeat("retention", RETENTION_INTERVAL, true, config.clone(), |c| {
+        prune_expired(c).map(|_| ())
     });
-    let learning = learning_config.learn_ranges.then(|| {
-        let config = learning_config;
-        tokio::spawn(async move {
-            // Often enough to act within a minute of a period's turn.
-            let every = Duration::from_secs(u64::from(config.period_seconds.clamp(1, 60)));
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                let config = config.clone();
-                match tokio::task::spawn_blocking(move || learn_ranges(&config)).await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => tracing::warn!("ranges: {e}"),
-                    Err(e) => tracing::warn!("ranges: {e}"),
-                }
-            }
+    // Often enough to act within a minute of a period's turn.
+    let every = Duration::from_secs(u64::from(config.period_seconds.clamp(1, 60)));
+    let learning = config.learn_ranges.then(|| {
+        repeat("ranges", every, false, config, |c| {
+            learn_ranges(c).map(|_| ())
         })
     });
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
@@ -541,6 +518,34 @@ pub async fn serve_until(
         learning.abort();
     }
     served
+}
+
+/// Runs `job` on a blocking thread every `every` (skipping the immediate
+/// first tick if `skip_first`), logging its failures under `what`; a slow
+/// run delays the next rather than piling up.
+fn repeat(
+    what: &'static str,
+    every: Duration,
+    skip_first: bool,
+    config: CollectorConfig,
+    job: fn(&CollectorConfig) -> Result<(), CollectorError>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        if skip_first {
+            tick.tick().await;
+        }
+        loop {
+            tick.tick().await;
+            let config = config.clone();
+            match tokio::task::spawn_blocking(move || job(&config)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!("{what}: {e}"),
+                Err(e) => tracing::warn!("{what}: {e}"),
+            }
+        }
+    })
 }
 
 async fn shutdown_signal() {
