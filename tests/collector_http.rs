@@ -290,6 +290,55 @@ fn authentication_failures_are_401() {
 }
 
 #[test]
+fn a_token_revoked_or_erased_after_its_first_upload_stores_nothing() {
+    let c = Collector::start("");
+    let agent = client();
+    let catalog = Catalog::builtin();
+    let batch =
+        |period: u32, seed: u64| Report::encode_batch(&[report(&catalog, period, 2.0, seed)]);
+    let run = |args: &[&str]| support::run_ok(&mut c.command(args));
+    // Revoked after the server has learned the token: the writer refuses it.
+    let revoked = c.token(&[]);
+    assert_eq!(
+        upload(&agent, &c.url, Some(&revoked), &batch(today(), 1)).0,
+        200
+    );
+    run(&["token", "revoke", &revoked]);
+    assert_eq!(
+        upload(&agent, &c.url, Some(&revoked), &batch(today() - 1, 2)),
+        (401, refusal("unknown or revoked token"))
+    );
+    // Erased: its id is the highest, so SQLite gives it to the next device;
+    // the erased token must not upload as that device.
+    let erased = c.token(&[]);
+    assert_eq!(
+        upload(&agent, &c.url, Some(&erased), &batch(today(), 3)).0,
+        200
+    );
+    let id = query_u64(&c.database(), "SELECT MAX(id) FROM devices");
+    run(&["device", "erase", &erased]);
+    let next = c.token(&["--cohort", "other"]);
+    assert_eq!(query_u64(&c.database(), "SELECT MAX(id) FROM devices"), id);
+    assert_eq!(
+        upload(&agent, &c.url, Some(&erased), &batch(today() - 1, 4)),
+        (401, refusal("unknown or revoked token"))
+    );
+    assert_eq!(
+        upload(&agent, &c.url, Some(&next), &batch(today() - 1, 5)).0,
+        200
+    );
+    assert_eq!(
+        query_u64(
+            &c.database(),
+            &format!("SELECT COUNT(*) FROM reports WHERE device = {id}")
+        ),
+        1,
+        "only the new device's own report"
+    );
+    assert_eq!(query_u64(&c.database(), "SELECT COUNT(*) FROM reports"), 2);
+}
+
+#[test]
 fn oversized_bodies_get_413_and_floods_get_429() {
     let c = Collector::start("max_body_bytes = 4096\ndevice_requests_per_minute = 5\n");
     let agent = client();

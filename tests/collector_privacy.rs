@@ -123,6 +123,45 @@ fn the_database_keeps_no_arrival_times_or_addresses_and_is_private() {
 }
 
 #[test]
+fn the_write_ahead_log_is_emptied_once_uploads_pause() {
+    // The log holds page images in commit order, which is arrival order; it
+    // must not keep them on disk once the collector is idle.
+    let c = Collector::start("");
+    some_traffic(&c);
+    let wal = c.database().with_extension("sqlite-wal");
+    let shm = c.database().with_extension("sqlite-shm");
+    // The log's index (the -shm file) must not list which pages the commits
+    // wrote, in their order, either: after a 136-byte header, one 32-bit page
+    // number per frame. Only page 1 (the scrubbing commit's) may remain.
+    let listed = || -> Vec<u32> {
+        let index = std::fs::read(&shm).unwrap();
+        index[136..136 + 4 * 4062]
+            .chunks(4)
+            .map(|b| u32::from_ne_bytes(b.try_into().unwrap()))
+            .filter(|&page| page != 0)
+            .collect()
+    };
+    let scrubbed =
+        || std::fs::metadata(&wal).is_ok_and(|m| m.len() == 0) && listed().iter().all(|&p| p == 1);
+    assert!(
+        !scrubbed(),
+        "the traffic left nothing to empty: the test tests nothing"
+    );
+    let emptied = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        scrubbed()
+    });
+    assert!(
+        emptied,
+        "after 10 s the log is {:?} bytes and its index lists pages {:?}",
+        std::fs::metadata(&wal).map(|m| m.len()),
+        listed()
+    );
+    // And it still holds every report.
+    assert_eq!(query_u64(&c.database(), "SELECT COUNT(*) FROM reports"), 2);
+}
+
+#[test]
 fn the_log_names_no_client_address_and_no_time_even_at_debug() {
     let mut c = Collector::start_logged("");
     some_traffic(&c);

@@ -1,12 +1,16 @@
 //! The ingestion writer: one thread owns the database connection and commits
 //! concurrent uploads together (group commit), acknowledging each only after
-//! its transaction is durable.
+//! its transaction is durable; it checkpoints the write-ahead log after it
+//! has acknowledged, never inside a commit an acknowledgement waits for.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
@@ -37,9 +41,26 @@ pub enum IngestError {
 /// from the database when next touched), so the cache cannot grow without bound.
 const CACHE_CELLS: usize = 1 << 16;
 
+/// Log frames (pages) past which the writer copies the log into the
+/// database: about 4 MiB of 1 KiB pages, more than SQLite's default of 1,000
+/// so a page changed by many commits is copied once, and fewer than the
+/// 4,062 frames the first block of the log's index (the `-shm` file) maps,
+/// so emptying can scrub that index (see [`empty_log`]).
+const CHECKPOINT_FRAMES: u64 = 3_900;
+
+/// The log holds page images in commit order, which is arrival order, so it
+/// is emptied (copied into the database and truncated to zero bytes) after
+/// this long without an upload...
+const QUIET: Duration = Duration::from_secs(2);
+
+/// ...and, under a steady trickle that never pauses that long, at least this
+/// often.
+const MAX_LOG_AGE: Duration = Duration::from_secs(60);
+
 struct Job {
     device: i64,
-    cohort: String,
+    /// The hash of the token the upload came with: the device must still hold it.
+    token: [u8; 32],
     reports: Vec<ValidReport>,
     reply: oneshot::Sender<Result<Outcome, IngestError>>,
 }
@@ -54,26 +75,37 @@ impl Writer {
     /// Opens the database and starts the writer thread; `group` caps how many
     /// uploads share one transaction.
     pub fn start(path: &Path, group: usize) -> Result<Writer, CollectorError> {
-        let conn = store::open(path)?;
+        let mut conn = store::open(path)?;
+        let frames = Arc::new(AtomicU64::new(0));
+        // Replaces SQLite's automatic checkpoint, which would run inside the
+        // COMMIT an acknowledgement waits for; `run` checkpoints instead.
+        conn.wal_hook(Some({
+            let frames = Arc::clone(&frames);
+            move |_: &mut rusqlite::hooks::Wal, n: std::ffi::c_int| {
+                frames.store(u64::try_from(n).unwrap_or(0), Ordering::Relaxed);
+                Ok(())
+            }
+        }))?;
         let (tx, rx) = crossbeam_channel::bounded::<Job>(group * 4);
         thread::Builder::new()
             .name("hush-writer".into())
-            .spawn(move || run(conn, rx, group))
+            .spawn(move || run(conn, rx, group, &frames))
             .map_err(|e| CollectorError::Internal(format!("cannot start the writer: {e}")))?;
         Ok(Writer { tx })
     }
 
-    /// Submits one device's validated upload; resolves once it is durable (or refused).
+    /// Submits one device's validated upload, made with the token whose hash
+    /// is `token`; resolves once it is durable (or refused).
     pub async fn submit(
         &self,
         device: i64,
-        cohort: String,
+        token: [u8; 32],
         reports: Vec<ValidReport>,
     ) -> Result<Outcome, IngestError> {
         let (reply, wait) = oneshot::channel();
         let job = Job {
             device,
-            cohort,
+            token,
             reports,
             reply,
         };
@@ -109,12 +141,32 @@ struct Cache {
     data_version: Option<i64>,
 }
 
-fn run(conn: Connection, rx: Receiver<Job>, group: usize) {
+fn run(conn: Connection, rx: Receiver<Job>, group: usize, frames: &AtomicU64) {
     let mut cache = Cache {
         cells: HashMap::new(),
         data_version: None,
     };
-    while let Ok(first) = rx.recv() {
+    // Whether the log may hold frames: then an idle writer empties it.
+    let mut logged = true;
+    let mut emptied_at = Instant::now();
+    loop {
+        let first = if logged {
+            match rx.recv_timeout(QUIET) {
+                Ok(job) => job,
+                Err(RecvTimeoutError::Timeout) => {
+                    if empty_log(&conn) {
+                        (logged, emptied_at) = (false, Instant::now());
+                    }
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        } else {
+            match rx.recv() {
+                Ok(job) => job,
+                Err(_) => break,
+            }
+        };
         let mut jobs = vec![first];
         while jobs.len() < group {
             match rx.try_recv() {
@@ -123,6 +175,58 @@ fn run(conn: Connection, rx: Receiver<Job>, group: usize) {
             }
         }
         commit_group(&conn, &mut cache, jobs);
+        logged = true;
+        // After the acknowledgements: the uploads that arrive meanwhile wait
+        // in the queue and go into the next, larger group.
+        if emptied_at.elapsed() >= MAX_LOG_AGE {
+            if empty_log(&conn) {
+                (logged, emptied_at) = (false, Instant::now());
+            }
+        } else if frames.load(Ordering::Relaxed) >= CHECKPOINT_FRAMES {
+            // Copied, not truncated: the next commit writes the log from its
+            // start again, over blocks the file already has (truncating each
+            // time made the file system allocate them anew, 8% more CPU).
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                tracing::warn!("checkpoint failed: {e}");
+            }
+            frames.store(0, Ordering::Relaxed);
+        }
+    }
+    empty_log(&conn);
+}
+
+/// Copies the whole log into the database and truncates it to zero bytes,
+/// then scrubs the log's index; returns whether it did (readers still using
+/// the log keep it until the next try, and the copy made so far stands).
+///
+/// The index (the `-shm` file) lists the page each frame wrote, in commit
+/// order, and truncating the log does not clear it; SQLite clears a block of
+/// it when the first frame of that block is written. So one more commit of
+/// one page (page 1, the header) and a second truncation leave the first
+/// block, which is all a log of [`CHECKPOINT_FRAMES`] uses, naming page 1
+/// only.
+fn empty_log(conn: &Connection) -> bool {
+    // Without waiting: a truncating checkpoint that waits for readers also
+    // holds off the writer's own next commit.
+    let truncate = || {
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map(|busy| busy == 0)
+    };
+    let emptied = conn.busy_timeout(Duration::ZERO).and_then(|()| {
+        Ok(truncate()?
+            && conn
+                .pragma_update(None, "user_version", store::SCHEMA_VERSION)
+                .and_then(|()| truncate())?)
+    });
+    let restored = conn.busy_timeout(store::BUSY_TIMEOUT);
+    match (emptied, restored) {
+        (Ok(done), Ok(())) => done,
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::warn!("checkpoint failed: {e}");
+            false
+        }
     }
 }
 
@@ -212,42 +316,28 @@ fn apply(
     job: &Job,
     updates: &mut Vec<(CellKey, usize, usize)>,
 ) -> Result<Result<Outcome, Rejection>, CollectorError> {
-    // The token was checked when the request arrived, possibly from a cache; a
-    // device revoked or erased since then must not store anything.
-    if !store::device_active(conn, job.device)? {
+    // The token was checked when the request arrived, from the device
+    // directory; a device revoked or erased since then must not store
+    // anything. The cohort is read here too, not taken from the directory.
+    let Some(cohort) = store::device_cohort(conn, job.device, &job.token)? else {
         return Ok(Err(Rejection::new(
             401,
             category::UNKNOWN_TOKEN,
             "the device was revoked or erased after its token was checked",
         )));
-    }
+    };
     let mut outcome = Outcome::default();
-    let mut find = conn.prepare_cached("SELECT device FROM reports WHERE id = ?1")?;
-    // One report per device and period: the unique index on (device, period)
-    // makes a second one a no-op, which is how it is detected.
+    // A new report id in a new (device, period) is the common case, so the
+    // insert comes first; only when the primary key or the unique index on
+    // (device, period) makes it a no-op is the id looked up, to tell a retry
+    // from a conflict.
     let mut insert = conn.prepare_cached(
         "INSERT OR IGNORE INTO reports (id, device, period, body) VALUES (?1, ?2, ?3, ?4)",
     )?;
+    let mut find = conn.prepare_cached("SELECT device FROM reports WHERE id = ?1")?;
     for (r, valid) in job.reports.iter().enumerate() {
         let report = &valid.report;
         let id = report.id().0;
-        let existing: Option<i64> = find
-            .query_row(params![&id[..]], |row| row.get(0))
-            .optional()?;
-        match existing {
-            Some(d) if d == job.device => {
-                outcome.duplicates += 1;
-                continue;
-            }
-            Some(_) => {
-                return Ok(Err(Rejection::new(
-                    409,
-                    category::OTHER_DEVICE,
-                    "a report id stored for another device",
-                )));
-            }
-            None => {}
-        }
         let inserted = insert.execute(params![
             &id[..],
             job.device,
@@ -255,17 +345,35 @@ fn apply(
             report.encode()
         ])?;
         if inserted == 0 {
-            return Ok(Err(Rejection::new(
-                409,
-                category::PERIOD_TAKEN,
-                format!(
-                    "a second report for period {} from one device",
-                    report.period()
-                ),
-            )));
+            let existing: Option<i64> = find
+                .query_row(params![&id[..]], |row| row.get(0))
+                .optional()?;
+            match existing {
+                Some(d) if d == job.device => {
+                    outcome.duplicates += 1;
+                    continue;
+                }
+                Some(_) => {
+                    return Ok(Err(Rejection::new(
+                        409,
+                        category::OTHER_DEVICE,
+                        "a report id stored for another device",
+                    )));
+                }
+                None => {
+                    return Ok(Err(Rejection::new(
+                        409,
+                        category::PERIOD_TAKEN,
+                        format!(
+                            "a second report for period {} from one device",
+                            report.period()
+                        ),
+                    )));
+                }
+            }
         }
         for (m, metric) in report.metrics().iter().enumerate() {
-            updates.push((CellKey::of(report, metric, &job.cohort), r, m));
+            updates.push((CellKey::of(report, metric, &cohort), r, m));
         }
         outcome.accepted += 1;
     }

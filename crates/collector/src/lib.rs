@@ -11,6 +11,7 @@
 //! kept, and a period's cells released once, after its grace window
 //! ([`PeriodClock`]), so releases cannot be compared to isolate one report.
 
+mod auth;
 mod cells;
 mod config;
 mod error;

@@ -28,6 +28,7 @@ use hush_report::{PublishedRanges, Report};
 use rusqlite::Connection;
 use serde::Deserialize;
 
+use crate::auth::DeviceDirectory;
 use crate::ingest::{IngestError, Writer};
 use crate::limits::{Buckets, TOKEN_TTL, TokenCache, client_key};
 use crate::store::{self, Principal};
@@ -52,10 +53,19 @@ pub struct AppState {
     writer: Writer,
     readers: Arc<Vec<Mutex<Connection>>>,
     next_reader: Arc<AtomicUsize>,
-    devices: Arc<Buckets<i64>>,
+    /// Upload allowances, per token: one per device, and an old token of
+    /// an id SQLite reused after an erasure cannot spend the new device's.
+    devices: Arc<Buckets<[u8; 32]>>,
     clients: Arc<Buckets<IpAddr>>,
+    /// Device tokens, without expiry (the writer rechecks each upload's device).
+    directory: Arc<DeviceDirectory>,
+    /// Admin tokens, believed for [`TOKEN_TTL`].
     tokens: Arc<TokenCache>,
 }
+
+/// The hash of the bearer token a request was authenticated with.
+#[derive(Debug, Clone, Copy)]
+struct TokenHash([u8; 32]);
 
 impl AppState {
     /// Opens the database (creating it) and starts the writer.
@@ -81,6 +91,7 @@ impl AppState {
             writer,
             readers: Arc::new(readers),
             next_reader: Arc::new(AtomicUsize::new(0)),
+            directory: Arc::new(DeviceDirectory::default()),
             tokens: Arc::new(TokenCache::new(TOKEN_TTL)),
         })
     }
@@ -223,14 +234,23 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
             "no bearer token",
         );
     };
-    let principal = match state.tokens.get(&hash, Instant::now()) {
+    let cached = match state.directory.get(&hash) {
+        Some(device) => Some(device.principal()),
+        None => state.tokens.get(&hash, Instant::now()),
+    };
+    let principal = match cached {
         Some(p) => p,
         None => match state
-            .read(move |c| store::principal_by_hash(c, &hash))
+            .read({
+                let directory = Arc::clone(&state.directory);
+                move |c| directory.find(c, &hash)
+            })
             .await
         {
             Ok(Some(p)) => {
-                state.tokens.insert(hash, p.clone(), Instant::now());
+                if p == Principal::Admin {
+                    state.tokens.insert(hash, p.clone(), Instant::now());
+                }
                 p
             }
             Ok(None) => {
@@ -244,16 +264,18 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
         },
     };
     request.extensions_mut().insert(principal);
+    request.extensions_mut().insert(TokenHash(hash));
     next.run(request).await
 }
 
 async fn upload(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
+    Extension(TokenHash(token)): Extension<TokenHash>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let Principal::Device { id, cohort } = principal else {
+    let Principal::Device { id, .. } = principal else {
         return refuse(
             StatusCode::FORBIDDEN,
             category::WRONG_TOKEN,
@@ -268,7 +290,7 @@ async fn upload(
         }
         Err(e) => return refuse(StatusCode::BAD_REQUEST, category::MALFORMED, e),
     };
-    if !state.devices.allow(id, Instant::now()) {
+    if !state.devices.allow(token, Instant::now()) {
         return refuse(
             StatusCode::TOO_MANY_REQUESTS,
             category::TOO_MANY,
@@ -311,9 +333,12 @@ async fn upload(
             }
         }
     }
-    match state.writer.submit(id, cohort, valid).await {
+    match state.writer.submit(id, token, valid).await {
         Ok(outcome) => (StatusCode::OK, Json(outcome)).into_response(),
         Err(IngestError::Rejected(rej)) => {
+            if rej.status == 401 {
+                state.directory.forget(&token);
+            }
             let status = StatusCode::from_u16(rej.status).unwrap_or(StatusCode::CONFLICT);
             refuse(status, rej.category, rej.reason)
         }
