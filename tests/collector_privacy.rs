@@ -262,6 +262,13 @@ fn loadgen_runs_only_against_its_own_data_and_revokes_its_tokens() {
         let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(result["accepted"], 200, "{result}");
         assert_eq!(result["devices"], 25, "200 reports over 8 open periods");
+        // The collector runs here, so its CPU time was read (a few 10 ms ticks at most).
+        let cpu = result["collector_cpu_seconds"].as_f64().unwrap();
+        let per_1000 = result["collector_cpu_seconds_per_1000_reports"]
+            .as_f64()
+            .unwrap();
+        assert!((0.0..5.0).contains(&cpu), "{result}");
+        assert!((per_1000 - cpu * 1000.0 / 200.0).abs() < 1e-9, "{result}");
         let db = own.database();
         assert_eq!(query_u64(&db, "SELECT COUNT(*) FROM reports"), 200 * run);
         assert_eq!(

@@ -205,6 +205,19 @@ pub fn loadgen(args: &LoadgenArgs) -> anyhow::Result<ExitCode> {
             result.seconds,
             result.reports_per_second
         );
+        match (
+            result.collector_cpu_seconds,
+            result.collector_cpu_seconds_per_1000_reports,
+        ) {
+            (Some(total), Some(per_1000)) => println!(
+                "collector CPU {total:.2} s: {per_1000:.4} s per 1,000 reports ({:.1} µs per report)",
+                per_1000 * 1000.0
+            ),
+            _ => println!(
+                "collector CPU: not measured (no process of this user on this machine listens on {})",
+                args.url
+            ),
+        }
     }
     Ok(if result.failed == 0 && result.unsent == 0 {
         ExitCode::SUCCESS

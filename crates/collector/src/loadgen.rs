@@ -56,6 +56,95 @@ pub struct LoadResult {
     pub seconds: f64,
     /// Acknowledged reports per second.
     pub reports_per_second: f64,
+    /// CPU seconds (user and system) the collector process used during the
+    /// upload phase, when it runs on this machine and its `/proc` entry is
+    /// readable: unlike reports per second, comparable across machines of
+    /// different speed and load.
+    pub collector_cpu_seconds: Option<f64>,
+    /// The same per 1,000 acknowledged reports.
+    pub collector_cpu_seconds_per_1000_reports: Option<f64>,
+}
+
+/// The local process listening on the collector's port, whose CPU time the
+/// run reads before and after (Linux `/proc`; `None` elsewhere or when the
+/// process belongs to another user).
+pub fn collector_process(url: &str) -> Option<u32> {
+    let port = port_of(url)?;
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // local_address is ADDR:PORT in hex; state 0A is LISTEN.
+            let listening = fields.get(3) == Some(&"0A");
+            let on_port = fields
+                .get(1)
+                .and_then(|a| a.rsplit_once(':'))
+                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+                == Some(port);
+            if listening
+                && on_port
+                && let Some(inode) = fields.get(9)
+            {
+                inodes.push(format!("socket:[{inode}]"));
+            }
+        }
+    }
+    if inodes.is_empty() {
+        return None;
+    }
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if let Ok(target) = std::fs::read_link(fd.path())
+                && inodes.iter().any(|i| target.as_os_str() == i.as_str())
+            {
+                return Some(pid);
+            }
+        }
+    }
+    None
+}
+
+/// User plus system CPU seconds of a process so far, all its threads, from
+/// `/proc/PID/stat`.
+pub fn process_cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name, in parentheses, may hold spaces: count from after it.
+    let (_, rest) = stat.rsplit_once(')')?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are the 14th and 15th fields, the 3rd being the first after the name.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ, the unit of /proc's times, is 100 on every Linux architecture
+    // Hush builds for.
+    Some(ticks as f64 / 100.0)
+}
+
+/// The TCP port of an http(s) URL, explicit or the scheme's.
+fn port_of(url: &str) -> Option<u16> {
+    let (default, rest) = if let Some(rest) = url.strip_prefix("http://") {
+        (80, rest)
+    } else {
+        (443, url.strip_prefix("https://")?)
+    };
+    let authority = rest.split(['/', '?', '#']).next()?;
+    // A bracketed IPv6 host holds colons of its own.
+    let after_host = authority.rsplit_once(']').map_or(authority, |(_, p)| p);
+    match after_host.rsplit_once(':') {
+        Some((_, port)) => port.parse().ok(),
+        None => Some(default),
+    }
 }
 
 /// Refuses any target that is not a loopback address: load is only ever sent to this machine.
@@ -205,6 +294,10 @@ pub fn run(
             jobs.push((d as usize, chunk.to_vec()));
         }
     }
+    // Devices upload in no particular order; sent in the order they were
+    // minted, their rows would land side by side in the (device, period)
+    // index and flatter the collector.
+    rand::seq::SliceRandom::shuffle(&mut jobs[..], &mut rng);
 
     // Stopped while the reports were being made: mint nothing.
     if stop.load(Ordering::Relaxed) {
@@ -219,10 +312,23 @@ pub fn run(
         revoked: false,
     };
     let tokens = mint(config, devices, &mut minted.ids)?;
+    let server = collector_process(&plan.url);
+    let cpu_before = server.and_then(process_cpu_seconds);
     let result = upload(plan, &tokens, jobs, acked, progress, stop);
+    let cpu = cpu_before
+        .zip(server.and_then(process_cpu_seconds))
+        .map(|(before, after)| after - before);
     drop(tokens);
     minted.revoke()?;
-    Ok(LoadResult { devices, ..result })
+    let acknowledged = result.accepted + result.duplicates;
+    Ok(LoadResult {
+        devices,
+        collector_cpu_seconds: cpu,
+        collector_cpu_seconds_per_1000_reports: cpu
+            .filter(|_| acknowledged > 0)
+            .map(|c| c * 1000.0 / acknowledged as f64),
+        ..result
+    })
 }
 
 /// Refuses a database that holds any device the load generator did not mint.
@@ -359,6 +465,8 @@ fn upload(
         unsent,
         seconds,
         reports_per_second: (accepted + duplicates) as f64 / seconds.max(1e-9),
+        collector_cpu_seconds: None,
+        collector_cpu_seconds_per_1000_reports: None,
     }
 }
 
@@ -371,6 +479,51 @@ mod tests {
         assert_eq!(devices_needed(100_000, 7), 12_500);
         assert_eq!(devices_needed(100_001, 7), 12_501);
         assert_eq!(devices_needed(5, 0), 5);
+    }
+
+    #[test]
+    fn ports_come_from_the_url_or_its_scheme() {
+        assert_eq!(port_of("http://127.0.0.1:8600"), Some(8600));
+        assert_eq!(port_of("http://[::1]:9000/x"), Some(9000));
+        assert_eq!(port_of("http://localhost/"), Some(80));
+        assert_eq!(port_of("https://[::1]"), Some(443));
+        assert_eq!(port_of("http://127.0.0.1:81?x=1"), Some(81));
+        assert_eq!(port_of("ftp://127.0.0.1:21"), None);
+    }
+
+    #[test]
+    fn the_listening_process_and_its_cpu_time_are_found() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let url = format!("http://127.0.0.1:{port}");
+        assert_eq!(collector_process(&url), Some(std::process::id()));
+        // This thread's own CPU time, in nanoseconds, from the scheduler.
+        let thread_cpu = || -> f64 {
+            let text = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
+            text.split_whitespace()
+                .next()
+                .unwrap()
+                .parse::<f64>()
+                .unwrap()
+                / 1e9
+        };
+        let before = process_cpu_seconds(std::process::id()).unwrap();
+        let (start, own) = (Instant::now(), thread_cpu());
+        // Burn 0.3 s of this thread's CPU, however loaded the machine is.
+        let mut x = 0u64;
+        while thread_cpu() - own < 0.3 {
+            for _ in 0..10_000 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+            }
+        }
+        let used = process_cpu_seconds(std::process::id()).unwrap() - before;
+        // At least this thread's 0.3 s (less a few 10 ms ticks of sampling),
+        // at most every core busy for the whole time.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let most = start.elapsed().as_secs_f64() * cores + 0.05;
+        assert!(used >= 0.25 && used <= most, "{used} s, at most {most} s");
+        drop(listener);
+        assert_eq!(collector_process(&url), None);
     }
 
     #[test]
