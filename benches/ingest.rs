@@ -21,13 +21,11 @@
 use std::path::Path;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use hush_collector::loadgen::device_reports;
 use hush_collector::{Catalogs, CollectorConfig, ValidReport, Writer, store, validate};
-use hush_ldp::{BudgetAccount, NoiseRng};
-use hush_report::{
-    Catalog, DeviceMemory, DeviceSecret, KeyClass, PrivatizeRequest, RawMeasurements, Report,
-    bucket_of_day, privatize,
-};
-use rand::{Rng, SeedableRng};
+use hush_ldp::NoiseRng;
+use hush_report::{Catalog, Report};
+use rand::SeedableRng;
 
 /// Uploads in flight, as `hush collector loadgen --concurrency 8`.
 const IN_FLIGHT: usize = 8;
@@ -50,33 +48,15 @@ fn reports_for_new_devices(
     let catalog = Catalog::builtin();
     let current = config.clock().current;
     let mut uploads = Vec::with_capacity(UPLOADS);
-    for d in 0..UPLOADS as u32 {
+    for d in 0..UPLOADS as u64 {
         let token = hush_collector::new_token_from_os(hush_collector::TokenKind::Device)
             .expect("os randomness");
         let id = store::add_device(conn, &token, "bench", config.now(), true).expect("device");
-        let mut secret = [0u8; 32];
-        rng.fill_bytes(&mut secret);
-        let mut memory = DeviceMemory::new(DeviceSecret::from_bytes(secret));
-        let mut reports = Vec::with_capacity(PER_UPLOAD);
-        for j in 0..PER_UPLOAD as u32 {
-            let mut raw = RawMeasurements::new(1440);
-            for _ in 0..(j * 7 + d * 13) % 3000 {
-                raw.record_key(KeyClass::Letter);
-            }
-            let request = PrivatizeRequest {
-                catalog: &catalog,
-                period: current - j,
-                period_seconds: config.period_seconds,
-                epsilon: config.epsilon_per_report,
-                epsilon_perm: config.epsilon_per_value,
-                max_draws: u32::MAX,
-                bucket: bucket_of_day(current),
-                agent_version: "bench",
-            };
-            let mut budget = BudgetAccount::new(config.epsilon_per_report).expect("budget");
-            let report = privatize(raw, &request, &mut memory, &mut budget, rng).expect("report");
-            reports.push(validate(report, catalogs, config, current).expect("valid report"));
-        }
+        let reports = device_reports(config, &catalog, current, d, PER_UPLOAD as u32, rng)
+            .expect("reports")
+            .into_iter()
+            .map(|report| validate(report, catalogs, config, current).expect("valid report"))
+            .collect();
         uploads.push((id, hush_collector::token_hash(&token), reports));
     }
     Batch { uploads }

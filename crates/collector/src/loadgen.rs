@@ -261,35 +261,8 @@ pub fn run(
     let (base, extra) = (plan.reports / devices, plan.reports % devices);
     let mut jobs: Vec<(usize, Vec<Report>)> = Vec::new();
     for d in 0..devices {
-        let mine_count = base + u64::from(d < extra);
-        let mut mine = Vec::with_capacity(mine_count as usize);
-        let mut secret = [0u8; 32];
-        rand::Rng::fill_bytes(&mut rng, &mut secret);
-        let mut memory = DeviceMemory::new(DeviceSecret::from_bytes(secret));
-        for j in 0..mine_count {
-            let mut raw = RawMeasurements::new(1440);
-            for _ in 0..(j * 7 + d) % 3000 {
-                raw.record_key(KeyClass::Letter);
-            }
-            let request = PrivatizeRequest {
-                catalog: &catalog,
-                period: current - j as u32,
-                period_seconds: config.period_seconds,
-                epsilon: config.epsilon_per_report,
-                epsilon_perm: config.epsilon_per_value,
-                max_draws: u32::MAX,
-                bucket: bucket_of_day(
-                    (u64::from(current) * u64::from(config.period_seconds) / 86_400) as u32,
-                ),
-                agent_version: "loadgen",
-            };
-            let mut budget = BudgetAccount::new(config.epsilon_per_report)
-                .map_err(|e| CollectorError::Internal(e.to_string()))?;
-            mine.push(
-                privatize(raw, &request, &mut memory, &mut budget, &mut rng)
-                    .map_err(|e| CollectorError::Internal(e.to_string()))?,
-            );
-        }
+        let count = (base + u64::from(d < extra)) as u32;
+        let mine = device_reports(config, &catalog, current, d, count, &mut rng)?;
         for chunk in mine.chunks(plan.batch) {
             jobs.push((d as usize, chunk.to_vec()));
         }
@@ -329,6 +302,52 @@ pub fn run(
             .map(|c| c * 1000.0 / acknowledged as f64),
         ..result
     })
+}
+
+/// The reports one synthetic device `d` sends: real reports from the real
+/// privatizer, one for each of the `count` periods up to `current` (the
+/// current one first), of a day with a number of keystrokes that varies
+/// with the device and the period. The load generator and `benches/ingest.rs`
+/// both send these.
+pub fn device_reports(
+    config: &CollectorConfig,
+    catalog: &Catalog,
+    current: u32,
+    d: u64,
+    count: u32,
+    rng: &mut NoiseRng,
+) -> Result<Vec<Report>, CollectorError> {
+    let mut secret = [0u8; 32];
+    rand::Rng::fill_bytes(rng, &mut secret);
+    let mut memory = DeviceMemory::new(DeviceSecret::from_bytes(secret));
+    let mut reports = Vec::with_capacity(count as usize);
+    for j in 0..count {
+        let mut raw = RawMeasurements::new(1440);
+        for _ in 0..(u64::from(j) * 7 + d) % 3000 {
+            raw.record_key(KeyClass::Letter);
+        }
+        let request = PrivatizeRequest {
+            catalog,
+            period: current.checked_sub(j).ok_or_else(|| {
+                CollectorError::Internal("the clock is before the first periods".into())
+            })?,
+            period_seconds: config.period_seconds,
+            epsilon: config.epsilon_per_report,
+            epsilon_perm: config.epsilon_per_value,
+            max_draws: u32::MAX,
+            bucket: bucket_of_day(
+                (u64::from(current) * u64::from(config.period_seconds) / 86_400) as u32,
+            ),
+            agent_version: "loadgen",
+        };
+        let mut budget = BudgetAccount::new(config.epsilon_per_report)
+            .map_err(|e| CollectorError::Internal(e.to_string()))?;
+        reports.push(
+            privatize(raw, &request, &mut memory, &mut budget, rng)
+                .map_err(|e| CollectorError::Internal(e.to_string()))?,
+        );
+    }
+    Ok(reports)
 }
 
 /// Refuses a database that holds any device the load generator did not mint.
