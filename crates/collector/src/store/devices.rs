@@ -1,0 +1,189 @@
+//! The devices and admins tables: tokens stored as hashes, who a token
+//! belongs to, revocation, and the rows the device directory reads.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::finish;
+use crate::CollectorError;
+use crate::tokens::{TokenKind, token_hash};
+
+/// Who a bearer token belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// A device, with its id and cohort.
+    Device {
+        /// Internal device id.
+        id: i64,
+        /// Cohort name (e.g. a team), used to split estimates.
+        cohort: String,
+    },
+    /// An administrator.
+    Admin,
+}
+
+/// Stores a new token's hash; device tokens carry a cohort.
+pub fn add_token(
+    conn: &Connection,
+    kind: TokenKind,
+    token: &str,
+    cohort: &str,
+    now: i64,
+) -> Result<(), CollectorError> {
+    let hash = token_hash(token);
+    match kind {
+        TokenKind::Device => {
+            add_device(conn, token, cohort, now, false)?;
+        }
+        TokenKind::Admin => {
+            conn.execute(
+                "INSERT INTO admins (token_hash, created_at) VALUES (?1, ?2)",
+                params![&hash[..], now],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Stores a new device token's hash and returns the device's id; `loadgen`
+/// marks the devices the load generator mints for itself.
+pub fn add_device(
+    conn: &Connection,
+    token: &str,
+    cohort: &str,
+    now: i64,
+    loadgen: bool,
+) -> Result<i64, CollectorError> {
+    let hash = token_hash(token);
+    conn.prepare_cached(
+        "INSERT INTO devices (token_hash, cohort, created_at, loadgen) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![&hash[..], cohort, now, loadgen])?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Revokes a token; returns whether it existed.
+pub fn revoke_token(conn: &Connection, token: &str, now: i64) -> Result<bool, CollectorError> {
+    let hash = token_hash(token);
+    let n = conn.execute(
+        "UPDATE devices SET revoked_at = ?2 WHERE token_hash = ?1 AND revoked_at IS NULL",
+        params![&hash[..], now],
+    )? + conn.execute(
+        "UPDATE admins SET revoked_at = ?2 WHERE token_hash = ?1 AND revoked_at IS NULL",
+        params![&hash[..], now],
+    )?;
+    Ok(n > 0)
+}
+
+/// Revokes devices by id (the load generator's own, when it ends).
+pub fn revoke_devices(conn: &Connection, ids: &[i64], now: i64) -> Result<(), CollectorError> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let done = (|| {
+        let mut update = conn.prepare_cached(
+            "UPDATE devices SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+        )?;
+        for id in ids {
+            update.execute(params![id, now])?;
+        }
+        Ok::<_, CollectorError>(())
+    })();
+    finish(conn, done)
+}
+
+/// How many devices were not minted by the load generator, revoked or not.
+pub fn real_devices(conn: &Connection) -> Result<u64, CollectorError> {
+    let n: i64 = conn.query_row("SELECT COUNT(*) FROM devices WHERE loadgen = 0", [], |r| {
+        r.get(0)
+    })?;
+    Ok(n as u64)
+}
+
+/// The principal a token authenticates, if it is known and not revoked.
+pub fn principal(conn: &Connection, token: &str) -> Result<Option<Principal>, CollectorError> {
+    principal_by_hash(conn, &token_hash(token))
+}
+
+/// The principal of a token's hash, if it is known and not revoked.
+pub fn principal_by_hash(
+    conn: &Connection,
+    hash: &[u8; 32],
+) -> Result<Option<Principal>, CollectorError> {
+    let device = conn
+        .prepare_cached(
+            "SELECT id, cohort FROM devices WHERE token_hash = ?1 AND revoked_at IS NULL",
+        )?
+        .query_row(params![&hash[..]], |r| {
+            Ok(Principal::Device {
+                id: r.get(0)?,
+                cohort: r.get(1)?,
+            })
+        })
+        .optional()?;
+    if device.is_some() {
+        return Ok(device);
+    }
+    let admin = conn
+        .prepare_cached("SELECT id FROM admins WHERE token_hash = ?1 AND revoked_at IS NULL")?
+        .query_row(params![&hash[..]], |_| Ok(Principal::Admin))
+        .optional()?;
+    Ok(admin)
+}
+
+/// The cohort of a device that exists, is not revoked, and still holds the
+/// token with this hash; `None` otherwise. An id SQLite reused after the
+/// newest device was erased belongs to the new device only, whatever an old
+/// token's holder presents.
+pub fn device_cohort(
+    conn: &Connection,
+    device: i64,
+    hash: &[u8; 32],
+) -> Result<Option<String>, CollectorError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT cohort FROM devices WHERE id = ?1 AND token_hash = ?2 AND revoked_at IS NULL",
+        )?
+        .query_row(params![device, &hash[..]], |r| r.get(0))
+        .optional()?)
+}
+
+/// A device row as the device directory reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRow {
+    /// The `devices` table's id.
+    pub id: i64,
+    /// The SHA-256 of its token.
+    pub token_hash: [u8; 32],
+    /// Its cohort.
+    pub cohort: String,
+    /// Not revoked.
+    pub active: bool,
+}
+
+/// The devices with an id above `after`, revoked ones included (so a reader
+/// can move past them for good: a revocation is final).
+pub fn devices_after(conn: &Connection, after: i64) -> Result<Vec<DeviceRow>, CollectorError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, token_hash, cohort, revoked_at IS NULL FROM devices WHERE id > ?1",
+    )?;
+    let rows = stmt.query_map(params![after], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, Vec<u8>>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, bool>(3)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, hash, cohort, active) = row?;
+        let token_hash: [u8; 32] = hash.try_into().map_err(|_| {
+            CollectorError::Internal(format!("device {id}: a token hash is not 32 bytes"))
+        })?;
+        out.push(DeviceRow {
+            id,
+            token_hash,
+            cohort,
+            active,
+        });
+    }
+    Ok(out)
+}
