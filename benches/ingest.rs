@@ -91,7 +91,8 @@ fn ingest(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");
-    let writer = Writer::start(&config.database, config.group_commit).expect("writer");
+    let writer =
+        Writer::start(&config.database, config.group_commit, Default::default()).expect("writer");
     let naive = naive_connection(&dir.path().join("naive.sqlite"));
 
     let mut group = c.benchmark_group("ingest");

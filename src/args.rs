@@ -118,6 +118,10 @@ pub struct DemoArgs {
 pub enum CollectorCommand {
     /// Run the HTTP service until ctrl-c or SIGTERM.
     Serve(ServeArgs),
+    /// Wait until a running collector is ready (`/readyz` answers 200): for
+    /// service managers and deployment scripts. Exits 0 once ready, 1 if not
+    /// within --wait.
+    Ready(ReadyArgs),
     /// Create or revoke bearer tokens (stored hashed; shown once).
     #[command(subcommand)]
     Token(TokenCommand),
@@ -212,6 +216,21 @@ pub struct ServeArgs {
     /// Database file, overriding the file.
     #[arg(long)]
     pub database: Option<std::path::PathBuf>,
+    /// How the log on stderr is written: `text` for people, `json` (one
+    /// object per line, the event's fields as keys) for a log pipeline.
+    #[arg(long, value_enum, default_value_t, env = "HUSH_LOG_FORMAT")]
+    pub log_format: crate::logging::LogFormat,
+}
+
+/// `hush collector ready`.
+#[derive(Debug, Args)]
+pub struct ReadyArgs {
+    /// The collector's base URL: its `listen` address, or its `metrics_listen` one.
+    #[arg(long, default_value = "http://127.0.0.1:8600")]
+    pub url: String,
+    /// Seconds to keep asking before giving up (0: ask once).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub wait: u64,
 }
 
 /// `hush collector token`.

@@ -4,6 +4,7 @@ mod agent_cli;
 mod args;
 mod commands;
 mod exit;
+mod logging;
 
 use std::process::ExitCode;
 
@@ -23,6 +24,7 @@ fn main() -> ExitCode {
         Command::Demo(a) => commands::demo::run(&a),
         Command::Plan(a) => commands::plan::run(&a),
         Command::Collector(CollectorCommand::Serve(a)) => commands::collector::serve(&a),
+        Command::Collector(CollectorCommand::Ready(a)) => commands::collector::ready(&a),
         Command::Collector(CollectorCommand::Token(t)) => commands::collector::token(&t),
         Command::Collector(CollectorCommand::Config) => commands::collector::example_config(),
         Command::Collector(CollectorCommand::Loadgen(a)) => commands::collector::loadgen(&a),

@@ -75,17 +75,32 @@ fn enroll_pause_run_and_sent_through_the_agent_binary() {
     // reach the collector and `sent` lists them.
     let replay = home.path().join("replay.txt");
     std::fs::write(&replay, "0 key letter\n200 key letter\n400 click left\n").unwrap();
+    let log = home.path().join("agent.log");
     let mut agent = hush_agent()
-        .args(["run", "--repeat", "--replay"])
+        .args(["run", "--log-format", "json", "--repeat", "--replay"])
         .arg(&replay)
         .arg("--home")
         .arg(home.path())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_secs(4));
     assert!(terminate(&mut agent).success());
+    // The service log for a log pipeline: one JSON object per line, with the
+    // time (the laptop's own log) and the event's fields as keys.
+    let log = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(lines.iter().all(|o| o["timestamp"].is_string()), "{log}");
+    assert!(
+        lines
+            .iter()
+            .any(|o| o["message"] == "agent running" && o["epsilon_1"].is_number()),
+        "{log}"
+    );
     let sent: serde_json::Value = serde_json::from_str(&status(&["sent", "--json"])).unwrap();
     let rows = sent.as_array().unwrap();
     assert!(!rows.is_empty(), "no report was sent");

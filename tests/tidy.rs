@@ -228,3 +228,43 @@ fn service_files_turn_core_dumps_off_and_keep_logs_private() {
     assert!(plist.contains("Library/Logs/Hush/agent.log"), "{plist}");
     assert!(!plist.contains("/tmp/"), "{plist}");
 }
+
+/// The collector's unit counts as started only once `/readyz` says so, runs
+/// as its own user with a private state directory, and dumps no core.
+#[test]
+fn the_collector_unit_waits_for_readiness() {
+    let unit = fs::read_to_string(root().join("packaging/systemd/hush-collector.service")).unwrap();
+    let line = |key: &str| {
+        unit.lines()
+            .find(|l| l.starts_with(key))
+            .unwrap_or_else(|| panic!("no {key} in {unit}"))
+            .to_owned()
+    };
+    assert!(line("ExecStart=").contains("hush collector serve --config"));
+    let ready = line("ExecStartPost=");
+    assert!(
+        ready.contains("hush collector ready --url http://"),
+        "{ready}"
+    );
+    // It asks the `metrics_listen` address the install steps set, a valid one.
+    let address = "127.0.0.1:9600";
+    assert!(ready.contains(&format!("http://{address} ")), "{ready}");
+    assert!(
+        unit.contains(&format!("metrics_listen = \"{address}\"")),
+        "{unit}"
+    );
+    hush_collector::CollectorConfig {
+        metrics_listen: Some(address.parse().unwrap()),
+        ..Default::default()
+    }
+    .validate()
+    .unwrap();
+    for setting in [
+        "User=hush-collector",
+        "StateDirectoryMode=0700",
+        "LimitCORE=0",
+        "UMask=0077",
+    ] {
+        assert!(unit.lines().any(|l| l.trim() == setting), "{setting}");
+    }
+}

@@ -76,6 +76,10 @@ pub struct RunArgs {
     /// Repeat the replay forever.
     #[arg(long, requires = "replay")]
     pub repeat: bool,
+    /// How the service log on stderr is written: `text` for people, `json`
+    /// (one object per line) for a log pipeline.
+    #[arg(long, value_enum, default_value_t, env = "HUSH_LOG_FORMAT")]
+    pub log_format: crate::logging::LogFormat,
 }
 
 /// `hush agent forget`.

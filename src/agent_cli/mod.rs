@@ -117,7 +117,7 @@ pub fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
             let enrollment = Enrollment::load(&paths)?.ok_or_else(|| {
                 Usage("not enrolled: run `hush agent enroll --collector URL --token T` first; nothing is captured before that".into())
             })?;
-            init_logging();
+            init_logging(a.log_format);
             let stop = Arc::new(AtomicBool::new(false));
             stop_on_signals(Arc::clone(&stop))?;
             let agent = Agent {
@@ -301,25 +301,19 @@ pub fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
 /// Logs to stderr (the journal under systemd), `info` unless RUST_LOG says
 /// otherwise. The HTTP and TLS libraries are capped at `warn` whatever RUST_LOG
 /// says: at debug and trace they print request headers, the device token among them.
-fn init_logging() {
-    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    for capped in [
-        "ureq=warn",
-        "ureq_proto=warn",
-        "rustls=warn",
-        "hyper=warn",
-        "h2=warn",
-    ] {
-        if let Ok(directive) = capped.parse() {
-            filter = filter.add_directive(directive);
-        }
-    }
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .try_init();
+fn init_logging(format: crate::logging::LogFormat) {
+    crate::logging::init(
+        format,
+        "info",
+        &[
+            "ureq=warn",
+            "ureq_proto=warn",
+            "rustls=warn",
+            "hyper=warn",
+            "h2=warn",
+        ],
+        true,
+    );
 }
 
 /// Sets `stop` on SIGINT or SIGTERM. signal-hook's flag handler only stores to

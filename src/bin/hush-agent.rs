@@ -9,6 +9,8 @@
 mod agent_cli;
 #[path = "../exit.rs"]
 mod exit;
+#[path = "../logging.rs"]
+mod logging;
 
 use std::process::ExitCode;
 

@@ -12,7 +12,8 @@ use hush_collector::{
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::args::{
-    ConfigArg, DeviceCommand, ExportArgs, LoadgenArgs, PruneArgs, ServeArgs, TokenCommand,
+    ConfigArg, DeviceCommand, ExportArgs, LoadgenArgs, PruneArgs, ReadyArgs, ServeArgs,
+    TokenCommand,
 };
 
 fn load(arg: &ConfigArg) -> anyhow::Result<CollectorConfig> {
@@ -49,20 +50,6 @@ fn require_database(config: &CollectorConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Logs to stderr, `info` unless RUST_LOG says otherwise. Without timestamps:
-/// a line's time could tell when a device's request arrived, which the
-/// collector does not keep (a journal adds its own times; keep debug off there).
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .without_time()
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
 /// Runs the service.
 pub fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let mut config = load(&args.config)?;
@@ -73,7 +60,8 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         config.database.clone_from(d);
     }
     config.validate()?;
-    init_logging();
+    // Without timestamps (see `logging::init`); keep debug off under a journal.
+    crate::logging::init(args.log_format, "info", &[], false);
     let scheme = if config.tls_cert.is_some() {
         "https"
     } else {
@@ -91,8 +79,38 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
             database.display()
         );
     }))?;
-    eprintln!("collector stopped");
+    tracing::info!("collector stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Asks `/readyz` every half second until it answers 200 or `--wait` runs out.
+pub fn ready(args: &ReadyArgs) -> anyhow::Result<ExitCode> {
+    let url = format!("{}/readyz", args.url.trim_end_matches('/'));
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(5)))
+        .build()
+        .into();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(args.wait);
+    loop {
+        let answer = match agent.get(&url).call() {
+            Ok(r) if r.status() == 200 => {
+                println!("ready: {url}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            Ok(mut r) => format!(
+                "{} {}",
+                r.status().as_u16(),
+                r.body_mut().read_to_string().unwrap_or_default()
+            ),
+            Err(e) => e.to_string(),
+        };
+        if std::time::Instant::now() >= deadline {
+            eprintln!("not ready after {} s: {url}: {answer}", args.wait);
+            return Ok(ExitCode::FAILURE);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
 }
 
 /// Creates or revokes a token.

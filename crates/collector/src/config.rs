@@ -57,6 +57,10 @@ pub struct CollectorConfig {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for TLS.
     pub tls_key: Option<PathBuf>,
+    /// A second, loopback-only address serving `/metrics` (and `/healthz`,
+    /// `/readyz`) without a token, for a Prometheus on the same machine. Unset,
+    /// `/metrics` is served on `listen` to admin tokens only.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for CollectorConfig {
@@ -78,6 +82,7 @@ impl Default for CollectorConfig {
             clock_offset_seconds: 0,
             tls_cert: None,
             tls_key: None,
+            metrics_listen: None,
         }
     }
 }
@@ -134,6 +139,12 @@ impl CollectorConfig {
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return bad("tls_cert and tls_key go together");
+        }
+        // It answers without a token, so only this machine may reach it.
+        if self.metrics_listen.is_some_and(|a| !a.ip().is_loopback()) {
+            return bad(
+                "metrics_listen must be a loopback address (127.0.0.1 or ::1): it serves /metrics without a token; scrape `listen` with an admin token from elsewhere",
+            );
         }
         Ok(())
     }
@@ -214,6 +225,11 @@ learn_ranges = true
 # TLS (rustls): set both to serve HTTPS.
 # tls_cert = "cert.pem"
 # tls_key = "key.pem"
+
+# Operators' metrics (Prometheus text) are at /metrics on `listen`, for admin
+# tokens. Set this to also serve them without a token on a loopback address,
+# for a Prometheus on this machine (loopback only).
+# metrics_listen = "127.0.0.1:9600"
 "#
     }
 }
@@ -221,6 +237,20 @@ learn_ranges = true
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metrics_listen_must_be_loopback() {
+        let mut c = CollectorConfig {
+            metrics_listen: Some(SocketAddr::from(([0, 0, 0, 0], 9600))),
+            ..CollectorConfig::default()
+        };
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("loopback"), "{e}");
+        c.metrics_listen = Some(SocketAddr::from(([127, 0, 0, 1], 9600)));
+        c.validate().unwrap();
+        c.metrics_listen = Some("[::1]:9600".parse().unwrap());
+        c.validate().unwrap();
+    }
 
     #[test]
     fn the_example_states_every_default() {
@@ -234,6 +264,7 @@ mod tests {
             "retention_days",
             "learn_ranges",
             "clock_offset_seconds",
+            "metrics_listen",
         ] {
             assert!(CollectorConfig::example().contains(key), "{key}");
         }

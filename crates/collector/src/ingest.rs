@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 
 use crate::CollectorError;
 use crate::cells::{CellKey, CellState};
+use crate::metrics::Metrics;
 use crate::store;
 use crate::validate::{Rejection, ValidReport, category};
 
@@ -35,6 +36,46 @@ pub enum IngestError {
     Rejected(Rejection),
     /// The database failed; nothing of the upload was stored (5xx).
     Storage(CollectorError),
+}
+
+/// Why the collector is not ready to take uploads (`/readyz` answers 503).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotReady {
+    /// The writer's queue is full: uploads arrive faster than it commits.
+    QueueFull,
+    /// An earlier probe is still waiting for the writer.
+    ProbeWaiting,
+    /// The writer did not commit the probe in time (behind a long queue, or
+    /// waiting for a lock another process holds).
+    Slow(Duration),
+    /// The database refused the write (read-only, full, locked, failing).
+    WriteFailed(String),
+    /// The writer thread has stopped.
+    Stopped,
+}
+
+impl NotReady {
+    /// The few fixed words `/readyz` answers with; the details go to the log.
+    pub fn category(&self) -> &'static str {
+        match self {
+            NotReady::QueueFull => "ingest queue full",
+            NotReady::ProbeWaiting | NotReady::Slow(_) => "writer not keeping up",
+            NotReady::WriteFailed(_) => "database not writable",
+            NotReady::Stopped => "writer stopped",
+        }
+    }
+}
+
+impl std::fmt::Display for NotReady {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotReady::QueueFull => write!(f, "the ingest queue is full"),
+            NotReady::ProbeWaiting => write!(f, "an earlier probe is still waiting for the writer"),
+            NotReady::Slow(d) => write!(f, "the writer did not commit within {} ms", d.as_millis()),
+            NotReady::WriteFailed(e) => write!(f, "the database refused a write: {e}"),
+            NotReady::Stopped => write!(f, "the writer has stopped"),
+        }
+    }
 }
 
 /// Cells the writer keeps in memory beyond this many are dropped (and reloaded
@@ -57,6 +98,14 @@ const QUIET: Duration = Duration::from_secs(2);
 /// often.
 const MAX_LOG_AGE: Duration = Duration::from_secs(60);
 
+/// What the writer is asked to do.
+enum Work {
+    /// Store an upload.
+    Upload(Job),
+    /// Answer whether the database takes writes (`/readyz`).
+    Probe(oneshot::Sender<Result<(), NotReady>>),
+}
+
 struct Job {
     device: i64,
     /// The hash of the token the upload came with: the device must still hold it.
@@ -68,13 +117,21 @@ struct Job {
 /// The handle request handlers submit uploads through.
 #[derive(Clone)]
 pub struct Writer {
-    tx: Sender<Job>,
+    tx: Sender<Work>,
+    /// Set while a probe is queued or running, so health checks that come
+    /// faster than a stuck writer answers cannot fill its queue.
+    probing: Arc<AtomicBool>,
 }
 
 impl Writer {
     /// Opens the database and starts the writer thread; `group` caps how many
-    /// uploads share one transaction.
-    pub fn start(path: &Path, group: usize) -> Result<Writer, CollectorError> {
+    /// uploads share one transaction. The writer counts its commits and the
+    /// uploads they stored in `metrics`.
+    pub fn start(
+        path: &Path,
+        group: usize,
+        metrics: Arc<Metrics>,
+    ) -> Result<Writer, CollectorError> {
         let mut conn = store::open(path)?;
         let frames = Arc::new(AtomicU64::new(0));
         // Replaces SQLite's automatic checkpoint, which would run inside the
@@ -86,12 +143,17 @@ impl Writer {
                 Ok(())
             }
         }))?;
-        let (tx, rx) = crossbeam_channel::bounded::<Job>(group * 4);
+        let (tx, rx) = crossbeam_channel::bounded::<Work>(group * 4);
+        let probing = Arc::new(AtomicBool::new(false));
+        let writer = Writer {
+            tx,
+            probing: Arc::clone(&probing),
+        };
         thread::Builder::new()
             .name("hush-writer".into())
-            .spawn(move || run(conn, rx, group, &frames))
+            .spawn(move || run(conn, rx, group, &frames, &metrics, &probing))
             .map_err(|e| CollectorError::Internal(format!("cannot start the writer: {e}")))?;
-        Ok(Writer { tx })
+        Ok(writer)
     }
 
     /// Submits one device's validated upload, made with the token whose hash
@@ -103,12 +165,12 @@ impl Writer {
         reports: Vec<ValidReport>,
     ) -> Result<Outcome, IngestError> {
         let (reply, wait) = oneshot::channel();
-        let job = Job {
+        let job = Work::Upload(Job {
             device,
             token,
             reports,
             reply,
-        };
+        });
         let stopped =
             || IngestError::Storage(CollectorError::Internal("the writer has stopped".into()));
         // Usually the queue has room; only when it is full does waiting for room
@@ -132,6 +194,36 @@ impl Writer {
             )))
         })
     }
+
+    /// Asks the writer whether the database takes writes, and waits at most
+    /// `patience` for the answer: `Ok` means the writer reached the probe
+    /// behind the uploads queued before it, took the write lock, and its
+    /// last group commit (if any) succeeded, or, after a failed one, a
+    /// durable one-page write now succeeds. Never waits for room in a full
+    /// queue: a full queue is itself the answer.
+    pub async fn probe(&self, patience: Duration) -> Result<(), NotReady> {
+        if self.probing.swap(true, Ordering::AcqRel) {
+            return Err(NotReady::ProbeWaiting);
+        }
+        let (reply, wait) = oneshot::channel();
+        if let Err(e) = self.tx.try_send(Work::Probe(reply)) {
+            self.probing.store(false, Ordering::Release);
+            return Err(match e {
+                TrySendError::Full(_) => NotReady::QueueFull,
+                TrySendError::Disconnected(_) => NotReady::Stopped,
+            });
+        }
+        match tokio::time::timeout(patience, wait).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => Err(NotReady::Stopped),
+            Err(_) => Err(NotReady::Slow(patience)),
+        }
+    }
+
+    /// Uploads waiting for the writer, and how many the queue holds.
+    pub fn queue(&self) -> (usize, usize) {
+        (self.tx.len(), self.tx.capacity().unwrap_or(usize::MAX))
+    }
 }
 
 /// The writer's memory: cells it has loaded, valid while no other connection
@@ -141,13 +233,22 @@ struct Cache {
     data_version: Option<i64>,
 }
 
-fn run(conn: Connection, rx: Receiver<Job>, group: usize, frames: &AtomicU64) {
+fn run(
+    conn: Connection,
+    rx: Receiver<Work>,
+    group: usize,
+    frames: &AtomicU64,
+    metrics: &Metrics,
+    probing: &AtomicBool,
+) {
     let mut cache = Cache {
         cells: HashMap::new(),
         data_version: None,
     };
     // Whether the log may hold frames: then an idle writer empties it.
     let mut logged = true;
+    // Whether the last group commit failed (and no write succeeded since).
+    let mut failing = false;
     let mut emptied_at = Instant::now();
     loop {
         let first = if logged {
@@ -167,15 +268,37 @@ fn run(conn: Connection, rx: Receiver<Job>, group: usize, frames: &AtomicU64) {
                 Err(_) => break,
             }
         };
-        let mut jobs = vec![first];
-        while jobs.len() < group {
-            match rx.try_recv() {
-                Ok(j) => jobs.push(j),
-                Err(_) => break,
+        let mut jobs = Vec::new();
+        let mut probes = Vec::new();
+        let mut next = Some(first);
+        while let Some(work) = next.take() {
+            match work {
+                Work::Upload(j) => jobs.push(j),
+                Work::Probe(p) => probes.push(p),
+            }
+            if jobs.len() < group {
+                next = rx.try_recv().ok();
             }
         }
-        commit_group(&conn, &mut cache, jobs);
-        logged = true;
+        if !jobs.is_empty() {
+            failing = !commit_group(&conn, &mut cache, jobs, metrics);
+            logged = true;
+        }
+        for probe in probes {
+            let answer = if failing {
+                // After a failed commit, only a durable write says it is over:
+                // the one-page write emptying the log makes.
+                logged = true;
+                conn.pragma_update(None, "user_version", store::SCHEMA_VERSION)
+            } else {
+                // Otherwise the write lock will do; writing nothing, it leaves
+                // other connections' caches (keyed on `data_version`) alone.
+                conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK")
+            };
+            failing = failing && answer.is_err();
+            probing.store(false, Ordering::Release);
+            let _ = probe.send(answer.map_err(|e| NotReady::WriteFailed(e.to_string())));
+        }
         // After the acknowledgements: the uploads that arrive meanwhile wait
         // in the queue and go into the next, larger group.
         if emptied_at.elapsed() >= MAX_LOG_AGE {
@@ -231,8 +354,10 @@ fn empty_log(conn: &Connection) -> bool {
 }
 
 /// One transaction for a group of uploads; each upload in its own savepoint,
-/// so a conflicting upload is refused without affecting the others.
-fn commit_group(conn: &Connection, cache: &mut Cache, jobs: Vec<Job>) {
+/// so a conflicting upload is refused without affecting the others. Returns
+/// whether the transaction committed.
+fn commit_group(conn: &Connection, cache: &mut Cache, jobs: Vec<Job>, metrics: &Metrics) -> bool {
+    let started = Instant::now();
     let mut results: Vec<Result<Outcome, Rejection>> = Vec::with_capacity(jobs.len());
     let mut dirty: HashSet<CellKey> = HashSet::new();
     let outcome = (|| -> Result<(), CollectorError> {
@@ -284,9 +409,14 @@ fn commit_group(conn: &Connection, cache: &mut Cache, jobs: Vec<Job>) {
         conn.execute_batch("COMMIT")?;
         Ok(())
     })();
+    let committed = outcome.is_ok();
+    metrics.commit(jobs.len(), started.elapsed().as_secs_f64(), committed);
     match outcome {
         Ok(()) => {
             for (job, result) in jobs.into_iter().zip(results) {
+                if let Ok(o) = &result {
+                    metrics.upload(*o);
+                }
                 let _ = job.reply.send(result.map_err(IngestError::Rejected));
             }
         }
@@ -307,6 +437,7 @@ fn commit_group(conn: &Connection, cache: &mut Cache, jobs: Vec<Job>) {
             }
         }
     }
+    committed
 }
 
 /// Inserts one upload's reports; returns the cells to update as (cell, report

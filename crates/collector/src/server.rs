@@ -29,8 +29,10 @@ use rusqlite::Connection;
 use serde::Deserialize;
 
 use crate::auth::DeviceDirectory;
+use crate::ingest::NotReady;
 use crate::ingest::{IngestError, Writer};
 use crate::limits::{Buckets, TOKEN_TTL, TokenCache, client_key};
+use crate::metrics::{ClosedPeriod, Metrics, Snapshot};
 use crate::store::{self, Principal};
 use crate::tokens::token_hash;
 use crate::validate::{Catalogs, category, validate};
@@ -38,6 +40,14 @@ use crate::{CollectorConfig, CollectorError, PeriodClock};
 
 /// The least time between two reads of the catalogs from the database.
 const RELOAD_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How long `/readyz` waits for the writer to answer its probe: far above a
+/// group commit (milliseconds), far below a load balancer's check timeout.
+const READY_PATIENCE: Duration = Duration::from_secs(2);
+
+/// How long one readiness answer serves every `/readyz` request: the route
+/// needs no token, so its callers must not each cost a probe.
+const READY_REUSE: Duration = Duration::from_secs(1);
 
 /// How often the retention task runs after the one at start.
 const RETENTION_INTERVAL: Duration = Duration::from_secs(86_400);
@@ -61,7 +71,17 @@ pub struct AppState {
     directory: Arc<DeviceDirectory>,
     /// Admin tokens, believed for [`TOKEN_TTL`].
     tokens: Arc<TokenCache>,
+    /// What `/metrics` shows.
+    metrics: Arc<Metrics>,
+    /// The last readiness answer and when it was found; the lock also makes
+    /// concurrent `/readyz` requests share one probe.
+    ready: Arc<tokio::sync::Mutex<Option<ReadyAnswer>>>,
+    /// The last closed period's figures, worked out once per period.
+    closed: Arc<Mutex<Option<ClosedPeriod>>>,
 }
+
+/// A readiness answer and when it was found.
+type ReadyAnswer = (Instant, Result<(), NotReady>);
 
 /// The hash of the bearer token a request was authenticated with.
 #[derive(Debug, Clone, Copy)]
@@ -70,7 +90,8 @@ struct TokenHash([u8; 32]);
 impl AppState {
     /// Opens the database (creating it) and starts the writer.
     pub fn new(config: CollectorConfig) -> Result<AppState, CollectorError> {
-        let writer = Writer::start(&config.database, config.group_commit)?;
+        let metrics = Arc::new(Metrics::default());
+        let writer = Writer::start(&config.database, config.group_commit, Arc::clone(&metrics))?;
         let readers = (0..4)
             .map(|_| store::open(&config.database).map(Mutex::new))
             .collect::<Result<Vec<_>, _>>()?;
@@ -93,6 +114,9 @@ impl AppState {
             next_reader: Arc::new(AtomicUsize::new(0)),
             directory: Arc::new(DeviceDirectory::default()),
             tokens: Arc::new(TokenCache::new(TOKEN_TTL)),
+            metrics,
+            ready: Arc::new(tokio::sync::Mutex::new(None)),
+            closed: Arc::new(Mutex::new(None)),
         })
     }
 
@@ -155,13 +179,12 @@ pub fn router(state: AppState) -> Router {
     let authed = Router::new()
         .route("/v1/reports", post(upload))
         .route("/v1/estimates", get(estimates))
+        .route("/metrics", get(admin_metrics))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .merge(authed)
-        .route(
-            "/healthz",
-            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
-        )
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/v1/policy", get(policy))
         // Set before the layers below, so unknown paths count as failures too.
         .fallback(|| async { refuse(StatusCode::NOT_FOUND, category::NOT_FOUND, "no such route") })
@@ -177,7 +200,195 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             limit_failures,
         ))
+        // Outermost, so it sees every answer, the rate limiter's included.
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
+}
+
+/// The routes of `metrics_listen`: `/metrics` without a token (the address
+/// is loopback only), and the health checks.
+fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// The category a refusal was answered with, for the refusal counters.
+#[derive(Debug, Clone, Copy)]
+struct Refused(&'static str);
+
+/// Counts every answer in [`Metrics`]: its route's latency, and its refusal
+/// reason if it was refused. Nothing about the sender is kept.
+async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    state.metrics.request(
+        &path,
+        started.elapsed().as_secs_f64(),
+        response.status().as_u16(),
+        response.extensions().get::<Refused>().map(|r| r.0),
+    );
+    response
+}
+
+/// Liveness: the process answers.
+async fn healthz() -> Response {
+    Json(serde_json::json!({"status": "ok"})).into_response()
+}
+
+/// Readiness: the writer answers a probe (`Writer::probe`) within
+/// [`READY_PATIENCE`] behind the uploads already queued; 503 otherwise. One
+/// answer serves every request for [`READY_REUSE`], and a change of answer
+/// is logged once.
+async fn readyz(State(state): State<AppState>) -> Response {
+    let answer = {
+        let mut last = state.ready.lock().await;
+        match &*last {
+            Some((at, answer)) if at.elapsed() < READY_REUSE => answer.clone(),
+            previous => {
+                let answer = state.writer.probe(READY_PATIENCE).await;
+                match (previous.as_ref().map(|(_, a)| a.is_ok()), &answer) {
+                    (Some(true) | None, Err(e)) => tracing::warn!("not ready: {e}"),
+                    (Some(false), Ok(())) => tracing::info!("ready again"),
+                    _ => {}
+                }
+                *last = Some((Instant::now(), answer.clone()));
+                answer
+            }
+        }
+    };
+    match answer {
+        Ok(()) => Json(serde_json::json!({"status": "ready"})).into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"status": "not ready", "reason": e.category()})),
+        )
+            .into_response(),
+    }
+}
+
+/// `/metrics` on `listen`: admin tokens only.
+async fn admin_metrics(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Response {
+    if principal != Principal::Admin {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            category::WRONG_TOKEN,
+            "a device token cannot read metrics",
+        );
+    }
+    metrics(State(state)).await
+}
+
+/// The Prometheus text exposition of [`Metrics`] with the figures read now.
+async fn metrics(State(state): State<AppState>) -> Response {
+    let (queue_depth, queue_capacity) = state.writer.queue();
+    let (catalogs, config) = (state.catalogs(), Arc::clone(&state.config));
+    let cached = state
+        .closed
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let read = state
+        .read(move |c| snapshot(c, &catalogs, &config, cached))
+        .await;
+    match read {
+        Ok(mut snap) => {
+            (snap.queue_depth, snap.queue_capacity) = (queue_depth, queue_capacity);
+            if let Some(closed) = &snap.last_closed {
+                *state.closed.lock().unwrap_or_else(|p| p.into_inner()) = Some(closed.clone());
+            }
+            (
+                [(
+                    header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )],
+                state.metrics.render(&snap),
+            )
+                .into_response()
+        }
+        Err(e) => refuse(StatusCode::SERVICE_UNAVAILABLE, category::STORAGE, e),
+    }
+}
+
+/// The scrape-time figures: file sizes, and the last closed period's
+/// figures (`cached` if they are that period's).
+fn snapshot(
+    conn: &Connection,
+    catalogs: &Catalogs,
+    config: &CollectorConfig,
+    cached: Option<ClosedPeriod>,
+) -> Result<Snapshot, CollectorError> {
+    let size = |path: &std::path::Path| std::fs::metadata(path).map_or(0, |m| m.len());
+    let mut wal = config.database.clone().into_os_string();
+    wal.push("-wal");
+    let clock = config.clock();
+    let last_closed = match clock.last_closed() {
+        Some(last) => match cached.filter(|c| c.period == last) {
+            Some(c) => Some(c),
+            None => Some(closed_period(conn, catalogs, config, &clock, last)?),
+        },
+        None => None,
+    };
+    Ok(Snapshot {
+        queue_depth: 0,
+        queue_capacity: 0,
+        database_bytes: size(&config.database),
+        wal_bytes: size(std::path::Path::new(&wal)),
+        last_closed,
+    })
+}
+
+/// The figures of closed period `last`: devices, cells released and
+/// withheld (as `/v1/estimates` releases them), and devices per agent version.
+fn closed_period(
+    conn: &Connection,
+    catalogs: &Catalogs,
+    config: &CollectorConfig,
+    clock: &PeriodClock,
+    last: u32,
+) -> Result<ClosedPeriod, CollectorError> {
+    let (rows, withheld) = crate::estimate::released_rows(
+        conn,
+        catalogs,
+        clock,
+        crate::estimate::Window::Day,
+        Some(last),
+        Some(last),
+        config.period_seconds,
+        config.min_devices,
+    )?;
+    // A cell is one (catalog, metric, cohort, terms); a frequency metric's
+    // cell has a row per bucket.
+    let released: std::collections::HashSet<_> = rows
+        .iter()
+        .map(|r| {
+            (
+                &r.catalog_hash,
+                &r.metric,
+                &r.cohort,
+                r.epsilon.to_bits(),
+                r.epsilon_perm.to_bits(),
+            )
+        })
+        .collect();
+    let reports = store::stored_reports(conn, last, last)?;
+    Ok(ClosedPeriod {
+        period: last,
+        devices: reports.len() as u64,
+        released_cells: released.len() as u64,
+        withheld_cells: withheld as u64,
+        agent_versions: crate::metrics::agent_version_counts(
+            reports.iter().map(|(_, _, _, r)| r.agent_version()),
+            config.min_devices,
+        ),
+    })
 }
 
 /// A refusal: the category alone goes to the sender; the details go to the
@@ -188,7 +399,9 @@ fn refuse(status: StatusCode, category: &'static str, detail: impl std::fmt::Dis
     } else {
         tracing::debug!(status = status.as_u16(), category, "{detail}");
     }
-    (status, Json(serde_json::json!({"error": category}))).into_response()
+    let mut response = (status, Json(serde_json::json!({"error": category}))).into_response();
+    response.extensions_mut().insert(Refused(category));
+    response
 }
 
 /// Limits each client address to `failed_requests_per_minute` failed requests
@@ -482,7 +695,7 @@ pub async fn serve_until(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), CollectorError> {
     let tls = config.tls_cert.clone().zip(config.tls_key.clone());
-    let listen = config.listen;
+    let (listen, metrics_listen) = (config.listen, config.metrics_listen);
     if config.clock_offset_seconds != 0 {
         tracing::warn!(
             "clock_offset_seconds = {}: periods are accepted, released and pruned by a shifted clock (for tests and demos only)",
@@ -505,10 +718,45 @@ pub async fn serve_until(
             learn_ranges(c).map(|_| ())
         })
     });
+    // One shutdown for both listeners.
+    let (stopping, stop) = tokio::sync::watch::channel(false);
+    let stopper = tokio::spawn(async move {
+        shutdown.await;
+        let _ = stopping.send(true);
+    });
+    let stopped = move || {
+        let mut stop = stop.clone();
+        async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }
+    };
+    let metrics_server = match metrics_listen {
+        Some(address) => {
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .map_err(|e| CollectorError::Config(format!("metrics_listen {address}: {e}")))?;
+            tracing::info!(
+                "metrics without a token on http://{}/metrics",
+                listener.local_addr()?
+            );
+            let app = metrics_router(state.clone());
+            let stop = stopped();
+            Some(tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app)
+                    .with_graceful_shutdown(stop)
+                    .await
+                {
+                    tracing::warn!("metrics listener: {e}");
+                }
+            }))
+        }
+        None => None,
+    };
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let listener = std::net::TcpListener::bind(listen)?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
+    let shutdown = stopped();
     let served = async {
         match tls {
             Some((cert, key)) => {
@@ -539,8 +787,9 @@ pub async fn serve_until(
     }
     .await;
     retention.abort();
-    if let Some(learning) = learning {
-        learning.abort();
+    stopper.abort();
+    for task in [learning, metrics_server].into_iter().flatten() {
+        task.abort();
     }
     served
 }
