@@ -249,14 +249,21 @@ fn run(
     let mut logged = true;
     // Whether the last group commit failed (and no write succeeded since).
     let mut failing = false;
+    // When the writer last wrote to the log.
+    let mut quiet_since = Instant::now();
     let mut emptied_at = Instant::now();
     loop {
         let first = if logged {
-            match rx.recv_timeout(QUIET) {
+            // Quiet is counted from the last write, not the last message:
+            // health checks (probes) arrive often and write nothing.
+            match rx.recv_timeout(QUIET.saturating_sub(quiet_since.elapsed())) {
                 Ok(job) => job,
                 Err(RecvTimeoutError::Timeout) => {
                     if empty_log(&conn) {
                         (logged, emptied_at) = (false, Instant::now());
+                    } else {
+                        // Readers hold the log: try again after another quiet spell.
+                        quiet_since = Instant::now();
                     }
                     continue;
                 }
@@ -282,13 +289,13 @@ fn run(
         }
         if !jobs.is_empty() {
             failing = !commit_group(&conn, &mut cache, jobs, metrics);
-            logged = true;
+            (logged, quiet_since) = (true, Instant::now());
         }
         for probe in probes {
             let answer = if failing {
                 // After a failed commit, only a durable write says it is over:
                 // the one-page write emptying the log makes.
-                logged = true;
+                (logged, quiet_since) = (true, Instant::now());
                 conn.pragma_update(None, "user_version", store::SCHEMA_VERSION)
             } else {
                 // Otherwise the write lock will do; writing nothing, it leaves

@@ -49,6 +49,10 @@ const READY_PATIENCE: Duration = Duration::from_secs(2);
 /// needs no token, so its callers must not each cost a probe.
 const READY_REUSE: Duration = Duration::from_secs(1);
 
+/// How long `/metrics` reuses the last closed period's figures: they are
+/// final but for an erasure or a prune, which another process may make.
+const CLOSED_REUSE: Duration = Duration::from_secs(300);
+
 /// How often the retention task runs after the one at start.
 const RETENTION_INTERVAL: Duration = Duration::from_secs(86_400);
 
@@ -76,8 +80,8 @@ pub struct AppState {
     /// The last readiness answer and when it was found; the lock also makes
     /// concurrent `/readyz` requests share one probe.
     ready: Arc<tokio::sync::Mutex<Option<ReadyAnswer>>>,
-    /// The last closed period's figures, worked out once per period.
-    closed: Arc<Mutex<Option<ClosedPeriod>>>,
+    /// The last closed period's figures and when they were worked out.
+    closed: Arc<Mutex<Option<(Instant, ClosedPeriod)>>>,
 }
 
 /// A readiness answer and when it was found.
@@ -245,12 +249,15 @@ async fn healthz() -> Response {
 /// answer serves every request for [`READY_REUSE`], and a change of answer
 /// is logged once.
 async fn readyz(State(state): State<AppState>) -> Response {
-    let answer = {
-        let mut last = state.ready.lock().await;
+    // On its own task, holding the lock: a caller that hangs up does not
+    // cancel the probe, whose answer the next callers then share.
+    let (ready, writer) = (Arc::clone(&state.ready), state.writer.clone());
+    let probe = tokio::spawn(async move {
+        let mut last = ready.lock_owned().await;
         match &*last {
             Some((at, answer)) if at.elapsed() < READY_REUSE => answer.clone(),
             previous => {
-                let answer = state.writer.probe(READY_PATIENCE).await;
+                let answer = writer.probe(READY_PATIENCE).await;
                 match (previous.as_ref().map(|(_, a)| a.is_ok()), &answer) {
                     (Some(true) | None, Err(e)) => tracing::warn!("not ready: {e}"),
                     (Some(false), Ok(())) => tracing::info!("ready again"),
@@ -260,7 +267,8 @@ async fn readyz(State(state): State<AppState>) -> Response {
                 answer
             }
         }
-    };
+    });
+    let answer = probe.await.unwrap_or(Err(NotReady::Stopped));
     match answer {
         Ok(()) => Json(serde_json::json!({"status": "ready"})).into_response(),
         Err(e) => (
@@ -294,15 +302,23 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .closed
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .clone();
+        .clone()
+        .filter(|(at, _)| at.elapsed() < CLOSED_REUSE)
+        .map(|(_, c)| c);
+    let reused = cached.clone();
     let read = state
         .read(move |c| snapshot(c, &catalogs, &config, cached))
         .await;
     match read {
         Ok(mut snap) => {
             (snap.queue_depth, snap.queue_capacity) = (queue_depth, queue_capacity);
-            if let Some(closed) = &snap.last_closed {
-                *state.closed.lock().unwrap_or_else(|p| p.into_inner()) = Some(closed.clone());
+            if let Some(closed) = snap
+                .last_closed
+                .as_ref()
+                .filter(|c| reused.as_ref() != Some(*c))
+            {
+                *state.closed.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((Instant::now(), closed.clone()));
             }
             (
                 [(
