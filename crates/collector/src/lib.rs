@@ -14,6 +14,7 @@
 mod auth;
 mod cells;
 mod config;
+pub mod dashboard;
 mod error;
 pub mod estimate;
 pub mod export;

@@ -82,6 +82,8 @@ pub struct AppState {
     ready: Arc<tokio::sync::Mutex<Option<ReadyAnswer>>>,
     /// The last closed period's figures and when they were worked out.
     closed: Arc<Mutex<Option<(Instant, ClosedPeriod)>>>,
+    /// The dashboard's signed-in sessions.
+    sessions: Arc<crate::dashboard::Sessions>,
 }
 
 /// A readiness answer and when it was found.
@@ -121,11 +123,27 @@ impl AppState {
             metrics,
             ready: Arc::new(tokio::sync::Mutex::new(None)),
             closed: Arc::new(Mutex::new(None)),
+            sessions: Arc::new(crate::dashboard::Sessions::default()),
         })
     }
 
+    /// The configuration it serves with.
+    pub(crate) fn config(&self) -> Arc<CollectorConfig> {
+        Arc::clone(&self.config)
+    }
+
+    /// Whether it serves TLS (so cookies are marked Secure).
+    pub(crate) fn tls(&self) -> bool {
+        self.config.tls_cert.is_some()
+    }
+
+    /// The dashboard's sessions.
+    pub(crate) fn sessions(&self) -> &crate::dashboard::Sessions {
+        &self.sessions
+    }
+
     /// The catalogs known now.
-    fn catalogs(&self) -> Arc<Catalogs> {
+    pub(crate) fn catalogs(&self) -> Arc<Catalogs> {
         match self.catalogs.read() {
             Ok(c) => Arc::clone(&c),
             Err(poisoned) => Arc::clone(&poisoned.into_inner()),
@@ -160,7 +178,7 @@ impl AppState {
 
     /// Runs a read on one of the reader connections on a blocking thread, so a
     /// SQLite query never stalls the async executor.
-    async fn read<T: Send + 'static>(
+    pub(crate) async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, CollectorError> + Send + 'static,
     ) -> Result<T, CollectorError> {
@@ -187,6 +205,7 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .merge(authed)
+        .merge(crate::dashboard::routes())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/v1/policy", get(policy))

@@ -32,11 +32,17 @@ pub fn new_token<R: CryptoRng + ?Sized>(kind: TokenKind, rng: &mut R) -> String 
 
 /// A new token whose secret comes straight from the operating system's generator.
 pub fn new_token_from_os(kind: TokenKind) -> Result<String, CollectorError> {
+    Ok(format!("{}{}", kind.prefix(), secret_from_os()?))
+}
+
+/// 32 bytes from the operating system's generator, in hex: a token's secret,
+/// a session id, a form's CSRF token.
+pub fn secret_from_os() -> Result<String, CollectorError> {
     let mut secret = [0u8; 32];
     rand::rngs::SysRng
         .try_fill_bytes(&mut secret)
         .map_err(|e| CollectorError::Internal(format!("no operating-system randomness: {e}")))?;
-    Ok(format!("{}{}", kind.prefix(), hex::encode(secret)))
+    Ok(hex::encode(secret))
 }
 
 /// The stored form of a token.

@@ -252,6 +252,16 @@ pub struct ExportSummary {
     pub readme: PathBuf,
 }
 
+/// Rows as one file of `format`: what a part file of the export holds, and
+/// what the dashboard's download links serve.
+pub fn rows_bytes(format: Format, rows: &[EstimateRow]) -> Result<Vec<u8>, CollectorError> {
+    Ok(match format {
+        Format::Parquet => parquet_bytes(rows)?,
+        Format::Csv => csv_bytes(rows),
+        Format::Jsonl => jsonl_bytes(rows),
+    })
+}
+
 /// Exports every releasable row of `windows` in the options' period range:
 /// the cells of the periods closed at `clock` (the release rule of
 /// [`store::released_cells`], the same as `/v1/estimates`) for `day`, and
@@ -371,11 +381,7 @@ pub fn export_cells(
             if let Some(dir) = path.parent() {
                 fs::create_dir_all(dir).map_err(|e| io_at(dir, e))?;
             }
-            let bytes = match options.format {
-                Format::Parquet => parquet_bytes(&rows)?,
-                Format::Csv => csv_bytes(&rows),
-                Format::Jsonl => jsonl_bytes(&rows),
-            };
+            let bytes = rows_bytes(options.format, &rows)?;
             write_atomic(&path, &bytes)?;
             Some(path)
         };
