@@ -111,6 +111,14 @@ pub struct DemoArgs {
     /// Simulation threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Then keep the collector running on the demo's data, with every
+    /// simulated day released, and print its dashboard's address and a
+    /// one-time sign-in link; ctrl-c stops it (and deletes the data).
+    #[arg(long)]
+    pub serve: bool,
+    /// With --serve: the address to listen on (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:8600", requires = "serve")]
+    pub listen: std::net::SocketAddr,
 }
 
 /// Collector subcommands.

@@ -232,16 +232,41 @@ fn the_page_shows_estimates_withheld_cells_and_escapes_hostile_cohorts() {
             .contains(&described.description.replace('\'', "&#39;"))
     );
 
-    // The small cohort's cell is withheld, with its reason.
+    // The small cohort's cells are withheld: counted, never named or dated,
+    // as /v1/estimates counts them; the cohort is not even offered.
+    assert!(page.body.contains("id=\"withheld\""), "{}", page.body);
+    assert!(page.body.contains("fewer than 3 devices"));
+    assert!(!page.body.contains("small"), "a withheld cohort is named");
     let small =
         catalog.metrics()[usize::from(report(&catalog, day, 2.0, 99).metrics()[0].metric())].name;
     let page = get(
         &format!("{}/dashboard?metric={small}&cohort=small", c.url),
         Some(&session),
     );
-    assert!(page.body.contains("id=\"withheld\""), "{}", page.body);
-    assert!(page.body.contains("fewer than 3 devices"));
     assert!(!page.body.contains("<svg id=\"chart\""));
+    assert!(!page.body.contains(&format!("<td>{date}</td>")));
+    assert!(page.body.contains("No released estimate"));
+    let (_, estimates) = {
+        let mut r = client()
+            .get(format!("{}/v1/estimates?from={day}&to={day}", c.url))
+            .header("Authorization", &format!("Bearer {admin}"))
+            .call()
+            .unwrap();
+        (r.status(), r.body_mut().read_to_string().unwrap())
+    };
+    let estimates: serde_json::Value = serde_json::from_str(&estimates).unwrap();
+    let withheld = estimates["withheld_cells"].as_u64().unwrap();
+    assert!(withheld > 0);
+    assert!(
+        page.body
+            .contains(&format!("{withheld} cell(s) of this range")),
+        "the same count as /v1/estimates: {}",
+        page.body
+    );
+    // An unknown metric is a clear 400.
+    let unknown = get(&format!("{}/dashboard?metric=nope", c.url), Some(&session));
+    assert_eq!(unknown.status, 400);
+    assert!(unknown.body.contains("no metric named nope"));
 
     // The CSV download holds the rows the export writes for that metric and cohort.
     let csv = get(
@@ -291,6 +316,51 @@ fn the_page_shows_estimates_withheld_cells_and_escapes_hostile_cohorts() {
         Some(&session),
     );
     assert_eq!(parquet.status, 200);
+}
+
+/// A one-time sign-in link (as `hush demo --serve` prints) signs in once:
+/// its admin token is revoked by the sign-in.
+#[test]
+fn a_one_time_link_signs_in_once() {
+    let c = Collector::start("");
+    let admin = c.token(&["--admin"]);
+    let link = format!("{}/dashboard/login?once={admin}", c.url);
+    let use_link = || {
+        let form = get(&link, None);
+        assert_eq!(form.status, 200);
+        assert!(!form.body.contains("type=\"password\""), "no token to type");
+        let login = format!("hush_login={}", form.cookie("hush_login").unwrap());
+        let fields: Vec<String> = ["token", "once", "csrf"]
+            .iter()
+            .map(|name| {
+                let key = format!("name=\"{name}\" value=\"");
+                let at = form.body.find(&key).unwrap() + key.len();
+                format!(
+                    "{name}={}",
+                    encode(form.body[at..].split('"').next().unwrap())
+                )
+            })
+            .collect();
+        post(
+            &format!("{}/dashboard/login", c.url),
+            Some(&login),
+            &fields.join("&"),
+        )
+    };
+    let first = use_link();
+    assert_eq!(first.status, 303, "{}", first.body);
+    assert!(first.cookie("hush_session").is_some());
+    let again = use_link();
+    assert_eq!(again.status, 401);
+    assert!(again.body.contains("used already"), "{}", again.body);
+    // The token is revoked for the API too.
+    let status = client()
+        .get(format!("{}/v1/estimates", c.url))
+        .header("Authorization", &format!("Bearer {admin}"))
+        .call()
+        .unwrap()
+        .status();
+    assert_eq!(status, 401);
 }
 
 #[test]

@@ -188,3 +188,94 @@ fn plan_predicts_the_half_widths_the_demo_reports() {
     }
     println!("{report}");
 }
+
+/// `hush demo --serve` keeps its collector running on the demo's data, with
+/// every simulated day released, behind a sign-in link that works once; it
+/// stops on SIGTERM.
+#[test]
+fn the_demo_serves_its_dashboard_behind_a_one_time_link() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut demo = hush()
+        .args(["demo", "--devices", "700", "--days", "2", "--threads", "2"])
+        .args(["--serve", "--listen", "127.0.0.1:0", "--out"])
+        .arg(dir.path().join("demo"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(demo.stdout.take().unwrap()).lines();
+    let link = loop {
+        let line = lines
+            .next()
+            .expect("the demo printed no sign-in link")
+            .unwrap();
+        if let Some(link) = line.strip_prefix("sign in once with: ") {
+            break link.to_owned();
+        }
+    };
+    let browser: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into();
+    let mut form = browser.get(&link).call().unwrap();
+    let login = form
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let page = form.body_mut().read_to_string().unwrap();
+    let field = |name: &str| {
+        let key = format!("name=\"{name}\" value=\"");
+        let at = page.find(&key).unwrap() + key.len();
+        page[at..].split('"').next().unwrap().to_owned()
+    };
+    let base = link.split("/dashboard").next().unwrap().to_owned();
+    let signed = browser
+        .post(format!("{base}/dashboard/login"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .header("Cookie", &login)
+        .send(format!(
+            "token={}&once=true&csrf={}",
+            field("token"),
+            field("csrf")
+        ))
+        .unwrap();
+    assert_eq!(signed.status(), 303);
+    let session = signed
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .find(|c| c.starts_with("hush_session="))
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    // The demo's days are released: the metrics most reports carry have charts.
+    let charted = hush_report::Catalog::builtin()
+        .metrics()
+        .iter()
+        .filter(|m| {
+            let mut page = browser
+                .get(format!("{base}/dashboard?metric={}", m.name))
+                .header("Cookie", &session)
+                .call()
+                .unwrap();
+            assert_eq!(page.status(), 200);
+            page.body_mut()
+                .read_to_string()
+                .unwrap()
+                .contains("<svg id=\"chart\"")
+        })
+        .count();
+    assert!(charted > 0, "no metric of the demo is released");
+    assert!(support::terminate(&mut demo).success());
+}

@@ -283,7 +283,36 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             dir.display()
         );
     }
+    if args.serve {
+        serve(&config, args.listen)?;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Serves the demo's database until ctrl-c: the same collector, its grace
+/// window shut so every simulated day is released, and an admin token minted
+/// for a one-time sign-in link (signing in revokes it).
+fn serve(config: &CollectorConfig, listen: std::net::SocketAddr) -> anyhow::Result<()> {
+    let config = CollectorConfig {
+        listen,
+        grace_periods: 0,
+        ..config.clone()
+    };
+    let admin = hush_collector::new_token_from_os(TokenKind::Admin)?;
+    let conn = store::open(&config.database)?;
+    store::add_token(&conn, TokenKind::Admin, &admin, "", unix_now() as i64)?;
+    drop(conn);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(hush_collector::server::serve(config, |addr| {
+        println!();
+        println!("the demo's collector is serving its data: http://{addr}/dashboard");
+        println!("sign in once with: http://{addr}/dashboard/login?once={admin}");
+        println!("ctrl-c stops it and deletes the demo's database");
+    }))?;
+    Ok(())
 }
 
 /// One simulated laptop: enroll, then each day generate input, fold it into

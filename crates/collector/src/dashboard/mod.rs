@@ -33,6 +33,7 @@ use axum::routing::get;
 use serde::Deserialize;
 
 use crate::export::{Format, PeriodBound};
+use crate::limits::TOKEN_TTL;
 use crate::server::AppState;
 use crate::store::{self, Principal};
 use crate::tokens::{secret_from_os, token_hash};
@@ -44,8 +45,11 @@ pub const SESSION_TTL: Duration = Duration::from_secs(8 * 3600);
 /// How long a sign-in form may be submitted after it was shown.
 const LOGIN_FORM_TTL: Duration = Duration::from_secs(600);
 
-/// Periods shown when the page is asked for no range: about a month.
+/// Periods shown when the page is asked for no range: a month of days.
 const DEFAULT_PERIODS: u32 = 31;
+
+/// Sessions held at most (each is an admin's sign-in).
+const MAX_SESSIONS: usize = 10_000;
 
 const SESSION_COOKIE: &str = "hush_session";
 const LOGIN_COOKIE: &str = "hush_login";
@@ -61,23 +65,35 @@ struct Session {
     expires: Instant,
     /// The token every POST of this session carries.
     csrf: String,
+    /// The hash of the admin token it signed in with, and when that token
+    /// was last found active: a revoked token's sessions end within
+    /// [`TOKEN_TTL`], as its API reads do.
+    token: [u8; 32],
+    checked: Instant,
 }
 
 impl Sessions {
-    /// Starts a session; returns its cookie value and CSRF token.
-    fn start(&self, now: Instant) -> Result<(String, String), CollectorError> {
-        let (id, csrf) = (secret_from_os()?, secret_from_os()?);
+    /// Starts a session for the admin token whose hash is `token`; returns
+    /// its cookie value.
+    fn start(&self, token: [u8; 32], now: Instant) -> Result<String, CollectorError> {
+        let id = secret_from_os()?;
+        let session = Session {
+            expires: now + SESSION_TTL,
+            csrf: secret_from_os()?,
+            token,
+            checked: now,
+        };
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        // Expired sessions go whenever one starts, so the map stays small.
+        // Expired sessions go whenever one starts; past the cap, the one
+        // closest to expiry goes too, so the map stays bounded.
         map.retain(|_, s| s.expires > now);
-        map.insert(
-            token_hash(&id),
-            Session {
-                expires: now + SESSION_TTL,
-                csrf: csrf.clone(),
-            },
-        );
-        Ok((id, csrf))
+        if map.len() >= MAX_SESSIONS
+            && let Some(oldest) = map.iter().min_by_key(|(_, s)| s.expires).map(|(k, _)| *k)
+        {
+            map.remove(&oldest);
+        }
+        map.insert(token_hash(&id), session);
+        Ok(id)
     }
 
     fn get(&self, id: &str, now: Instant) -> Option<Session> {
@@ -85,6 +101,13 @@ impl Sessions {
         map.get(&token_hash(id))
             .filter(|s| s.expires > now)
             .cloned()
+    }
+
+    fn checked(&self, id: &str, now: Instant) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = map.get_mut(&token_hash(id)) {
+            s.checked = now;
+        }
     }
 
     fn end(&self, id: &str) {
@@ -182,20 +205,54 @@ fn html(status: StatusCode, body: String) -> Response {
         .into_response()
 }
 
-/// The signed-in session of a request, if any.
-fn session(state: &AppState, headers: &HeaderMap) -> Option<(String, Session)> {
-    let id = cookie(headers, SESSION_COOKIE)?;
-    let s = state.sessions().get(id, Instant::now())?;
-    Some((id.to_owned(), s))
+/// The signed-in session of a request, if any; one whose admin token was
+/// revoked ends here (checked at most every [`TOKEN_TTL`]).
+async fn session(state: &AppState, headers: &HeaderMap) -> Option<(String, Session)> {
+    let id = cookie(headers, SESSION_COOKIE)?.to_owned();
+    let now = Instant::now();
+    let s = state.sessions().get(&id, now)?;
+    if now.duration_since(s.checked) >= TOKEN_TTL {
+        let token = s.token;
+        match state
+            .read(move |c| store::principal_by_hash(c, &token))
+            .await
+        {
+            Ok(Some(Principal::Admin)) => state.sessions().checked(&id, now),
+            Ok(_) => {
+                state.sessions().end(&id);
+                return None;
+            }
+            // The database is down: the page will say so; the session stands.
+            Err(_) => {}
+        }
+    }
+    Some((id, s))
 }
 
-async fn login_form(State(state): State<AppState>) -> Response {
-    login_page(&state, StatusCode::OK, None)
+/// The sign-in page's query: a one-time sign-in link carries its admin token.
+#[derive(Debug, Default, Deserialize)]
+pub struct LoginQuery {
+    /// An admin token that signing in with revokes (`hush demo --serve`
+    /// prints such a link).
+    once: Option<String>,
+}
+
+async fn login_form(
+    State(state): State<AppState>,
+    query: Result<Query<LoginQuery>, QueryRejection>,
+) -> Response {
+    let once = query.ok().and_then(|Query(q)| q.once);
+    login_page(&state, StatusCode::OK, None, once.as_deref())
 }
 
 /// The sign-in page with a fresh double-submit CSRF token in a cookie and
-/// in the form.
-fn login_page(state: &AppState, status: StatusCode, error: Option<&str>) -> Response {
+/// in the form; with `once`, a button that signs in with that token.
+fn login_page(
+    state: &AppState,
+    status: StatusCode,
+    error: Option<&str>,
+    once: Option<&str>,
+) -> Response {
     let csrf = match secret_from_os() {
         Ok(c) => c,
         Err(e) => {
@@ -205,7 +262,7 @@ fn login_page(state: &AppState, status: StatusCode, error: Option<&str>) -> Resp
             );
         }
     };
-    let mut response = html(status, page::login(&csrf, error));
+    let mut response = html(status, page::login(&csrf, error, once));
     response.headers_mut().insert(
         header::SET_COOKIE,
         set_cookie(state, LOGIN_COOKIE, &csrf, LOGIN_FORM_TTL),
@@ -218,6 +275,9 @@ fn login_page(state: &AppState, status: StatusCode, error: Option<&str>) -> Resp
 pub struct LoginForm {
     token: String,
     csrf: String,
+    /// Set by a one-time link's form: the token is revoked once signed in.
+    #[serde(default)]
+    once: bool,
 }
 
 async fn login(
@@ -230,6 +290,7 @@ async fn login(
             &state,
             StatusCode::BAD_REQUEST,
             Some("The form was incomplete."),
+            None,
         );
     };
     if cookie(&headers, LOGIN_COOKIE) != Some(form.csrf.as_str()) || form.csrf.is_empty() {
@@ -237,17 +298,36 @@ async fn login(
             &state,
             StatusCode::FORBIDDEN,
             Some("The form expired or came from another site. Sign in again."),
+            None,
         );
     }
     let token = form.token.trim().to_owned();
-    let principal = state.read(move |c| store::principal(c, &token)).await;
+    let hash = token_hash(&token);
+    let once = form.once;
+    let now = state.config().now();
+    // A one-time link's token is revoked in the read that checks it, so two
+    // tabs cannot both sign in with it.
+    let principal = state
+        .read(move |c| {
+            let p = store::principal(c, &token)?;
+            if once && p == Some(Principal::Admin) {
+                store::revoke_token(c, &token, now)?;
+            }
+            Ok(p)
+        })
+        .await;
     match principal {
         Ok(Some(Principal::Admin)) => {}
         Ok(_) => {
             return login_page(
                 &state,
                 StatusCode::UNAUTHORIZED,
-                Some("That is not an active admin token."),
+                Some(if once {
+                    "This sign-in link was used already; sign in with an admin token."
+                } else {
+                    "That is not an active admin token."
+                }),
+                None,
             );
         }
         Err(e) => {
@@ -258,7 +338,7 @@ async fn login(
             );
         }
     }
-    let (id, _) = match state.sessions().start(Instant::now()) {
+    let id = match state.sessions().start(hash, Instant::now()) {
         Ok(s) => s,
         Err(e) => {
             return html(
@@ -291,7 +371,7 @@ async fn logout(
     headers: HeaderMap,
     form: Result<Form<LogoutForm>, FormRejection>,
 ) -> Response {
-    let Some((id, session)) = session(&state, &headers) else {
+    let Some((id, session)) = session(&state, &headers).await else {
         return Redirect::to("/dashboard/login").into_response();
     };
     match form {
@@ -335,8 +415,10 @@ struct Selection {
     from: Option<u32>,
     to: Option<u32>,
     rows: Vec<estimate::EstimateRow>,
-    /// Withheld cells of the selection: (period, reports) with fewer than `min_devices`.
-    withheld: Vec<u32>,
+    /// Cells withheld in the range, over every metric and cohort: what
+    /// `/v1/estimates` says, and no more (which metric or cohort had a small
+    /// cell on which day would say who reported).
+    withheld: usize,
 }
 
 fn bound(text: Option<&str>) -> Result<Option<PeriodBound>, CollectorError> {
@@ -382,31 +464,33 @@ async fn select(state: &AppState, view: View) -> Result<Selection, CollectorErro
     let cells = state
         .read(move |c| store::released_cells(c, &clock, from, to))
         .await?;
+    let min = config.min_devices.max(2);
+    let withheld = cells.iter().filter(|(_, s)| s.reports() < min).count();
     let name = metric.as_ref().map(|m| m.name);
+    // Released cells only: a cohort listed for its withheld cells would say
+    // that a few of its devices reported.
     let of_metric: Vec<_> = cells
         .into_iter()
-        .filter(|(k, _)| {
-            catalogs
-                .get(k.catalog)
-                .and_then(|c| c.metrics().get(usize::from(k.metric)))
-                .is_some_and(|m| Some(m.name) == name)
+        .filter(|(k, s)| {
+            s.reports() >= min
+                && catalogs
+                    .get(k.catalog)
+                    .and_then(|c| c.metrics().get(usize::from(k.metric)))
+                    .is_some_and(|m| Some(m.name) == name)
         })
         .collect();
     let mut cohorts: Vec<String> = of_metric.iter().map(|(k, _)| k.cohort.clone()).collect();
     cohorts.sort();
     cohorts.dedup();
-    let cohort = view.cohort.clone().or_else(|| cohorts.first().cloned());
+    let cohort = view
+        .cohort
+        .clone()
+        .filter(|c| !c.is_empty())
+        .or_else(|| cohorts.first().cloned());
     let chosen: Vec<_> = of_metric
         .into_iter()
         .filter(|(k, _)| Some(&k.cohort) == cohort.as_ref())
         .collect();
-    let min = config.min_devices.max(2);
-    let mut withheld: Vec<u32> = chosen
-        .iter()
-        .filter(|(_, s)| s.reports() < min)
-        .map(|(k, _)| k.period)
-        .collect();
-    withheld.sort_unstable();
     let (rows, _) = estimate::estimate_cells(&chosen, &catalogs, seconds, config.min_devices)?;
     Ok(Selection {
         metrics,
@@ -425,7 +509,7 @@ async fn dashboard(
     headers: HeaderMap,
     view: Result<Query<View>, QueryRejection>,
 ) -> Response {
-    let Some((_, session)) = session(&state, &headers) else {
+    let Some((_, session)) = session(&state, &headers).await else {
         return Redirect::to("/dashboard/login").into_response();
     };
     let view = view.map(|Query(v)| v).unwrap_or_default();
@@ -447,11 +531,7 @@ async fn dashboard(
                         .to
                         .map(|p| estimate::period_start(p, config.period_seconds)),
                     rows: &sel.rows,
-                    withheld: &sel
-                        .withheld
-                        .iter()
-                        .map(|p| estimate::period_start(*p, config.period_seconds))
-                        .collect::<Vec<_>>(),
+                    withheld: sel.withheld,
                     min_devices: config.min_devices.max(2),
                     epsilon: config.epsilon_per_report,
                     epsilon_perm: config.epsilon_per_value,
@@ -475,7 +555,7 @@ async fn download(
     view: Result<Query<View>, QueryRejection>,
     format: Format,
 ) -> Response {
-    if session(&state, &headers).is_none() {
+    if session(&state, &headers).await.is_none() {
         return html(StatusCode::UNAUTHORIZED, page::error("Sign in first."));
     }
     let view = view.map(|Query(v)| v).unwrap_or_default();
@@ -492,11 +572,15 @@ async fn download(
     };
     match crate::export::rows_bytes(format, &sel.rows) {
         Ok(bytes) => {
-            let name = format!(
-                "hush-{}.{}",
-                sel.metric.as_ref().map_or("rows", |m| m.name),
-                format.name()
-            );
+            // Catalog names are plain today; the header must stay so whatever they become.
+            let stem: String = sel
+                .metric
+                .as_ref()
+                .map_or("rows", |m| m.name)
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || "_.-".contains(*c))
+                .collect();
+            let name = format!("hush-{stem}.{}", format.name());
             let mime = match format {
                 Format::Csv => "text/csv; charset=utf-8",
                 Format::Parquet => "application/vnd.apache.parquet",

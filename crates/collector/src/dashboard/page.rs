@@ -84,18 +84,28 @@ pub fn error(message: &str) -> String {
     )
 }
 
-/// The sign-in page.
-pub fn login(csrf: &str, error: Option<&str>) -> String {
+/// The sign-in page: a token field, or with `once` (a one-time link's
+/// token) a single button.
+pub fn login(csrf: &str, error: Option<&str>, once: Option<&str>) -> String {
     let error = error
         .map(|e| format!("<p class=\"error\">{}</p>", escape(e)))
         .unwrap_or_default();
+    let fields = match once {
+        Some(token) => format!(
+            "<p>This link signs you in once.</p>\
+             <input type=\"hidden\" name=\"token\" value=\"{}\">\
+             <input type=\"hidden\" name=\"once\" value=\"true\">",
+            escape(token)
+        ),
+        None => "<label for=\"token\">Admin token</label>\
+                 <input type=\"password\" id=\"token\" name=\"token\" autocomplete=\"off\" required>"
+            .to_owned(),
+    };
     document(
         "Sign in: Hush dashboard",
         &format!(
             "<div class=\"login\"><h1>Hush dashboard</h1>{error}\
-             <form method=\"post\" action=\"/dashboard/login\">\
-             <label for=\"token\">Admin token</label>\
-             <input type=\"password\" id=\"token\" name=\"token\" autocomplete=\"off\" required>\
+             <form method=\"post\" action=\"/dashboard/login\">{fields}\
              <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
              <button type=\"submit\">Sign in</button></form>\
              <p>An admin token comes from <code>hush collector token create --admin</code>.</p></div>",
@@ -122,8 +132,8 @@ pub struct Dashboard<'a> {
     pub to: Option<String>,
     /// The released rows of the metric and cohort.
     pub rows: &'a [EstimateRow],
-    /// Days whose cell was withheld.
-    pub withheld: &'a [String],
+    /// Cells withheld in the range, over every metric and cohort.
+    pub withheld: usize,
     /// Devices a cell needs to be released.
     pub min_devices: u64,
     /// The collector's per-report epsilon.
@@ -177,11 +187,15 @@ pub fn dashboard(d: &Dashboard<'_>) -> String {
     };
     let _ = write!(
         body,
-        "<h1 id=\"metric\">{}</h1><p>{} Unit: {}. Mechanism: {}. \
+        "<h1 id=\"metric\">{}</h1><p>{}.{} Mechanism: {}. \
          Each report reveals at most &epsilon; = {} about its metric, all of a device's reports about one unchanged value at most &epsilon; = {}.</p>",
         escape(metric.name),
         escape(metric.description),
-        escape(metric.unit),
+        if metric.unit.is_empty() {
+            String::new()
+        } else {
+            format!(" Unit: {}.", escape(metric.unit))
+        },
         escape(metric.mechanism_name()),
         d.epsilon,
         d.epsilon_perm
@@ -228,17 +242,14 @@ pub fn dashboard(d: &Dashboard<'_>) -> String {
     } else {
         body.push_str(&chart(d.rows, metric.unit));
     }
-    if !d.withheld.is_empty() {
+    if d.withheld > 0 {
+        // A count over every metric and cohort, as /v1/estimates gives it:
+        // naming the metric, cohort or day of a small cell would say that
+        // a few devices of that cohort reported then.
         let _ = write!(
             body,
-            "<p class=\"withheld\" id=\"withheld\">Withheld ({} day(s)): {}. Reason: fewer than {} devices reported, so the cell is not released.</p>",
-            d.withheld.len(),
-            d.withheld
-                .iter()
-                .map(|w| escape(w))
-                .collect::<Vec<_>>()
-                .join(", "),
-            d.min_devices
+            "<p class=\"withheld\" id=\"withheld\">{} cell(s) of this range, over all metrics and cohorts, are withheld: fewer than {} devices reported in them. Which ones is not shown, since that would tell that a few devices of a cohort reported on a day.</p>",
+            d.withheld, d.min_devices
         );
     }
     body.push_str(
@@ -425,7 +436,7 @@ mod tests {
 
     #[test]
     fn the_sign_in_page_carries_its_csrf_token_and_no_script() {
-        let page = login("abc123", Some("<b>bad</b>"));
+        let page = login("abc123", Some("<b>bad</b>"), None);
         assert!(page.contains("name=\"csrf\" value=\"abc123\""));
         assert!(page.contains("&lt;b&gt;bad&lt;/b&gt;"));
         assert!(!page.to_lowercase().contains("<script"));
