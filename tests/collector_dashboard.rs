@@ -263,10 +263,22 @@ fn the_page_shows_estimates_withheld_cells_and_escapes_hostile_cohorts() {
         "the same count as /v1/estimates: {}",
         page.body
     );
-    // An unknown metric is a clear 400.
+    // An unknown metric, a reversed range or a bad date is a clear 400.
     let unknown = get(&format!("{}/dashboard?metric=nope", c.url), Some(&session));
     assert_eq!(unknown.status, 400);
     assert!(unknown.body.contains("no metric named nope"));
+    let reversed = get(
+        &format!("{}/dashboard?from=2026-02-01&to=2026-01-01", c.url),
+        Some(&session),
+    );
+    assert_eq!(reversed.status, 400);
+    assert!(reversed.body.contains("after the last"));
+    let bad = get(
+        &format!("{}/dashboard?from=yesterday", c.url),
+        Some(&session),
+    );
+    assert_eq!(bad.status, 400);
+    assert!(bad.body.contains("neither a date"), "{}", bad.body);
 
     // The CSV download holds the rows the export writes for that metric and cohort.
     let csv = get(

@@ -444,6 +444,13 @@ async fn select(state: &AppState, view: View) -> Result<Selection, CollectorErro
     let last = clock.last_closed();
     let to = to.or(last);
     let from = from.or_else(|| to.map(|t| t.saturating_sub(DEFAULT_PERIODS - 1)));
+    if let (Some(f), Some(t)) = (from, to)
+        && f > t
+    {
+        return Err(CollectorError::Refused(
+            "the first day is after the last: nothing to show".into(),
+        ));
+    }
     let catalogs = state.catalogs();
     // Range revisions change ranges, never names: the first catalog names them all.
     let metrics: Vec<hush_report::Metric> = catalogs
@@ -512,7 +519,10 @@ async fn dashboard(
     let Some((_, session)) = session(&state, &headers).await else {
         return Redirect::to("/dashboard/login").into_response();
     };
-    let view = view.map(|Query(v)| v).unwrap_or_default();
+    let view = match view {
+        Ok(Query(v)) => v,
+        Err(e) => return html(StatusCode::BAD_REQUEST, page::error(&e.body_text())),
+    };
     match select(&state, view).await {
         Ok(sel) => {
             let config = state.config();
@@ -558,7 +568,10 @@ async fn download(
     if session(&state, &headers).await.is_none() {
         return html(StatusCode::UNAUTHORIZED, page::error("Sign in first."));
     }
-    let view = view.map(|Query(v)| v).unwrap_or_default();
+    let view = match view {
+        Ok(Query(v)) => v,
+        Err(e) => return html(StatusCode::BAD_REQUEST, page::error(&e.body_text())),
+    };
     let sel = match select(&state, view).await {
         Ok(s) => s,
         Err(CollectorError::Refused(e)) => return html(StatusCode::BAD_REQUEST, page::error(&e)),
