@@ -431,17 +431,19 @@ fn a_browser_signs_in_switches_metric_and_cohort_and_downloads() {
     );
     browser.type_into("#token", &admin);
     browser.click("button[type=submit]");
-    assert!(browser.url().ends_with("/dashboard"), "{}", browser.url());
+    browser.wait_for_url(|u| u.ends_with("/dashboard"));
     assert!(browser.source().contains("<h1 id=\"metric\">"));
     // The session cookie is the browser's, HttpOnly and strict.
     let session = browser.cookie("hush_session").expect("signed in");
 
-    // Every metric's page, each within a second.
+    // Every metric's page, each within a second (the bound).
+    let mut slowest = std::time::Duration::ZERO;
     for m in catalog.metrics() {
         let took = browser.open(&format!(
             "{}/dashboard?metric={}&cohort=support",
             c.url, m.name
         ));
+        slowest = slowest.max(took);
         assert!(took.as_secs_f64() < 1.0, "{}: {took:?}", m.name);
         assert!(
             browser
@@ -449,6 +451,7 @@ fn a_browser_signs_in_switches_metric_and_cohort_and_downloads() {
                 .contains(&format!("<h1 id=\"metric\">{}</h1>", m.name))
         );
     }
+    eprintln!("slowest metric page: {slowest:?}");
     // Switch metric by its link (to the one the research cohort reported
     // most), then cohort by the form.
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
@@ -461,14 +464,10 @@ fn a_browser_signs_in_switches_metric_and_cohort_and_downloads() {
     }
     let (second, _) = counts.iter().max_by_key(|(_, n)| **n).unwrap();
     browser.click(&format!("nav a[href*=\"metric={second}\"]"));
-    assert!(browser.url().contains(&format!("metric={second}")));
+    browser.wait_for_url(|u| u.contains(&format!("metric={second}")));
     browser.click("#cohort option[value=research]");
     browser.click("form.view button");
-    assert!(
-        browser.url().contains("cohort=research"),
-        "{}",
-        browser.url()
-    );
+    browser.wait_for_url(|u| u.contains("cohort=research"));
     assert!(
         browser
             .source()

@@ -112,6 +112,21 @@ impl Browser {
         self.call("GET", "/url", None).as_str().unwrap().to_owned()
     }
 
+    /// Waits (up to 10 s) for the current URL to satisfy `done`, as a click
+    /// that submits a form may return before the next page has loaded;
+    /// returns the URL.
+    pub fn wait_for_url(&self, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let url = self.url();
+            if done(&url) {
+                return url;
+            }
+            assert!(Instant::now() < deadline, "still at {url}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The current DOM, serialized.
     pub fn source(&self) -> String {
         self.call("GET", "/source", None)
