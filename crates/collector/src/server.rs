@@ -29,29 +29,18 @@ use rusqlite::Connection;
 use serde::Deserialize;
 
 use crate::auth::DeviceDirectory;
-use crate::ingest::NotReady;
 use crate::ingest::{IngestError, Writer};
 use crate::limits::{Buckets, TOKEN_TTL, TokenCache, client_key};
-use crate::metrics::{ClosedPeriod, Metrics, Snapshot};
+use crate::metrics::{ClosedPeriod, Metrics};
 use crate::store::{self, Principal};
 use crate::tokens::token_hash;
 use crate::validate::{Catalogs, category, validate};
 use crate::{CollectorConfig, CollectorError, PeriodClock};
 
+mod ops;
+
 /// The least time between two reads of the catalogs from the database.
 const RELOAD_INTERVAL: Duration = Duration::from_secs(5);
-
-/// How long `/readyz` waits for the writer to answer its probe: far above a
-/// group commit (milliseconds), far below a load balancer's check timeout.
-const READY_PATIENCE: Duration = Duration::from_secs(2);
-
-/// How long one readiness answer serves every `/readyz` request: the route
-/// needs no token, so its callers must not each cost a probe.
-const READY_REUSE: Duration = Duration::from_secs(1);
-
-/// How long `/metrics` reuses the last closed period's figures: they are
-/// final but for an erasure or a prune, which another process may make.
-const CLOSED_REUSE: Duration = Duration::from_secs(300);
 
 /// How often the retention task runs after the one at start.
 const RETENTION_INTERVAL: Duration = Duration::from_secs(86_400);
@@ -79,15 +68,12 @@ pub struct AppState {
     metrics: Arc<Metrics>,
     /// The last readiness answer and when it was found; the lock also makes
     /// concurrent `/readyz` requests share one probe.
-    ready: Arc<tokio::sync::Mutex<Option<ReadyAnswer>>>,
+    ready: Arc<tokio::sync::Mutex<Option<ops::ReadyAnswer>>>,
     /// The last closed period's figures and when they were worked out.
     closed: Arc<Mutex<Option<(Instant, ClosedPeriod)>>>,
     /// The dashboard's signed-in sessions.
     sessions: Arc<crate::dashboard::Sessions>,
 }
-
-/// A readiness answer and when it was found.
-type ReadyAnswer = (Instant, Result<(), NotReady>);
 
 /// The hash of the bearer token a request was authenticated with.
 #[derive(Debug, Clone, Copy)]
@@ -201,13 +187,13 @@ pub fn router(state: AppState) -> Router {
     let authed = Router::new()
         .route("/v1/reports", post(upload))
         .route("/v1/estimates", get(estimates))
-        .route("/metrics", get(admin_metrics))
+        .route("/metrics", get(ops::admin_metrics))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .merge(authed)
         .merge(crate::dashboard::routes())
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
         .route("/v1/policy", get(policy))
         // Set before the layers below, so unknown paths count as failures too.
         .fallback(|| async { refuse(StatusCode::NOT_FOUND, category::NOT_FOUND, "no such route") })
@@ -224,206 +210,8 @@ pub fn router(state: AppState) -> Router {
             limit_failures,
         ))
         // Outermost, so it sees every answer, the rate limiter's included.
-        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(middleware::from_fn_with_state(state.clone(), ops::observe))
         .with_state(state)
-}
-
-/// The routes of `metrics_listen`: `/metrics` without a token (the address
-/// is loopback only), and the health checks.
-fn metrics_router(state: AppState) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .layer(middleware::from_fn_with_state(state.clone(), observe))
-        .with_state(state)
-}
-
-/// The category a refusal was answered with, for the refusal counters.
-#[derive(Debug, Clone, Copy)]
-struct Refused(&'static str);
-
-/// Counts every answer in [`Metrics`]: its route's latency, and its refusal
-/// reason if it was refused. Nothing about the sender is kept.
-async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let path = request.uri().path().to_owned();
-    let response = next.run(request).await;
-    state.metrics.request(
-        &path,
-        started.elapsed().as_secs_f64(),
-        response.status().as_u16(),
-        response.extensions().get::<Refused>().map(|r| r.0),
-    );
-    response
-}
-
-/// Liveness: the process answers.
-async fn healthz() -> Response {
-    Json(serde_json::json!({"status": "ok"})).into_response()
-}
-
-/// Readiness: the writer answers a probe (`Writer::probe`) within
-/// [`READY_PATIENCE`] behind the uploads already queued; 503 otherwise. One
-/// answer serves every request for [`READY_REUSE`], and a change of answer
-/// is logged once.
-async fn readyz(State(state): State<AppState>) -> Response {
-    // On its own task, holding the lock: a caller that hangs up does not
-    // cancel the probe, whose answer the next callers then share.
-    let (ready, writer) = (Arc::clone(&state.ready), state.writer.clone());
-    let probe = tokio::spawn(async move {
-        let mut last = ready.lock_owned().await;
-        match &*last {
-            Some((at, answer)) if at.elapsed() < READY_REUSE => answer.clone(),
-            previous => {
-                let answer = writer.probe(READY_PATIENCE).await;
-                match (previous.as_ref().map(|(_, a)| a.is_ok()), &answer) {
-                    (Some(true) | None, Err(e)) => tracing::warn!("not ready: {e}"),
-                    (Some(false), Ok(())) => tracing::info!("ready again"),
-                    _ => {}
-                }
-                *last = Some((Instant::now(), answer.clone()));
-                answer
-            }
-        }
-    });
-    let answer = probe.await.unwrap_or(Err(NotReady::Stopped));
-    match answer {
-        Ok(()) => Json(serde_json::json!({"status": "ready"})).into_response(),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({"status": "not ready", "reason": e.category()})),
-        )
-            .into_response(),
-    }
-}
-
-/// `/metrics` on `listen`: admin tokens only.
-async fn admin_metrics(
-    State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-) -> Response {
-    if principal != Principal::Admin {
-        return refuse(
-            StatusCode::FORBIDDEN,
-            category::WRONG_TOKEN,
-            "a device token cannot read metrics",
-        );
-    }
-    metrics(State(state)).await
-}
-
-/// The Prometheus text exposition of [`Metrics`] with the figures read now.
-async fn metrics(State(state): State<AppState>) -> Response {
-    let (queue_depth, queue_capacity) = state.writer.queue();
-    let (catalogs, config) = (state.catalogs(), Arc::clone(&state.config));
-    let cached = state
-        .closed
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone()
-        .filter(|(at, _)| at.elapsed() < CLOSED_REUSE)
-        .map(|(_, c)| c);
-    let reused = cached.clone();
-    let read = state
-        .read(move |c| snapshot(c, &catalogs, &config, cached))
-        .await;
-    match read {
-        Ok(mut snap) => {
-            (snap.queue_depth, snap.queue_capacity) = (queue_depth, queue_capacity);
-            if let Some(closed) = snap
-                .last_closed
-                .as_ref()
-                .filter(|c| reused.as_ref() != Some(*c))
-            {
-                *state.closed.lock().unwrap_or_else(|p| p.into_inner()) =
-                    Some((Instant::now(), closed.clone()));
-            }
-            (
-                [(
-                    header::CONTENT_TYPE,
-                    "text/plain; version=0.0.4; charset=utf-8",
-                )],
-                state.metrics.render(&snap),
-            )
-                .into_response()
-        }
-        Err(e) => refuse(StatusCode::SERVICE_UNAVAILABLE, category::STORAGE, e),
-    }
-}
-
-/// The scrape-time figures: file sizes, and the last closed period's
-/// figures (`cached` if they are that period's).
-fn snapshot(
-    conn: &Connection,
-    catalogs: &Catalogs,
-    config: &CollectorConfig,
-    cached: Option<ClosedPeriod>,
-) -> Result<Snapshot, CollectorError> {
-    let size = |path: &std::path::Path| std::fs::metadata(path).map_or(0, |m| m.len());
-    let mut wal = config.database.clone().into_os_string();
-    wal.push("-wal");
-    let clock = config.clock();
-    let last_closed = match clock.last_closed() {
-        Some(last) => match cached.filter(|c| c.period == last) {
-            Some(c) => Some(c),
-            None => Some(closed_period(conn, catalogs, config, &clock, last)?),
-        },
-        None => None,
-    };
-    Ok(Snapshot {
-        queue_depth: 0,
-        queue_capacity: 0,
-        database_bytes: size(&config.database),
-        wal_bytes: size(std::path::Path::new(&wal)),
-        last_closed,
-    })
-}
-
-/// The figures of closed period `last`: devices, cells released and
-/// withheld (as `/v1/estimates` releases them), and devices per agent version.
-fn closed_period(
-    conn: &Connection,
-    catalogs: &Catalogs,
-    config: &CollectorConfig,
-    clock: &PeriodClock,
-    last: u32,
-) -> Result<ClosedPeriod, CollectorError> {
-    let (rows, withheld) = crate::estimate::released_rows(
-        conn,
-        catalogs,
-        clock,
-        crate::estimate::Window::Day,
-        Some(last),
-        Some(last),
-        config.period_seconds,
-        config.min_devices,
-    )?;
-    // A cell is one (catalog, metric, cohort, terms); a frequency metric's
-    // cell has a row per bucket.
-    let released: std::collections::HashSet<_> = rows
-        .iter()
-        .map(|r| {
-            (
-                &r.catalog_hash,
-                &r.metric,
-                &r.cohort,
-                r.epsilon.to_bits(),
-                r.epsilon_perm.to_bits(),
-            )
-        })
-        .collect();
-    let reports = store::stored_reports(conn, last, last)?;
-    Ok(ClosedPeriod {
-        period: last,
-        devices: reports.len() as u64,
-        released_cells: released.len() as u64,
-        withheld_cells: withheld as u64,
-        agent_versions: crate::metrics::agent_version_counts(
-            reports.iter().map(|(_, _, _, r)| r.agent_version()),
-            config.min_devices,
-        ),
-    })
 }
 
 /// A refusal: the category alone goes to the sender; the details go to the
@@ -435,7 +223,7 @@ fn refuse(status: StatusCode, category: &'static str, detail: impl std::fmt::Dis
         tracing::debug!(status = status.as_u16(), category, "{detail}");
     }
     let mut response = (status, Json(serde_json::json!({"error": category}))).into_response();
-    response.extensions_mut().insert(Refused(category));
+    response.extensions_mut().insert(ops::Refused(category));
     response
 }
 
@@ -774,7 +562,7 @@ pub async fn serve_until(
                 "metrics without a token on http://{}/metrics",
                 listener.local_addr()?
             );
-            let app = metrics_router(state.clone());
+            let app = ops::metrics_router(state.clone());
             let stop = stopped();
             Some(tokio::spawn(async move {
                 if let Err(e) = axum::serve(listener, app)

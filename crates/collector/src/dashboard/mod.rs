@@ -548,8 +548,16 @@ async fn dashboard(
                 }),
             )
         }
-        Err(CollectorError::Refused(e)) => html(StatusCode::BAD_REQUEST, page::error(&e)),
-        Err(e) => {
+        Err(e) => failed(e),
+    }
+}
+
+/// The page for a selection that failed: the reader's mistake (400, said
+/// as it is) or the database (503; the details go to the log only).
+fn failed(e: CollectorError) -> Response {
+    match e {
+        CollectorError::Refused(e) => html(StatusCode::BAD_REQUEST, page::error(&e)),
+        e => {
             tracing::warn!("dashboard: {e}");
             html(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -574,14 +582,7 @@ async fn download(
     };
     let sel = match select(&state, view).await {
         Ok(s) => s,
-        Err(CollectorError::Refused(e)) => return html(StatusCode::BAD_REQUEST, page::error(&e)),
-        Err(e) => {
-            tracing::warn!("dashboard download: {e}");
-            return html(
-                StatusCode::SERVICE_UNAVAILABLE,
-                page::error("The database is unavailable."),
-            );
-        }
+        Err(e) => return failed(e),
     };
     match crate::export::rows_bytes(format, &sel.rows) {
         Ok(bytes) => {
