@@ -217,19 +217,28 @@ pub struct ClosedPeriod {
 }
 
 impl Metrics {
-    /// Counts a request answered on `path` after `seconds`, and its refusal
-    /// category if it was refused (`None` with an error status: a refusal
-    /// axum produced itself, counted as `other`).
-    pub fn request(&self, path: &str, seconds: f64, status: u16, refusal: Option<&str>) {
-        let route = ROUTES
+    /// The entry of [`ROUTES`] a request path is counted under: read before
+    /// the request is handled, so the path need not be kept (copied) meanwhile.
+    pub fn route_of(path: &str) -> &'static str {
+        ROUTES
             .iter()
-            .position(|r| *r == path)
+            .find(|r| **r == path)
+            .unwrap_or(&ROUTES[ROUTES.len() - 1])
+    }
+
+    /// Counts a request answered on `route` (see [`Metrics::route_of`]) after
+    /// `seconds`, and its refusal category if it was refused (`None` with an
+    /// error status: a refusal axum produced itself, counted as `other`).
+    pub fn request(&self, route: &str, seconds: f64, status: u16, refusal: Option<&str>) {
+        let index = ROUTES
+            .iter()
+            .position(|r| *r == route)
             .unwrap_or(ROUTES.len() - 1);
-        self.requests[route].observe(seconds);
+        self.requests[index].observe(seconds);
         let reason = match refusal {
             Some(c) => REFUSAL_REASONS.iter().position(|(cat, _)| *cat == c),
             // A 503 from /readyz answers a health check; it refuses nothing.
-            None if status >= 400 && path != "/readyz" => None,
+            None if status >= 400 && route != "/readyz" => None,
             None => return,
         };
         self.refused[reason.unwrap_or(REFUSAL_REASONS.len())].fetch_add(1, Ordering::Relaxed);

@@ -15,7 +15,7 @@ use rusqlite::Connection;
 
 use super::{AppState, refuse};
 use crate::ingest::NotReady;
-use crate::metrics::{ClosedPeriod, Snapshot};
+use crate::metrics::{ClosedPeriod, Metrics, Snapshot};
 use crate::store::{self, Principal};
 use crate::validate::{Catalogs, category};
 use crate::{CollectorConfig, CollectorError, PeriodClock};
@@ -58,10 +58,10 @@ pub(super) async fn observe(
     next: Next,
 ) -> Response {
     let started = Instant::now();
-    let path = request.uri().path().to_owned();
+    let route = Metrics::route_of(request.uri().path());
     let response = next.run(request).await;
     state.metrics.request(
-        &path,
+        route,
         started.elapsed().as_secs_f64(),
         response.status().as_u16(),
         response.extensions().get::<Refused>().map(|r| r.0),
