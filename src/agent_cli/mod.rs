@@ -37,16 +37,6 @@ fn confirm(prompt: &str) -> anyhow::Result<bool> {
     Ok(line.trim().eq_ignore_ascii_case("yes"))
 }
 
-fn when(unix: u64) -> String {
-    let (y, m, d) = civil(unix / 86_400);
-    let s = unix % 86_400;
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
-        s / 3600,
-        s / 60 % 60
-    )
-}
-
 /// A number to three decimals, without trailing zeros.
 fn round3(x: f64) -> String {
     let s = format!("{x:.3}");
@@ -60,11 +50,6 @@ fn period_words(seconds: u32) -> String {
         s if s % 3600 == 0 => format!("{} hours (development periods)", s / 3600),
         s => format!("{s} seconds (development periods)"),
     }
-}
-
-/// Days since 1970-01-01 to a date (same algorithm as the collector's dataset dates).
-fn civil(days: u64) -> (i64, u32, u32) {
-    hush_collector::estimate::civil_from_days(days as i64)
 }
 
 /// Runs an agent subcommand.
@@ -200,7 +185,7 @@ pub fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
                 );
                 println!(
                     "last upload     {}",
-                    s.last_upload.map_or_else(|| "never".to_owned(), when)
+                    s.last_upload.map_or_else(|| "never".to_owned(), hush_report::utc_minute)
                 );
             }
             Ok(ExitCode::SUCCESS)
@@ -251,7 +236,7 @@ pub fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
                     };
                     println!(
                         "{} {verb}: report {} for period {} ({} bytes)",
-                        when(e.at),
+                        hush_report::utc_minute(e.at),
                         e.report.id(),
                         e.report.period(),
                         e.report.encode().len()

@@ -2,6 +2,7 @@
 //! with the unbiased estimate, its standard error, a 95% interval and the post-processed value.
 
 use hush_report::{Catalog, Encoding, Metric, MetricKind, MetricMechanism};
+use hush_report::{civil_from_days, weekday};
 use hush_stats::{FrequencyAggregate, norm_sub, set_probabilities};
 use serde::Serialize;
 
@@ -71,27 +72,6 @@ pub fn period_start(period: u32, seconds: u32) -> String {
             s % 60
         )
     }
-}
-
-/// The weekday of day `period` (days since 1970-01-01), Monday 0 to Sunday
-/// 6: 1970-01-01 was a Thursday.
-pub fn weekday(period: u32) -> u32 {
-    (period + 3) % 7
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian
-/// calendar (Howard Hinnant's `civil_from_days`).
-pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 /// Rows for every cell with at least `min_devices` reports; returns the rows and
@@ -650,9 +630,6 @@ mod tests {
 
     #[test]
     fn dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(20_420), (2025, 11, 28));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
         assert_eq!(period_start(20_420, 86_400), "2025-11-28");
         assert_eq!(period_start(3, 3600), "1970-01-01T03:00:00Z");
     }

@@ -1,6 +1,6 @@
 //! Bearer tokens: random secrets shown once, stored only as SHA-256 hashes.
 
-use rand::{CryptoRng, TryRng};
+use rand::CryptoRng;
 use sha2::{Digest, Sha256};
 
 use crate::CollectorError;
@@ -38,11 +38,7 @@ pub fn new_token_from_os(kind: TokenKind) -> Result<String, CollectorError> {
 /// 32 bytes from the operating system's generator, in hex: a token's secret,
 /// a session id, a form's CSRF token.
 pub fn secret_from_os() -> Result<String, CollectorError> {
-    let mut secret = [0u8; 32];
-    rand::rngs::SysRng
-        .try_fill_bytes(&mut secret)
-        .map_err(|e| CollectorError::Internal(format!("no operating-system randomness: {e}")))?;
-    Ok(hex::encode(secret))
+    hush_web::secret().map_err(|e| CollectorError::Internal(e.to_string()))
 }
 
 /// The stored form of a token.

@@ -19,6 +19,7 @@
 //! This crate knows nothing of OS events or HTTP, and does no IO.
 
 mod builtin;
+mod calendar;
 mod catalog;
 mod error;
 mod lifetime;
@@ -30,6 +31,7 @@ mod secret;
 mod vocabulary;
 mod wire;
 
+pub use calendar::{civil_from_days, date_of_day, utc_minute, weekday};
 pub use catalog::{
     Catalog, CatalogHash, Encoding, MAX_CHANGE_FACTOR, Metric, MetricKind, MetricMechanism,
     MetricValue, PreviewLine, SentLine,

@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use hush_collector::estimate::{EstimateRow, QUANTILES, Window, weekday};
+use hush_collector::estimate::{EstimateRow, QUANTILES, Window};
+use hush_report::weekday;
 use hush_report::{Catalog, MetricKind, MetricValue, RawMeasurements};
 
 use crate::args::DemoArgs;

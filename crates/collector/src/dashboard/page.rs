@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use hush_report::Metric;
+pub use hush_web::escape;
+use hush_web::{query_value as query, tick};
 
 use crate::estimate::EstimateRow;
 
@@ -33,35 +35,6 @@ svg{background:#fff;border:1px solid #dde}
 .login{max-width:28em;margin:4em auto;background:#fff;padding:1.5em;border:1px solid #dde}
 .login input[type=password]{width:100%;box-sizing:border-box;margin:.5em 0 1em}
 ";
-
-/// `s` safe as HTML text and as a double-quoted attribute value.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// `s` as a query-string value.
-fn query(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
-}
 
 fn document(title: &str, body: &str) -> String {
     format!(
@@ -405,34 +378,11 @@ fn chart(rows: &[EstimateRow], unit: &str) -> String {
     svg
 }
 
-/// An axis label: few digits, whatever the scale.
-fn tick(v: f64) -> String {
-    if v.abs() >= 100.0 {
-        format!("{v:.0}")
-    } else if v.abs() >= 1.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.3}")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-
-    #[test]
-    fn escaping_leaves_no_markup_and_no_way_out_of_an_attribute() {
-        let hostile = r#"<script>alert("x")</script>' onmouseover='y' &amp;"#;
-        let e = escape(hostile);
-        assert!(!e.contains('<') && !e.contains('>') && !e.contains('"') && !e.contains('\''));
-        assert_eq!(
-            e,
-            "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&#39; onmouseover=&#39;y&#39; &amp;amp;"
-        );
-        assert_eq!(query("a b&c=d/é"), "a%20b%26c%3Dd%2F%C3%A9");
-    }
 
     #[test]
     fn the_sign_in_page_carries_its_csrf_token_and_no_script() {

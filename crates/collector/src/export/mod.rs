@@ -35,7 +35,8 @@ use parquet::schema::parser::parse_message_type;
 use rusqlite::Connection;
 
 use crate::cells::{CellKey, CellState};
-use crate::estimate::{EstimateRow, LEVEL, Window, civil_from_days, estimate_cells};
+use crate::estimate::{EstimateRow, LEVEL, Window, estimate_cells};
+use hush_report::civil_from_days;
 use crate::store;
 use crate::validate::Catalogs;
 use crate::{CollectorError, PeriodClock};
