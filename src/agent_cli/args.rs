@@ -22,8 +22,29 @@ pub enum AgentCommand {
     Resume(HomeArg),
     /// Delete the device secret and queued reports; the spending history stays (asks first).
     Forget(ForgetArgs),
+    /// Open a page in your browser that shows, in plain words, what the agent
+    /// does: enrolled or not, paused or not, the privacy terms, what would be
+    /// measured, every report that left; with pause, resume and forget buttons.
+    /// Served on 127.0.0.1 behind a one-time link; stops when you close it.
+    Ui(UiArgs),
     /// Print an example configuration file with every setting explained.
     Config,
+}
+
+/// `hush agent ui`.
+#[derive(Debug, Args)]
+pub struct UiArgs {
+    /// Where the files are.
+    #[command(flatten)]
+    pub home: HomeArg,
+    /// Print the one-time link without opening a browser (for another
+    /// browser, or a machine without a default one).
+    #[arg(long)]
+    pub no_browser: bool,
+    /// Stop when the page has not been shown for this many seconds (the open
+    /// page reloads itself three times within it). 5 to 86400.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(5..=86_400))]
+    pub idle_seconds: u64,
 }
 
 /// Where the agent keeps its files.

@@ -5,6 +5,7 @@
 
 mod args;
 mod preview;
+mod ui;
 
 pub use args::{AgentCommand, PreviewArgs};
 
@@ -56,6 +57,7 @@ fn period_words(seconds: u32) -> String {
 pub fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         AgentCommand::Preview(a) => preview::run(&a),
+        AgentCommand::Ui(a) => ui::run(&a),
         AgentCommand::Config => {
             print!("{}", AgentConfig::example());
             Ok(ExitCode::SUCCESS)
@@ -185,7 +187,8 @@ pub fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
                 );
                 println!(
                     "last upload     {}",
-                    s.last_upload.map_or_else(|| "never".to_owned(), hush_report::utc_minute)
+                    s.last_upload
+                        .map_or_else(|| "never".to_owned(), hush_report::utc_minute)
                 );
             }
             Ok(ExitCode::SUCCESS)
@@ -194,19 +197,7 @@ pub fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
             let paths = paths(&a.home)?;
             // Each report is described with the catalog it was made with.
             let ranges = hush_agent::ranges::Ranges::load(&paths)?;
-            let describe = |r: &hush_report::Report| match ranges.catalog_of(r.catalog_hash()) {
-                Some(catalog) => catalog.describe_report(r),
-                None => vec![hush_report::SentLine {
-                    name: "(unknown catalog)",
-                    mechanism: "",
-                    epsilon: r.epsilon(),
-                    epsilon_perm: 0.0,
-                    in_words: format!(
-                        "made with catalog {}, which this agent has no record of",
-                        r.catalog_hash()
-                    ),
-                }],
-            };
+            let describe = |r: &hush_report::Report| ranges.describe(r);
             let entries = read_sent(&paths)?;
             if a.json {
                 let rows: Vec<_> = entries

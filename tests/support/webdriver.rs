@@ -127,6 +127,24 @@ impl Browser {
         }
     }
 
+    /// Waits (up to `seconds`) for the current DOM to satisfy `done`, as a
+    /// form that redirects back to the same URL leaves nothing else to wait
+    /// on; returns the DOM.
+    pub fn wait_for_source(&self, seconds: u64, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        loop {
+            let source = self.source();
+            if done(&source) {
+                return source;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the page never changed: {source}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// The current DOM, serialized.
     pub fn source(&self) -> String {
         self.call("GET", "/source", None)
@@ -180,6 +198,15 @@ impl Browser {
             .iter()
             .find(|c| c["name"] == name)
             .map(|c| format!("{name}={}", c["value"].as_str().unwrap_or("")))
+    }
+
+    /// Resizes the window, so a screenshot shows a long page whole.
+    pub fn resize(&self, width: u32, height: u32) {
+        self.call(
+            "POST",
+            "/window/rect",
+            Some(json!({"width": width, "height": height})),
+        );
     }
 
     /// A PNG screenshot of the viewport.

@@ -23,6 +23,7 @@ pub mod outbox;
 mod paths;
 mod period;
 pub mod ranges;
+pub mod ui;
 pub mod uploader;
 
 pub use config::AgentConfig;

@@ -46,6 +46,21 @@ impl HomeLock {
     }
 }
 
+/// Whether a process (the running agent) holds the lock on this home. Looks
+/// without writing anything: a shared lock taken and let go at once.
+pub fn held(paths: &AgentPaths) -> Result<bool, AgentError> {
+    let file = match File::open(paths.lock()) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e.into()),
+    };
+    match file.try_lock_shared() {
+        Ok(()) => Ok(false),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(true),
+        Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+    }
+}
+
 /// The process id the lock file names, in words.
 fn holder(paths: &AgentPaths) -> String {
     let mut text = String::new();
@@ -67,6 +82,7 @@ mod tests {
     fn a_second_holder_is_refused_until_the_first_lets_go() {
         let dir = tempfile::tempdir().unwrap();
         let paths = AgentPaths::in_home(dir.path());
+        assert!(!held(&paths).unwrap(), "no lock file yet");
         let first = HomeLock::acquire(&paths).unwrap();
         let err = HomeLock::acquire(&paths).unwrap_err().to_string();
         assert!(
@@ -74,7 +90,9 @@ mod tests {
             "{err}"
         );
         assert!(HomeLock::try_acquire(&paths).unwrap().is_none());
+        assert!(held(&paths).unwrap());
         drop(first);
+        assert!(!held(&paths).unwrap());
         assert!(HomeLock::try_acquire(&paths).unwrap().is_some());
     }
 }

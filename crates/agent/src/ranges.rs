@@ -18,7 +18,7 @@
 //! The file is written by the upload thread (offers) and the period loop
 //! (adoptions): one lock in the process serializes them.
 
-use hush_report::{Catalog, CatalogHash, PublishedRanges};
+use hush_report::{Catalog, CatalogHash, PublishedRanges, Report, SentLine};
 use serde::{Deserialize, Serialize};
 
 use crate::durable::atomic_write;
@@ -164,6 +164,24 @@ impl Ranges {
                     .map(|a| Catalog::with_ranges(&a.ranges.steps)),
             )
             .find(|c| c.hash() == hash)
+    }
+
+    /// A sent report in words, read with the catalog it was made with (what
+    /// `hush agent sent` and the person's page show).
+    pub fn describe(&self, report: &Report) -> Vec<SentLine> {
+        match self.catalog_of(report.catalog_hash()) {
+            Some(catalog) => catalog.describe_report(report),
+            None => vec![SentLine {
+                name: "(unknown catalog)",
+                mechanism: "",
+                epsilon: report.epsilon(),
+                epsilon_perm: 0.0,
+                in_words: format!(
+                    "made with catalog {}, which this agent has no record of",
+                    report.catalog_hash()
+                ),
+            }],
+        }
     }
 }
 

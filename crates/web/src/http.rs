@@ -239,7 +239,12 @@ fn read_request(stream: &mut impl Read) -> io::Result<Result<Option<Request>, Re
         let n = match stream.read(&mut chunk) {
             Ok(0) => return Ok(Ok(None)),
             Ok(n) => n,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 return Ok(Ok(None));
             }
             Err(e) => return Err(e),
@@ -288,7 +293,12 @@ fn read_request(stream: &mut impl Read) -> io::Result<Result<Option<Request>, Re
         let n = match stream.read(&mut chunk) {
             Ok(0) => return Ok(Err(Refusal::Malformed)),
             Ok(n) => n,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 return Ok(Ok(None));
             }
             Err(e) => return Err(e),
@@ -410,7 +420,10 @@ mod tests {
             read(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap_err(),
             Refusal::NoLength
         );
-        assert!(read(b"GET / HT").unwrap().is_none(), "a peer that hangs up sent nothing");
+        assert!(
+            read(b"GET / HT").unwrap().is_none(),
+            "a peer that hangs up sent nothing"
+        );
         assert_eq!(decode("%zz"), None);
         assert_eq!(decode("%ff"), None, "not UTF-8");
     }

@@ -25,7 +25,10 @@ use rand::TryRng;
 /// from the page's own stylesheet, forms posting only to their own origin,
 /// and no framing (`frame-ancestors` and `X-Frame-Options` both, for old
 /// browsers). `no-store` keeps a person's numbers and a team's estimates
-/// out of the browser's disk cache.
+/// out of the browser's disk cache. The referrer goes to the page's own
+/// origin only (`same-origin`, not `no-referrer`): under `no-referrer` a
+/// browser sends `Origin: null` with the page's own form posts, and the
+/// agent's page refuses a post whose origin is not its own.
 pub const SECURITY_HEADERS: [(&str, &str); 5] = [
     (
         "content-security-policy",
@@ -34,7 +37,7 @@ pub const SECURITY_HEADERS: [(&str, &str); 5] = [
     ("x-frame-options", "DENY"),
     ("cache-control", "no-store"),
     ("x-content-type-options", "nosniff"),
-    ("referrer-policy", "no-referrer"),
+    ("referrer-policy", "same-origin"),
 ];
 
 /// `s` safe as HTML text and as a double-quoted or single-quoted attribute value.

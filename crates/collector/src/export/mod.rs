@@ -36,10 +36,10 @@ use rusqlite::Connection;
 
 use crate::cells::{CellKey, CellState};
 use crate::estimate::{EstimateRow, LEVEL, Window, estimate_cells};
-use hush_report::civil_from_days;
 use crate::store;
 use crate::validate::Catalogs;
 use crate::{CollectorError, PeriodClock};
+use hush_report::civil_from_days;
 
 /// The data dictionary's file name. The underscore matters: pyarrow.dataset and
 /// Spark read every file of the tree except names starting with `_` or `.`, and
