@@ -12,6 +12,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use support::pages::{csrf, get, post};
 use support::{Collector, agent_config, run_ok, terminate};
 
 fn hush_agent() -> Command {
@@ -125,52 +126,6 @@ impl Drop for Page {
     }
 }
 
-fn client() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .build()
-        .into()
-}
-
-struct Answer {
-    status: u16,
-    headers: ureq::http::HeaderMap,
-    body: String,
-}
-
-fn answer(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Answer {
-    let mut r = r.unwrap();
-    Answer {
-        status: r.status().as_u16(),
-        headers: r.headers().clone(),
-        body: r.body_mut().read_to_string().unwrap_or_default(),
-    }
-}
-
-fn get(url: &str, cookie: Option<&str>) -> Answer {
-    let mut req = client().get(url);
-    if let Some(c) = cookie {
-        req = req.header("Cookie", c);
-    }
-    answer(req.call())
-}
-
-fn post(url: &str, cookie: &str, form: &str) -> Answer {
-    answer(
-        client()
-            .post(url)
-            .header("Cookie", cookie)
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .send(form),
-    )
-}
-
-fn csrf(page: &str) -> String {
-    let at = page.find("name=\"csrf\" value=\"").unwrap() + "name=\"csrf\" value=\"".len();
-    page[at..].split('"').next().unwrap().to_owned()
-}
-
 #[test]
 fn the_page_opens_once_shows_the_agents_state_and_stops_when_closed() {
     let collector = Collector::start("period_seconds = 1\n");
@@ -180,6 +135,7 @@ fn the_page_opens_once_shows_the_agents_state_and_stops_when_closed() {
     let sent = sent.as_array().unwrap();
     assert!(!sent.is_empty(), "the agent sent nothing to show");
 
+    let before = files(home.path());
     let mut page = Page::start(home.path(), 60, None);
     let origin = page.origin().to_owned();
     assert_eq!(get(&format!("{origin}/"), None).status, 403);
@@ -232,12 +188,12 @@ fn the_page_opens_once_shows_the_agents_state_and_stops_when_closed() {
     // Pause and resume from the page change the agent's state.
     let form = format!("csrf={}", csrf(html));
     assert_eq!(
-        post(&format!("{origin}{base}pause"), &cookie, "csrf=wrong").status,
+        post(&format!("{origin}{base}pause"), Some(&cookie), "csrf=wrong").status,
         403
     );
     assert_eq!(json(home.path(), &["status", "--json"])["paused"], false);
     assert_eq!(
-        post(&format!("{origin}{base}pause"), &cookie, &form).status,
+        post(&format!("{origin}{base}pause"), Some(&cookie), &form).status,
         303
     );
     assert_eq!(json(home.path(), &["status", "--json"])["paused"], true);
@@ -247,17 +203,33 @@ fn the_page_opens_once_shows_the_agents_state_and_stops_when_closed() {
             .contains("<strong>Paused</strong>")
     );
     assert_eq!(
-        post(&format!("{origin}{base}resume"), &cookie, &form).status,
+        post(&format!("{origin}{base}resume"), Some(&cookie), &form).status,
         303
     );
     assert_eq!(json(home.path(), &["status", "--json"])["paused"], false);
 
-    let closed = post(&format!("{origin}{base}close"), &cookie, &form);
+    let closed = post(&format!("{origin}{base}close"), Some(&cookie), &form);
     assert_eq!(closed.status, 200);
     let (exit, took, said) = page.ended(5);
     assert!(exit.success(), "{exit}");
     assert!(took < Duration::from_secs(2), "{took:?}");
     assert!(said.contains("closed from the page"), "{said}");
+    // Paused and resumed, the home is byte for byte as it was: the page
+    // itself wrote nothing.
+    assert_eq!(files(home.path()), before);
+}
+
+/// Every file under `dir` with its bytes.
+fn files(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut files: Vec<_> = support::files_under(dir)
+        .into_iter()
+        .map(|p| {
+            let bytes = std::fs::read(&p).unwrap();
+            (p, bytes)
+        })
+        .collect();
+    files.sort();
+    files
 }
 
 #[test]

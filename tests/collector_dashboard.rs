@@ -10,77 +10,8 @@ mod support;
 use std::collections::BTreeMap;
 
 use hush_report::Catalog;
+use support::pages::{csrf, get, post};
 use support::{Collector, client, parse_csv, report, run_ok, today};
-
-/// A client that shows redirects instead of following them.
-fn browser() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .build()
-        .into()
-}
-
-/// A response's status, headers and body.
-struct Answer {
-    status: u16,
-    headers: ureq::http::HeaderMap,
-    body: String,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> String {
-        self.headers
-            .get_all(name)
-            .iter()
-            .map(|v| v.to_str().unwrap().to_owned())
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-
-    /// The value a `Set-Cookie` sets for `name`.
-    fn cookie(&self, name: &str) -> Option<String> {
-        self.headers
-            .get_all("set-cookie")
-            .iter()
-            .map(|v| v.to_str().unwrap())
-            .find_map(|c| c.strip_prefix(&format!("{name}=")))
-            .map(|rest| rest.split(';').next().unwrap().to_owned())
-    }
-}
-
-fn answer(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Answer {
-    let mut r = r.unwrap();
-    Answer {
-        status: r.status().as_u16(),
-        headers: r.headers().clone(),
-        body: r.body_mut().read_to_string().unwrap_or_default(),
-    }
-}
-
-fn get(url: &str, cookie: Option<&str>) -> Answer {
-    let mut req = browser().get(url);
-    if let Some(c) = cookie {
-        req = req.header("Cookie", c);
-    }
-    answer(req.call())
-}
-
-fn post(url: &str, cookie: Option<&str>, form: &str) -> Answer {
-    let mut req = browser()
-        .post(url)
-        .header("Content-Type", "application/x-www-form-urlencoded");
-    if let Some(c) = cookie {
-        req = req.header("Cookie", c);
-    }
-    answer(req.send(form))
-}
-
-/// The value of a hidden `csrf` field.
-fn csrf(page: &str) -> String {
-    let at = page.find("name=\"csrf\" value=\"").unwrap() + "name=\"csrf\" value=\"".len();
-    page[at..].split('"').next().unwrap().to_owned()
-}
 
 fn encode(s: &str) -> String {
     s.bytes()

@@ -73,8 +73,9 @@ fn dependencies_point_one_way() {
         ("stats", &["ldp"]),
         ("report", &["ldp"]),
         ("capture", &["report"]),
-        ("agent", &["ldp", "report", "capture"]),
-        ("collector", &["ldp", "stats", "report"]),
+        ("agent", &["ldp", "report", "capture", "web"]),
+        ("collector", &["ldp", "stats", "report", "web"]),
+        ("web", &[]),
     ];
     let mut dirs: Vec<String> = fs::read_dir(root().join("crates"))
         .unwrap()

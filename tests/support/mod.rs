@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // Each test binary uses a different subset.
 
+pub mod pages;
 pub mod webdriver;
 
 use std::io::{BufRead, BufReader};
