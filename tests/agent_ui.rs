@@ -286,8 +286,15 @@ fn a_browser_opens_the_link_pauses_resumes_and_previews_real_input() {
     let html = browser.wait_for_source(25, |s| s.contains("id=\"preview-table\""));
     let keys = &html[html.find("id=\"preview-keys\">").unwrap()..];
     assert!(keys.contains("letter 30"), "{keys}");
-    assert!(html.contains("1 allow-listed") || html.contains("0 allow-listed"));
     assert!(browser.url() == url, "the page stays where it is");
+    // A second preview works too: each runs in a child process whose
+    // listener ends with it, so none is left listening in between.
+    browser.click("#watch");
+    browser.wait_for_source(10, |s| s.contains("id=\"watching\""));
+    x.xdotool(&["type", "--delay", "20", "abc"]);
+    let html = browser.wait_for_source(25, |s| s.contains("id=\"preview-table\""));
+    let keys = &html[html.find("id=\"preview-keys\">").unwrap()..];
+    assert!(keys.contains("letter 3,"), "{keys}");
 
     browser.resize(1100, 2700);
     let shot = browser.screenshot();
@@ -302,6 +309,37 @@ fn a_browser_opens_the_link_pauses_resumes_and_previews_real_input() {
     std::fs::write(&path, &shot).unwrap();
     eprintln!("screenshot: {}", path.display());
     assert!(terminate(&mut agent).success());
+}
+
+#[test]
+#[ignore = "needs root, to connect as another user (setpriv, util-linux)"]
+fn another_users_connection_is_refused_even_with_the_link() {
+    let home = agent_config("");
+    let page = Page::start(home.path(), 30, None);
+    // The link, used by another user's process (as one that read it from
+    // the opener's command line would): the connection is closed unanswered.
+    let other = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ])
+        .arg(&page.link)
+        .output()
+        .expect("setpriv and curl");
+    assert_eq!(
+        String::from_utf8_lossy(&other.stdout),
+        "000",
+        "no answer at all"
+    );
+    // The link is unspent: this user's browser opens it.
+    assert_eq!(get(&page.link, None).status, 303);
 }
 
 #[test]

@@ -11,6 +11,8 @@ use super::PreviewArgs;
 
 /// Runs the preview.
 pub fn run(args: &PreviewArgs) -> anyhow::Result<ExitCode> {
+    // The process holds raw measurements: no core file may keep them.
+    hush_agent::hardening::disable_core_dumps()?;
     let epoch = Epoch::now();
     let (raw, stats) = record_for(
         OsSource::new(epoch),

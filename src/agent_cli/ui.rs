@@ -1,58 +1,118 @@
 //! `hush agent ui`: serves the person's page (`hush_agent::ui`) and opens it
-//! in the default browser. The page's preview records from the real
-//! keyboard and mouse, which only the binaries link.
+//! in the default browser. Its preview runs this same binary's `preview
+//! --json` as a child process, so the page's own process never listens to
+//! the keyboard: the listener ends with the child.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use hush_agent::AgentConfig;
-use hush_agent::ui::{Ended, Recorder, Ui, UiOptions};
-use hush_capture::{Epoch, OsSource, record_for};
+use hush_agent::ui::{Ended, Recorder, Ui, UiOptions, Watched};
+use zeroize::Zeroize;
 
 use super::args::UiArgs;
 
 /// Serves the page until it is closed, idles out, or ctrl-c.
 pub fn run(args: &UiArgs) -> anyhow::Result<ExitCode> {
+    // The page holds the person's preview numbers: no core file may keep them.
+    hush_agent::hardening::disable_core_dumps()?;
     let paths = super::paths(&args.home)?;
     let config = AgentConfig::load(&paths.config)?;
-    let recorder: Recorder = Arc::new(|duration| {
-        let epoch = Epoch::now();
-        record_for(OsSource::new(epoch), epoch, duration, || {})
-    });
-    let idle = Duration::from_secs(args.idle_seconds);
+    let recorder: Recorder = Arc::new(preview_in_child);
     let ui = Ui::bind(
         paths,
         config,
         UiOptions {
-            idle,
+            idle: Duration::from_secs(args.idle_seconds),
             recorder: Some(recorder),
         },
     )?;
     let stop = Arc::new(AtomicBool::new(false));
     super::stop_on_signals(Arc::clone(&stop))?;
-    println!("Hush's page for you, at a one-time link (it opens once, in one browser):");
-    println!("  {}", ui.link());
-    println!(
-        "It stops {} s after it was last shown, when you press Close on it, or on ctrl-c.",
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "Hush's page for you, at a one-time link (it opens once, in one browser, for your user only):"
+    )?;
+    writeln!(out, "  {}", ui.link())?;
+    writeln!(
+        out,
+        "It stops {} s after it was last shown, an hour after it was opened, when you press Close on it, or on ctrl-c.",
         args.idle_seconds
-    );
-    std::io::stdout().flush()?;
+    )?;
+    out.flush()?;
+    drop(out);
     if !args.no_browser && !open_browser(ui.link()) {
         eprintln!("no browser could be started: open the link above in yours");
     }
     let ended = ui.serve(&stop)?;
-    println!(
-        "{}",
-        match ended {
-            Ended::Closed => "closed from the page",
-            Ended::Idle => "stopped: the page was not shown for a while",
-            Ended::Stopped => "stopped",
-        }
-    );
+    let said = match ended {
+        Ended::Closed => "closed from the page",
+        Ended::Idle => "stopped: the page was not shown for a while",
+        Ended::Stopped => "stopped",
+        Ended::TimeUp => "stopped: the page was open for an hour",
+    };
+    // The person may have closed the terminal; the page is done either way.
+    let _ = writeln!(std::io::stdout(), "{said}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `preview --json --seconds N` of this binary as a child process and
+/// reads what it printed.
+fn preview_in_child(duration: Duration) -> Result<Watched, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
+    // `hush-agent preview`, or `hush agent preview`.
+    let alone = exe
+        .file_stem()
+        .is_some_and(|n| n.to_string_lossy().starts_with("hush-agent"));
+    let mut command = Command::new(&exe);
+    if !alone {
+        command.arg("agent");
+    }
+    let mut child = command
+        .args(["preview", "--json", "--seconds"])
+        .arg(duration.as_secs().to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start the preview: {e}"))?;
+    let deadline = Instant::now() + duration + Duration::from_secs(10);
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err("it did not finish in time".to_owned());
+            }
+            Err(e) => return Err(format!("lost the preview: {e}")),
+        }
+    };
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    if let Some(mut s) = child.stdout.take() {
+        let _ = s.read_to_string(&mut stdout);
+    }
+    if let Some(mut s) = child.stderr.take() {
+        let _ = s.read_to_string(&mut stderr);
+    }
+    if !status.success() {
+        // The last line is the error the preview reported (no display, no permission).
+        let why = stderr.lines().rev().find(|l| !l.trim().is_empty());
+        return Err(why
+            .unwrap_or("it failed")
+            .trim_start_matches("error: ")
+            .to_owned());
+    }
+    let watched = Watched::from_preview_json(&stdout);
+    // The child's numbers were in these buffers: zero them before they go.
+    stdout.zeroize();
+    watched
 }
 
 /// Asks the desktop to open `link` in the default browser; false when no
@@ -61,19 +121,23 @@ pub fn run(args: &UiArgs) -> anyhow::Result<ExitCode> {
 fn open_browser(link: &str) -> bool {
     let opener = if cfg!(target_os = "macos") {
         "open"
-    } else {
+    } else if cfg!(unix) {
         "xdg-open"
+    } else {
+        return false;
     };
-    match Command::new(opener)
+    let spawned = Command::new(opener)
         .arg(link)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-    {
+        .context("starting the opener");
+    match spawned {
         Ok(mut child) => {
-            // Reaped on its own thread, so it leaves no zombie behind.
-            std::thread::spawn(move || child.wait());
+            // Reaped on its own thread, so it leaves no zombie behind; if no
+            // thread can be had, the zombie goes when this process ends.
+            let _ = std::thread::Builder::new().spawn(move || child.wait());
             true
         }
         Err(_) => false,

@@ -299,6 +299,15 @@ pub fn forget(paths: &AgentPaths, wait: std::time::Duration) -> Result<Forgotten
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+    // The holder may have been a moment's look or an agent that stopped
+    // since: with the lock free, carry the request out here rather than
+    // leave it for a later agent to find after it made new reports.
+    if let Some(_lock) = crate::lock::HomeLock::try_acquire(paths)? {
+        forget_locked(paths)?;
+        std::fs::remove_file(paths.forget_request())?;
+        sync_dir(&paths.data)?;
+        return Ok(Forgotten::Now);
+    }
     Err(AgentError::Config(format!(
         "the running agent did not carry out the request within {} s; it stays in {} and is carried out when the agent next looks",
         wait.as_secs(),
@@ -386,5 +395,26 @@ mod tests {
         if !dev_periods() {
             assert!(accept_policy(&policy(2.0, 4.0, 3_600), &config).is_err());
         }
+    }
+
+    #[test]
+    fn a_forget_no_agent_carries_out_is_done_here_once_the_lock_is_free() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = AgentPaths::in_home(dir.path());
+        crate::device::load_or_create_secret(&paths).unwrap();
+        // Someone holds the lock for a moment and never looks at requests.
+        let held = crate::lock::HomeLock::acquire(&paths).unwrap();
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            drop(held);
+        });
+        let by = forget(&paths, std::time::Duration::from_secs(1)).unwrap();
+        release.join().unwrap();
+        assert_eq!(by, Forgotten::Now);
+        assert!(!paths.secret().exists(), "the secret is deleted");
+        assert!(
+            !paths.forget_request().exists(),
+            "no request is left for a later agent"
+        );
     }
 }

@@ -46,19 +46,41 @@ impl HomeLock {
     }
 }
 
-/// Whether a process (the running agent) holds the lock on this home. Looks
-/// without writing anything: a shared lock taken and let go at once.
+/// Whether the agent seems to run on this home: the lock file names a
+/// process that exists. Takes no lock, not even a shared one for a moment,
+/// so looking can never make an agent that is starting find its home taken.
+/// A stale file whose process id was reused by another program reads as
+/// running: this answers the person's page, not the lock.
 pub fn held(paths: &AgentPaths) -> Result<bool, AgentError> {
-    let file = match File::open(paths.lock()) {
-        Ok(f) => f,
+    let mut text = String::new();
+    match File::open(paths.lock()) {
+        Ok(mut f) => {
+            f.read_to_string(&mut text)?;
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(e.into()),
-    };
-    match file.try_lock_shared() {
-        Ok(()) => Ok(false),
-        Err(std::fs::TryLockError::WouldBlock) => Ok(true),
-        Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
     }
+    let Ok(pid) = text.trim().parse::<i32>() else {
+        return Ok(false);
+    };
+    Ok(process_exists(pid))
+}
+
+#[cfg(unix)]
+fn process_exists(pid: i32) -> bool {
+    let Some(pid) = rustix::process::Pid::from_raw(pid) else {
+        return false;
+    };
+    match rustix::process::test_kill_process(pid) {
+        Ok(()) => true,
+        // It exists, and belongs to another user.
+        Err(e) => e == rustix::io::Errno::PERM,
+    }
+}
+
+#[cfg(not(unix))]
+fn process_exists(_pid: i32) -> bool {
+    false
 }
 
 /// The process id the lock file names, in words.
@@ -90,9 +112,11 @@ mod tests {
             "{err}"
         );
         assert!(HomeLock::try_acquire(&paths).unwrap().is_none());
-        assert!(held(&paths).unwrap());
+        assert!(held(&paths).unwrap(), "this process holds it");
         drop(first);
-        assert!(!held(&paths).unwrap());
         assert!(HomeLock::try_acquire(&paths).unwrap().is_some());
+        // A lock file naming no living process: not running.
+        std::fs::write(paths.lock(), format!("{}\n", i32::MAX)).unwrap();
+        assert!(!held(&paths).unwrap());
     }
 }

@@ -20,8 +20,10 @@ pub const MAX_HEAD: usize = 16 * 1024;
 pub const MAX_BODY: usize = 16 * 1024;
 /// Connections served at once; more wait in the kernel's backlog.
 pub const MAX_CONNECTIONS: usize = 16;
-/// How long a connection may take to send its request or read the answer.
-pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connection may take to send its whole request (not each
+/// read: a client sending a byte at a time gets no longer), and to take
+/// the answer.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A request, read whole.
 #[derive(Debug, Clone, Default)]
@@ -313,11 +315,35 @@ fn read_request(stream: &mut impl Read) -> io::Result<Result<Option<Request>, Re
 /// What serves requests: called on the connection's thread.
 pub type Handler = Arc<dyn Fn(&Request) -> Response + Send + Sync>;
 
+/// Which connections are served at all, asked before a byte is read.
+pub type Admit = Arc<dyn Fn(&TcpStream) -> bool + Send + Sync>;
+
+/// A stream whose reads share one deadline.
+struct Deadlined<'a> {
+    stream: &'a TcpStream,
+    deadline: Instant,
+}
+
+impl Read for Deadlined<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        self.stream.set_read_timeout(Some(left))?;
+        let mut stream = self.stream;
+        stream.read(buf)
+    }
+}
+
 fn serve_connection(mut stream: TcpStream, handler: &Handler) -> io::Result<()> {
     stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(IO_TIMEOUT))?;
-    stream.set_write_timeout(Some(IO_TIMEOUT))?;
-    let response = match read_request(&mut stream)? {
+    stream.set_write_timeout(Some(REQUEST_TIMEOUT))?;
+    let mut reader = Deadlined {
+        stream: &stream,
+        deadline: Instant::now() + REQUEST_TIMEOUT,
+    };
+    let response = match read_request(&mut reader)? {
         Ok(None) => return Ok(()),
         Ok(Some(request)) => handler(&request),
         Err(refusal) => refusal.response(),
@@ -327,11 +353,13 @@ fn serve_connection(mut stream: TcpStream, handler: &Handler) -> io::Result<()> 
 }
 
 /// Serves `listener` with `handler`, one thread per connection (at most
-/// [`MAX_CONNECTIONS`]), until `running` returns false (asked every 50 ms);
-/// then waits up to [`IO_TIMEOUT`] for the answers being written.
+/// [`MAX_CONNECTIONS`]) that `admit` lets in, until `running` returns false
+/// (asked every 50 ms); then waits up to [`REQUEST_TIMEOUT`] for the
+/// answers being written.
 pub fn serve(
     listener: &TcpListener,
     handler: Handler,
+    admit: Admit,
     running: &dyn Fn() -> bool,
 ) -> io::Result<()> {
     listener.set_nonblocking(true)?;
@@ -343,6 +371,9 @@ pub fn serve(
         }
         match listener.accept() {
             Ok((stream, _)) => {
+                if !admit(&stream) {
+                    continue;
+                }
                 active.fetch_add(1, Ordering::SeqCst);
                 let (handler, done) = (Arc::clone(&handler), Arc::clone(&active));
                 let spawned = thread::Builder::new()
@@ -375,11 +406,84 @@ pub fn serve(
             Err(e) => return Err(e),
         }
     }
-    let deadline = Instant::now() + IO_TIMEOUT;
+    let deadline = Instant::now() + REQUEST_TIMEOUT;
     while active.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
         thread::sleep(Duration::from_millis(20));
     }
     Ok(())
+}
+
+/// Whether the other end of a loopback connection belongs to this
+/// process's user. On Linux the kernel's socket table (`/proc/net/tcp`,
+/// `tcp6`) names the owner of the peer's socket; a connection from another
+/// user's process, or one the table does not show, is refused. Elsewhere
+/// (no such table) every connection passes, and the secrets carry the load.
+pub fn same_user(stream: &TcpStream) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let (Ok(peer), Ok(local), Ok(me)) = (
+            stream.peer_addr(),
+            stream.local_addr(),
+            std::fs::metadata("/proc/self").map(|m| m.uid()),
+        ) else {
+            return false;
+        };
+        socket_owner(peer, local).is_some_and(|uid| uid == me)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = stream;
+        true
+    }
+}
+
+/// The uid owning the socket whose local end is `peer` and remote end
+/// `local`, from the kernel's table.
+#[cfg(target_os = "linux")]
+fn socket_owner(peer: std::net::SocketAddr, local: std::net::SocketAddr) -> Option<u32> {
+    let (file, want_local, want_remote) = match (peer, local) {
+        (std::net::SocketAddr::V4(p), std::net::SocketAddr::V4(l)) => {
+            ("/proc/net/tcp", v4(p), v4(l))
+        }
+        (std::net::SocketAddr::V6(p), std::net::SocketAddr::V6(l)) => {
+            ("/proc/net/tcp6", v6(p), v6(l))
+        }
+        _ => return None,
+    };
+    let table = std::fs::read_to_string(file).ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // sl local_address rem_address st tx:rx tr:when retrnsmt uid ...
+        (fields.len() > 7 && fields[1] == want_local && fields[2] == want_remote)
+            .then(|| fields[7].parse().ok())
+            .flatten()
+    })
+}
+
+/// An IPv4 socket address as the kernel's table writes it: the address's
+/// four bytes as a native-endian word in hex, then the port.
+#[cfg(target_os = "linux")]
+fn v4(a: std::net::SocketAddrV4) -> String {
+    format!(
+        "{:08X}:{:04X}",
+        u32::from_ne_bytes(a.ip().octets()),
+        a.port()
+    )
+}
+
+/// An IPv6 socket address as the kernel's table writes it: four native-endian words.
+#[cfg(target_os = "linux")]
+fn v6(a: std::net::SocketAddrV6) -> String {
+    let o = a.ip().octets();
+    let mut out = String::new();
+    for word in o.chunks(4) {
+        out.push_str(&format!(
+            "{:08X}",
+            u32::from_ne_bytes([word[0], word[1], word[2], word[3]])
+        ));
+    }
+    format!("{out}:{:04X}", a.port())
 }
 
 #[cfg(test)]
@@ -426,6 +530,38 @@ mod tests {
         );
         assert_eq!(decode("%zz"), None);
         assert_eq!(decode("%ff"), None, "not UTF-8");
+    }
+
+    #[test]
+    fn a_connection_of_this_user_is_admitted_and_a_slow_one_dropped() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = TcpStream::connect(addr).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        assert!(same_user(&server), "this process's own connection");
+        drop(client);
+
+        // A client that sends a byte a second never finishes its request
+        // within the deadline, however many reads it makes.
+        let mut slow = TcpStream::connect(addr).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let feeder = thread::spawn(move || {
+            for b in b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" {
+                if slow.write_all(&[*b]).is_err() {
+                    break;
+                }
+                thread::sleep(Duration::from_millis(500));
+            }
+        });
+        let started = Instant::now();
+        let handler: Handler = Arc::new(|_| Response::new(200, "text/plain", "hi"));
+        serve_connection(server, &handler).unwrap();
+        let took = started.elapsed();
+        assert!(
+            took >= REQUEST_TIMEOUT && took < REQUEST_TIMEOUT + Duration::from_secs(2),
+            "{took:?}"
+        );
+        feeder.join().unwrap();
     }
 
     #[test]

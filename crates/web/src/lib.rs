@@ -5,11 +5,12 @@
 //!   through one of them, so a cohort name or a collector URL can at worst
 //!   be text.
 //! - [`SECURITY_HEADERS`]: the one policy both pages send with every answer:
-//!   no script, no framing, no caching, no sniffing, no referrer.
+//!   no script, no framing, no caching, no sniffing, no referrer to other sites.
 //! - [`cookie`] and [`secret`]: reading a cookie from `Cookie` headers, and
 //!   the random values sessions, CSRF tokens and one-time links are made of.
 //! - [`http`]: a small blocking HTTP/1.1 server, for the agent's page, whose
-//!   binary has no async runtime.
+//!   binary has no async runtime, with [`http::same_user`] to refuse other
+//!   users' connections.
 //!
 //! The pages themselves (their HTML, their routes) live with the program that
 //! serves them: `hush-collector`'s `dashboard` and `hush-agent`'s `ui`.

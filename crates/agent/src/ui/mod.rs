@@ -22,10 +22,21 @@
 //! session's CSRF token (and no foreign `Origin`), and every answer carries
 //! [`hush_web::SECURITY_HEADERS`]: no script, no framing, no caching.
 //!
+//! Only this user's processes may connect (on Linux the kernel's socket
+//! table names each peer's owner: [`hush_web::http::same_user`]), so a link
+//! another user reads from the opener's command line opens nothing. A
+//! session lasts at most [`MAX_SESSION`] and runs at most
+//! [`MAX_PREVIEWS`] previews, whose numbers are shown for
+//! [`PREVIEW_KEPT`].
+//!
 //! Nothing it shows leaves the laptop, and it writes no file: the preview's
-//! numbers live in this process's memory and die with it.
+//! numbers come from a child process (see `preview.rs`) and live in this
+//! process's memory until they are dropped, zeroed.
 
 mod page;
+mod preview;
+
+pub use preview::{Watched, WatchedLine};
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,9 +44,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use hush_capture::{CaptureError, RecordingStats};
-use hush_report::{Catalog, KeyClass, RawMeasurements, Shortcut};
-use hush_web::http::{Handler, Request, Response};
+use hush_web::http::{Admit, Handler, Request, Response};
 use hush_web::same_secret;
 
 use crate::outbox::{SentStatus, read_sent};
@@ -48,12 +57,26 @@ pub const DEFAULT_IDLE: Duration = Duration::from_secs(300);
 /// The preview lengths the page offers, in seconds.
 pub const PREVIEW_SECONDS: [u64; 3] = [10, 30, 60];
 
+/// The longest a session lasts, however busy: a page left open in a
+/// background tab (or driven by something else in the browser) is not a
+/// standing view of the person's activity.
+pub const MAX_SESSION: Duration = Duration::from_secs(3600);
+
+/// The most previews one session runs.
+pub const MAX_PREVIEWS: u32 = 10;
+
+/// How long a preview's numbers stay on the page.
+pub const PREVIEW_KEPT: Duration = Duration::from_secs(300);
+
+/// How long past its end a preview may take before the page gives up on it.
+const PREVIEW_GRACE: Duration = Duration::from_secs(20);
+
 const COOKIE: &str = "hush_ui";
 
-/// Records real input for a while (the preview's engine), handed in by the
-/// binary, which alone links the operating system's input listener.
-pub type Recorder =
-    Arc<dyn Fn(Duration) -> Result<(RawMeasurements, RecordingStats), CaptureError> + Send + Sync>;
+/// Runs a preview of this many seconds and returns its numbers, or why it
+/// could not: handed in by the binary, which runs `preview` as a child
+/// process.
+pub type Recorder = Arc<dyn Fn(Duration) -> Result<Watched, String> + Send + Sync>;
 
 /// How the page behaves.
 #[derive(Clone)]
@@ -84,6 +107,8 @@ pub enum Ended {
     Idle,
     /// The caller's stop flag was set (ctrl-c).
     Stopped,
+    /// The session reached [`MAX_SESSION`].
+    TimeUp,
 }
 
 /// The page's server, bound and ready to serve.
@@ -103,51 +128,19 @@ impl std::fmt::Debug for Ui {
 }
 
 /// What the page shows from the preview.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 enum Preview {
     Never,
     Watching { until: Instant },
-    Done(Watched),
+    Done { watched: Watched, at: Instant },
     Failed(String),
 }
 
-/// A finished preview, as text and small counts: the raw measurements
-/// themselves are gone when it is made.
-#[derive(Debug, Clone)]
-struct Watched {
-    seconds: u64,
-    /// (metric, value in words, what it means)
-    lines: Vec<(String, String, String)>,
-    keys: Vec<(&'static str, u32)>,
-    chords: u32,
-    shortcuts: u32,
-    interactions: u64,
-    dropped: u64,
-}
-
-impl Watched {
-    fn of(
-        catalog: &Catalog,
-        raw: &RawMeasurements,
-        stats: RecordingStats,
-        seconds: u64,
-    ) -> Watched {
-        Watched {
-            seconds,
-            lines: catalog
-                .preview(raw)
-                .into_iter()
-                .map(|l| (l.name.to_owned(), l.in_words, l.description.to_owned()))
-                .collect(),
-            keys: KeyClass::ALL
-                .iter()
-                .map(|&c| (c.name(), raw.keys_of(c)))
-                .collect(),
-            chords: raw.chords(),
-            shortcuts: Shortcut::ALL.iter().map(|&s| raw.shortcut_uses(s)).sum(),
-            interactions: stats.interactions,
-            dropped: stats.dropped,
-        }
+impl Preview {
+    /// Whether a preview is under way (one that overran its end by
+    /// [`PREVIEW_GRACE`] has failed, even if its thread never said so).
+    fn watching(&self) -> bool {
+        matches!(self, Preview::Watching { until } if Instant::now() < *until + PREVIEW_GRACE)
     }
 }
 
@@ -157,6 +150,7 @@ struct Session {
     base: String,
     cookie: String,
     csrf: String,
+    started: Instant,
 }
 
 struct State {
@@ -174,7 +168,11 @@ struct State {
     closed: AtomicBool,
     notice: Mutex<Option<String>>,
     preview: Mutex<Preview>,
+    previews: Mutex<u32>,
     recorder: Option<Recorder>,
+    /// Held while a change is carried out, so two (a double click) never
+    /// race each other.
+    acting: Mutex<()>,
 }
 
 /// A lock whose holder panicked still guards plain data: take it anyway.
@@ -188,8 +186,13 @@ impl State {
     }
 
     fn idle_out(&self) -> bool {
-        let watching = matches!(*lock(&self.preview), Preview::Watching { .. });
-        !watching && lock(&self.seen).elapsed() >= self.idle
+        !lock(&self.preview).watching() && lock(&self.seen).elapsed() >= self.idle
+    }
+
+    fn time_up(&self) -> bool {
+        lock(&self.session)
+            .as_ref()
+            .is_some_and(|s| s.started.elapsed() >= MAX_SESSION)
     }
 
     fn say(&self, notice: impl Into<String>) {
@@ -221,7 +224,9 @@ impl Ui {
             closed: AtomicBool::new(false),
             notice: Mutex::new(None),
             preview: Mutex::new(Preview::Never),
+            previews: Mutex::new(0),
             recorder: options.recorder,
+            acting: Mutex::new(()),
         });
         Ok(Ui {
             listener,
@@ -239,16 +244,20 @@ impl Ui {
     pub fn serve(self, stop: &AtomicBool) -> Result<Ended, AgentError> {
         let state = Arc::clone(&self.state);
         let handler: Handler = Arc::new(move |r: &Request| handle(&state, r));
+        let admit: Admit = Arc::new(hush_web::http::same_user);
         let running = || {
             !stop.load(Ordering::SeqCst)
                 && !self.state.closed.load(Ordering::SeqCst)
                 && !self.state.idle_out()
+                && !self.state.time_up()
         };
-        hush_web::http::serve(&self.listener, handler, &running)?;
+        hush_web::http::serve(&self.listener, handler, admit, &running)?;
         Ok(if self.state.closed.load(Ordering::SeqCst) {
             Ended::Closed
         } else if stop.load(Ordering::SeqCst) {
             Ended::Stopped
+        } else if self.state.time_up() {
+            Ended::TimeUp
         } else {
             Ended::Idle
         })
@@ -262,6 +271,8 @@ fn random() -> Result<String, AgentError> {
 fn forbidden(why: &str) -> Response {
     Response::html(403, page::message("Hush on this laptop", why, None))
 }
+
+const TIME_UP: &str = "This page has been open for an hour, the longest it stays open. Run `hush agent ui` again for a new link.";
 
 const NEEDS_LINK: &str = "This page opens only from the one-time link that `hush agent ui` printed, in the browser that opened it first. Run `hush agent ui` again for a new link.";
 
@@ -278,27 +289,33 @@ fn handle(state: &Arc<State>, req: &Request) -> Response {
             ),
         );
     }
-    match (req.method.as_str(), req.path.as_str()) {
-        ("GET", "/style.css") => return Response::new(200, "text/css; charset=utf-8", page::STYLE),
-        ("GET", "/open") => return open(state, req),
-        _ => {}
+    if (req.method.as_str(), req.path.as_str()) == ("GET", "/open") {
+        return open(state, req);
     }
     let Some(session) = lock(&state.session).clone() else {
         return forbidden(NEEDS_LINK);
     };
+    // Both secrets, each compared in time independent of where it differs.
+    let n = session.base.len();
     let in_session = req
         .path
-        .strip_prefix(&session.base)
-        .filter(|rest| rest.starts_with('/'));
+        .get(..n)
+        .is_some_and(|prefix| same_secret(prefix, &session.base))
+        && req.path[n..].starts_with('/');
     let cookie_ok = req
         .cookie(COOKIE)
         .is_some_and(|c| same_secret(c, &session.cookie));
-    let Some(rest) = in_session.filter(|_| cookie_ok) else {
+    if !(in_session && cookie_ok) {
         return forbidden(NEEDS_LINK);
-    };
+    }
+    if session.started.elapsed() >= MAX_SESSION {
+        return forbidden(TIME_UP);
+    }
+    let rest = &req.path[n..];
     state.touch();
     match (req.method.as_str(), rest) {
         ("GET", "/") => main_page(state, &session),
+        ("GET", "/style.css") => Response::new(200, "text/css; charset=utf-8", page::STYLE),
         ("GET", "/forget") => Response::html(
             200,
             page::confirm_forget(&session.base, &session.csrf, state.idle),
@@ -342,6 +359,7 @@ fn open(state: &State, req: &Request) -> Response {
             base: format!("/s/{}", &path[..32]),
             cookie,
             csrf,
+            started: Instant::now(),
         },
         _ => {
             return Response::html(
@@ -367,6 +385,7 @@ fn open(state: &State, req: &Request) -> Response {
 }
 
 fn post(state: &Arc<State>, session: &Session, action: &str, req: &Request) -> Response {
+    let _one_at_a_time = lock(&state.acting);
     let home = format!("{}/", session.base);
     let done = |result: Result<String, AgentError>| {
         state.say(match result {
@@ -402,6 +421,7 @@ fn post(state: &Arc<State>, session: &Session, action: &str, req: &Request) -> R
         }
         "/close" => {
             state.closed.store(true, Ordering::SeqCst);
+            // The numbers are zeroed now, not when the process ends.
             *lock(&state.preview) = Preview::Never;
             Response::html(200, page::message("Hush on this laptop", "This page is closed and its server has stopped; nothing it showed was kept. Run `hush agent ui` to open it again.", None))
         }
@@ -417,30 +437,34 @@ fn start_preview(state: &Arc<State>, seconds: u64) {
     };
     {
         let mut preview = lock(&state.preview);
-        if matches!(*preview, Preview::Watching { .. }) {
+        if preview.watching() {
             return;
         }
+        let mut previews = lock(&state.previews);
+        if *previews >= MAX_PREVIEWS {
+            state.say(format!(
+                "This page has run its {MAX_PREVIEWS} previews. Run `hush agent ui` again for more."
+            ));
+            return;
+        }
+        *previews += 1;
         *preview = Preview::Watching {
             until: Instant::now() + Duration::from_secs(seconds),
         };
     }
-    let state = Arc::clone(state);
+    let worker = Arc::clone(state);
     let spawned = thread::Builder::new()
         .name("hush-ui-preview".into())
-        .spawn({
-            let state = Arc::clone(&state);
-            move || {
-                // The clipping ranges in use, as the next report would see them.
-                let catalog = Ranges::load(&state.paths)
-                    .map_or_else(|_| Catalog::builtin(), |r| r.current_catalog());
-                let result = recorder(Duration::from_secs(seconds));
-                let next = match result {
-                    Ok((raw, stats)) => Preview::Done(Watched::of(&catalog, &raw, stats, seconds)),
-                    Err(e) => Preview::Failed(e.to_string()),
-                };
-                *lock(&state.preview) = next;
-                state.touch();
-            }
+        .spawn(move || {
+            let next = match recorder(Duration::from_secs(seconds)) {
+                Ok(watched) => Preview::Done {
+                    watched,
+                    at: Instant::now(),
+                },
+                Err(e) => Preview::Failed(e),
+            };
+            *lock(&worker.preview) = next;
+            worker.touch();
         });
     if let Err(e) = spawned {
         *lock(&state.preview) = Preview::Failed(format!("could not start watching: {e}"));
@@ -477,8 +501,14 @@ fn main_page(state: &State, session: &Session) -> Response {
             );
         }
     };
-    let preview = lock(&state.preview).clone();
     let notice = lock(&state.notice).take();
+    let mut preview = lock(&state.preview);
+    if matches!(&*preview, Preview::Done { at, .. } if at.elapsed() >= PREVIEW_KEPT) {
+        *preview = Preview::Never;
+    }
+    if matches!(&*preview, Preview::Watching { .. }) && !preview.watching() {
+        *preview = Preview::Failed("it did not finish in time".to_owned());
+    }
     let view = page::View {
         base: &session.base,
         csrf: &session.csrf,

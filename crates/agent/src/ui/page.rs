@@ -85,14 +85,20 @@ const CHART_DAYS: u64 = 90;
 /// The fewest days the chart spans.
 const MIN_CHART_DAYS: u64 = 14;
 
-fn document(title: &str, refresh: Option<u64>, body: &str) -> String {
+/// A page; with the session's `base`, styled by its stylesheet (served
+/// only inside the session, so no other site can load it to learn that the
+/// page is open).
+fn document(title: &str, base: Option<&str>, refresh: Option<u64>, body: &str) -> String {
     let refresh = refresh.map_or(String::new(), |s| {
         format!("<meta http-equiv=\"refresh\" content=\"{s}\">")
+    });
+    let style = base.map_or(String::new(), |b| {
+        format!("<link rel=\"stylesheet\" href=\"{}/style.css\">", escape(b))
     });
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width\">{refresh}\
-         <title>{}</title><link rel=\"stylesheet\" href=\"/style.css\"></head>\
+         <title>{}</title>{style}</head>\
          <body>{body}</body></html>\n",
         escape(title)
     )
@@ -111,14 +117,15 @@ fn button(base: &str, csrf: &str, action: &str, label: &str, class: &str) -> Str
 
 /// A page with one message, and a way back to the main page when there is one.
 pub fn message(title: &str, text: &str, back: Option<&str>) -> String {
-    let back = back.map_or(String::new(), |b| {
+    let link = back.map_or(String::new(), |b| {
         format!("<p><a href=\"{}/\">Back to the page</a></p>", escape(b))
     });
     document(
         title,
+        back,
         None,
         &format!(
-            "<main><section><h2>{}</h2><p id=\"message\">{}</p>{back}</section></main>",
+            "<main><section><h2>{}</h2><p id=\"message\">{}</p>{link}</section></main>",
             escape(title),
             escape(text)
         ),
@@ -129,6 +136,7 @@ pub fn message(title: &str, text: &str, back: Option<&str>) -> String {
 pub fn confirm_forget(base: &str, csrf: &str, idle: Duration) -> String {
     document(
         "Forget? Hush on this laptop",
+        Some(base),
         Some(refresh(idle)),
         &format!(
             "<main><section><h2>Forget this laptop's secret?</h2>\
@@ -283,20 +291,20 @@ pub fn main(v: &View<'_>) -> String {
                 "<p id=\"watching\">Watching your keyboard and mouse: about {left} seconds left. This page reloads when it is done.</p>"
             );
         }
-        Preview::Done(w) => {
+        Preview::Done { watched: w, .. } => {
             let _ = write!(
                 body,
                 "<p>From the {} seconds you asked to be watched, before any noise (only this page shows them; \
                  nothing was stored or sent):</p><table id=\"preview-table\"><tr><th>Metric</th><th>Value</th><th>What it is</th></tr>",
                 w.seconds
             );
-            for (name, value, what) in &w.lines {
+            for l in &w.lines {
                 let _ = write!(
                     body,
                     "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-                    escape(name),
-                    escape(value),
-                    escape(what)
+                    escape(&l.name),
+                    escape(&l.value),
+                    escape(&l.description)
                 );
             }
             let keys: Vec<String> = w.keys.iter().map(|(c, n)| format!("{c} {n}")).collect();
@@ -320,7 +328,7 @@ pub fn main(v: &View<'_>) -> String {
         }
         Preview::Never => {}
     }
-    if v.can_preview && !matches!(v.preview, Preview::Watching { .. }) {
+    if v.can_preview && !v.preview.watching() {
         let options: String = PREVIEW_SECONDS
             .iter()
             .map(|s| format!("<option value=\"{s}\">{s} seconds</option>"))
@@ -399,7 +407,7 @@ pub fn main(v: &View<'_>) -> String {
         v.refresh(),
         span(v.idle)
     );
-    document("Hush on this laptop", Some(refresh), &body)
+    document("Hush on this laptop", Some(v.base), Some(refresh), &body)
 }
 
 /// Reports per day over the last [`CHART_DAYS`] days at most, accepted and

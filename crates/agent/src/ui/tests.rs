@@ -298,3 +298,55 @@ fn a_short_idle_time_reloads_the_page_often_enough_to_keep_it() {
     assert_eq!(page::refresh(Duration::from_secs(30)), 10);
     assert_eq!(page::refresh(Duration::from_secs(5)), 2);
 }
+
+#[test]
+fn a_session_runs_at_most_its_previews_and_shows_their_numbers() {
+    let home = tempfile::tempdir().unwrap();
+    // The recorder the binary hands in runs a child process on a display;
+    // here one that answers at once with what such a child prints.
+    let recorder: Recorder = Arc::new(|d: Duration| {
+        Watched::from_preview_json(&format!(
+            r#"{{"seconds":{},"interactions":7,"dropped":0,"counts":{{"keys":{{"letter":5}},"chords":0,"shortcuts":{{}}}},
+               "metrics":[{{"name":"keystrokes","in_words":"5 keys","description":"Keys pressed"}}]}}"#,
+            d.as_secs()
+        ))
+    });
+    let ui = Ui::bind(
+        AgentPaths::in_home(home.path()),
+        AgentConfig::default(),
+        UiOptions {
+            idle: DEFAULT_IDLE,
+            recorder: Some(recorder),
+        },
+    )
+    .unwrap();
+    let (base, cookie, csrf) = open(&ui);
+    let preview = |seconds: u64| {
+        let r = post(
+            &ui,
+            &format!("{base}/preview"),
+            &cookie,
+            &format!("csrf={csrf}&seconds={seconds}"),
+            None,
+        );
+        assert_eq!(r.status(), 303);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while lock(&ui.state.preview).watching() {
+            assert!(Instant::now() < deadline, "the preview never ended");
+            thread::sleep(Duration::from_millis(10));
+        }
+        text(&get(&ui, &format!("{base}/"), Some(&cookie)))
+    };
+    let page = preview(30);
+    assert!(page.contains("From the 30 seconds you asked"), "{page}");
+    assert!(page.contains("<td>5 keys</td>") && page.contains("letter 5"));
+    for _ in 1..MAX_PREVIEWS {
+        preview(10);
+    }
+    let page = preview(10);
+    assert!(
+        page.contains(&format!("has run its {MAX_PREVIEWS} previews")),
+        "{page}"
+    );
+    assert_eq!(*lock(&ui.state.previews), MAX_PREVIEWS);
+}
