@@ -20,7 +20,7 @@ fn main() -> ExitCode {
         Command::Sample(a) => commands::sample::run(&a),
         Command::Audit(a) => commands::audit::run(&a),
         Command::Bench(a) => commands::bench::run(&a),
-        Command::Agent(cmd) => agent_cli::run(cmd),
+        Command::Agent(cmd) => agent_cli::run(cmd, &["agent"]),
         Command::Demo(a) => commands::demo::run(&a),
         Command::Plan(a) => commands::plan::run(&a),
         Command::Collector(CollectorCommand::Serve(a)) => commands::collector::serve(&a),

@@ -308,6 +308,28 @@ fn a_browser_opens_the_link_pauses_resumes_and_previews_real_input() {
     let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("agent-ui.png");
     std::fs::write(&path, &shot).unwrap();
     eprintln!("screenshot: {}", path.display());
+
+    // A preview under way ends with the page: closing it leaves no child
+    // listening to the keyboard.
+    browser.click("select[name=seconds] option[value='60']");
+    browser.click("#watch");
+    browser.wait_for_source(10, |s| s.contains("id=\"watching\""));
+    let home_arg = home.path().display().to_string();
+    let previews = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .filter(|c| c.contains("preview --json") && c.contains(&home_arg))
+            .count()
+    };
+    assert_eq!(previews(), 1, "the preview runs as a child");
+    browser.click("#close");
+    let mut page = page;
+    let (exit, _, _) = page.ended(10);
+    assert!(exit.success());
+    assert_eq!(previews(), 0, "the child ended with the page");
     assert!(terminate(&mut agent).success());
 }
 

@@ -117,6 +117,9 @@ pub struct ForgetArgs {
 /// `hush agent preview`.
 #[derive(Debug, Args)]
 pub struct PreviewArgs {
+    /// Where the files are (read only, for the clipping ranges in use).
+    #[command(flatten)]
+    pub home: HomeArg,
     /// How long to watch, in seconds (1 to 3600).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub seconds: u64,

@@ -53,11 +53,13 @@ fn period_words(seconds: u32) -> String {
     }
 }
 
-/// Runs an agent subcommand.
-pub fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
+/// Runs an agent subcommand. `prefix` is what this binary needs before a
+/// subcommand's name (`["agent"]` for `hush`, nothing for `hush-agent`), for
+/// the commands that run the binary again as a child.
+pub fn run(cmd: AgentCommand, prefix: &'static [&'static str]) -> anyhow::Result<ExitCode> {
     match cmd {
         AgentCommand::Preview(a) => preview::run(&a),
-        AgentCommand::Ui(a) => ui::run(&a),
+        AgentCommand::Ui(a) => ui::run(&a, prefix),
         AgentCommand::Config => {
             print!("{}", AgentConfig::example());
             Ok(ExitCode::SUCCESS)

@@ -28,7 +28,11 @@ pub fn run(args: &PreviewArgs) -> anyhow::Result<ExitCode> {
             }
         },
     )?;
-    let catalog = Catalog::builtin();
+    // The clipping ranges the next report would use: the adopted ones, once
+    // there are any (read only; without a home, the built-in ones).
+    let catalog = super::paths(&args.home)
+        .and_then(|p| Ok(hush_agent::ranges::Ranges::load(&p)?.current_catalog()))
+        .unwrap_or_else(|_| Catalog::builtin());
     let lines = catalog.preview(&raw);
     if args.json {
         let metrics: Vec<_> = lines

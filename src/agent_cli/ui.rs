@@ -4,9 +4,10 @@
 //! the keyboard: the listener ends with the child.
 
 use std::io::{Read, Write};
-use std::process::{Command, ExitCode, Stdio};
-use std::sync::Arc;
+use std::path::Path;
+use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -16,13 +17,20 @@ use zeroize::Zeroize;
 
 use super::args::UiArgs;
 
+/// The preview child running now, if any, so that it never outlives the page.
+type Running = Arc<Mutex<Option<Child>>>;
+
 /// Serves the page until it is closed, idles out, or ctrl-c.
-pub fn run(args: &UiArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: &UiArgs, prefix: &'static [&'static str]) -> anyhow::Result<ExitCode> {
     // The page holds the person's preview numbers: no core file may keep them.
     hush_agent::hardening::disable_core_dumps()?;
     let paths = super::paths(&args.home)?;
     let config = AgentConfig::load(&paths.config)?;
-    let recorder: Recorder = Arc::new(preview_in_child);
+    let running: Running = Arc::default();
+    let recorder: Recorder = {
+        let (running, home) = (Arc::clone(&running), args.home.home.clone());
+        Arc::new(move |d| preview_in_child(prefix, home.as_deref(), d, &running))
+    };
     let ui = Ui::bind(
         paths,
         config,
@@ -49,8 +57,13 @@ pub fn run(args: &UiArgs) -> anyhow::Result<ExitCode> {
     if !args.no_browser && !open_browser(ui.link()) {
         eprintln!("no browser could be started: open the link above in yours");
     }
-    let ended = ui.serve(&stop)?;
-    let said = match ended {
+    let ended = ui.serve(&stop);
+    // A preview under way ends with the page, not a minute later.
+    if let Some(mut child) = running.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let said = match ended? {
         Ended::Closed => "closed from the page",
         Ended::Idle => "stopped: the page was not shown for a while",
         Ended::Stopped => "stopped",
@@ -63,56 +76,73 @@ pub fn run(args: &UiArgs) -> anyhow::Result<ExitCode> {
 
 /// Runs `preview --json --seconds N` of this binary as a child process and
 /// reads what it printed.
-fn preview_in_child(duration: Duration) -> Result<Watched, String> {
+fn preview_in_child(
+    prefix: &[&str],
+    home: Option<&Path>,
+    duration: Duration,
+    running: &Running,
+) -> Result<Watched, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
-    // `hush-agent preview`, or `hush agent preview`.
-    let alone = exe
-        .file_stem()
-        .is_some_and(|n| n.to_string_lossy().starts_with("hush-agent"));
     let mut command = Command::new(&exe);
-    if !alone {
-        command.arg("agent");
+    command
+        .args(prefix)
+        .args(["preview", "--json", "--seconds"])
+        .arg(duration.as_secs().to_string());
+    if let Some(home) = home {
+        command.arg("--home").arg(home);
     }
     let mut child = command
-        .args(["preview", "--json", "--seconds"])
-        .arg(duration.as_secs().to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot start the preview: {e}"))?;
+    let (mut stdout, mut stderr) = (child.stdout.take(), child.stderr.take());
+    *running.lock().unwrap_or_else(|p| p.into_inner()) = Some(child);
     let deadline = Instant::now() + duration + Duration::from_secs(10);
     let status = loop {
+        let mut slot = running.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(child) = slot.as_mut() else {
+            return Err("the page is closing".to_owned());
+        };
         match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            Ok(Some(status)) => {
+                *slot = None;
+                break status;
+            }
+            Ok(None) if Instant::now() < deadline => {}
             Ok(None) => {
                 let _ = child.kill();
                 let _ = child.wait();
+                *slot = None;
                 return Err("it did not finish in time".to_owned());
             }
             Err(e) => return Err(format!("lost the preview: {e}")),
         }
+        drop(slot);
+        std::thread::sleep(Duration::from_millis(100));
     };
-    let (mut stdout, mut stderr) = (String::new(), String::new());
-    if let Some(mut s) = child.stdout.take() {
-        let _ = s.read_to_string(&mut stdout);
+    // Room for all of it at once, so no copy is left behind by growing.
+    let (mut out, mut err) = (String::with_capacity(64 * 1024), String::new());
+    if let Some(s) = stdout.as_mut() {
+        let _ = s.read_to_string(&mut out);
     }
-    if let Some(mut s) = child.stderr.take() {
-        let _ = s.read_to_string(&mut stderr);
+    if let Some(s) = stderr.as_mut() {
+        let _ = s.read_to_string(&mut err);
     }
-    if !status.success() {
+    let result = if status.success() {
+        Watched::from_preview_json(&out)
+    } else {
         // The last line is the error the preview reported (no display, no permission).
-        let why = stderr.lines().rev().find(|l| !l.trim().is_empty());
-        return Err(why
+        let why = err.lines().rev().find(|l| !l.trim().is_empty());
+        Err(why
             .unwrap_or("it failed")
             .trim_start_matches("error: ")
-            .to_owned());
-    }
-    let watched = Watched::from_preview_json(&stdout);
-    // The child's numbers were in these buffers: zero them before they go.
-    stdout.zeroize();
-    watched
+            .to_owned())
+    };
+    out.zeroize();
+    err.zeroize();
+    result
 }
 
 /// Asks the desktop to open `link` in the default browser; false when no

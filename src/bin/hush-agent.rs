@@ -26,7 +26,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match agent_cli::run(cli.command) {
+    match agent_cli::run(cli.command, &[]) {
         Ok(code) => code,
         Err(err) => exit::report_error(&err),
     }

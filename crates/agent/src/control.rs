@@ -289,6 +289,8 @@ pub fn resume(paths: &AgentPaths) -> Result<(), AgentError> {
 pub fn forget(paths: &AgentPaths, wait: std::time::Duration) -> Result<Forgotten, AgentError> {
     if let Some(_lock) = crate::lock::HomeLock::try_acquire(paths)? {
         forget_locked(paths)?;
+        // An older request nobody carried out is carried out now.
+        remove_request(paths)?;
         return Ok(Forgotten::Now);
     }
     atomic_write(&paths.forget_request(), b"forget\n")?;
@@ -302,10 +304,16 @@ pub fn forget(paths: &AgentPaths, wait: std::time::Duration) -> Result<Forgotten
     // The holder may have been a moment's look or an agent that stopped
     // since: with the lock free, carry the request out here rather than
     // leave it for a later agent to find after it made new reports.
+    if !paths.forget_request().exists() {
+        return Ok(Forgotten::ByTheRunningAgent);
+    }
     if let Some(_lock) = crate::lock::HomeLock::try_acquire(paths)? {
+        if !paths.forget_request().exists() {
+            // Carried out by the agent just before it let go.
+            return Ok(Forgotten::ByTheRunningAgent);
+        }
         forget_locked(paths)?;
-        std::fs::remove_file(paths.forget_request())?;
-        sync_dir(&paths.data)?;
+        remove_request(paths)?;
         return Ok(Forgotten::Now);
     }
     Err(AgentError::Config(format!(
@@ -313,6 +321,15 @@ pub fn forget(paths: &AgentPaths, wait: std::time::Duration) -> Result<Forgotten
         wait.as_secs(),
         paths.forget_request().display()
     )))
+}
+
+/// Deletes a forget request, if there is one, durably.
+fn remove_request(paths: &AgentPaths) -> Result<(), AgentError> {
+    match std::fs::remove_file(paths.forget_request()) {
+        Ok(()) => Ok(sync_dir(&paths.data)?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Who carried out a `forget`.

@@ -134,6 +134,11 @@ impl Agent {
             epsilon_perm = terms.epsilon_perm,
             "agent running"
         );
+        // A forget asked for while no agent ran is carried out before any
+        // report is made with the secret it deletes.
+        if self.paths.forget_request().exists() {
+            self.forget_now()?;
+        }
         self.catch_up(gathering.period, &upload)?;
         while !stop.load(Ordering::SeqCst) {
             // Wake a few times a second and take everything queued since, rather

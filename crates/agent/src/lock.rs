@@ -60,7 +60,8 @@ pub fn held(paths: &AgentPaths) -> Result<bool, AgentError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(e.into()),
     }
-    let Ok(pid) = text.trim().parse::<i32>() else {
+    // A process id, never a group's (kill(-n, 0) asks about a whole group).
+    let Some(pid) = text.trim().parse::<i32>().ok().filter(|p| *p > 0) else {
         return Ok(false);
     };
     Ok(process_exists(pid))

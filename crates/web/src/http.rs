@@ -379,9 +379,11 @@ pub fn serve(
                 let spawned = thread::Builder::new()
                     .name("hush-web".into())
                     .spawn(move || {
+                        // The slot is given back however the thread ends,
+                        // a panicking handler included.
+                        let _slot = Slot(done);
                         // A peer that hangs up mid-answer is its own business.
                         let _ = serve_connection(stream, &handler);
-                        done.fetch_sub(1, Ordering::SeqCst);
                     });
                 if spawned.is_err() {
                     active.fetch_sub(1, Ordering::SeqCst);
@@ -413,6 +415,15 @@ pub fn serve(
     Ok(())
 }
 
+/// One of the [`MAX_CONNECTIONS`] slots, given back when dropped.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Whether the other end of a loopback connection belongs to this
 /// process's user. On Linux the kernel's socket table (`/proc/net/tcp`,
 /// `tcp6`) names the owner of the peer's socket; a connection from another
@@ -438,27 +449,49 @@ pub fn same_user(stream: &TcpStream) -> bool {
     }
 }
 
-/// The uid owning the socket whose local end is `peer` and remote end
-/// `local`, from the kernel's table.
+/// The uid owning the established socket whose local end is `peer` and
+/// remote end `local`, from the kernel's table. A client that reached an
+/// IPv4 listener through an IPv6 socket is listed in `tcp6`, under the
+/// IPv4-mapped form of both addresses.
 #[cfg(target_os = "linux")]
 fn socket_owner(peer: std::net::SocketAddr, local: std::net::SocketAddr) -> Option<u32> {
-    let (file, want_local, want_remote) = match (peer, local) {
-        (std::net::SocketAddr::V4(p), std::net::SocketAddr::V4(l)) => {
-            ("/proc/net/tcp", v4(p), v4(l))
-        }
-        (std::net::SocketAddr::V6(p), std::net::SocketAddr::V6(l)) => {
-            ("/proc/net/tcp6", v6(p), v6(l))
-        }
-        _ => return None,
-    };
-    let table = std::fs::read_to_string(file).ok()?;
-    table.lines().skip(1).find_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        // sl local_address rem_address st tx:rx tr:when retrnsmt uid ...
-        (fields.len() > 7 && fields[1] == want_local && fields[2] == want_remote)
-            .then(|| fields[7].parse().ok())
-            .flatten()
-    })
+    use std::net::SocketAddr::{V4, V6};
+    use std::net::SocketAddrV6;
+    match (peer, local) {
+        (V4(p), V4(l)) => owner_in("/proc/net/tcp", &v4(p), &v4(l)).or_else(|| {
+            let mapped = |a: std::net::SocketAddrV4| {
+                SocketAddrV6::new(a.ip().to_ipv6_mapped(), a.port(), 0, 0)
+            };
+            owner_in("/proc/net/tcp6", &v6(mapped(p)), &v6(mapped(l)))
+        }),
+        (V6(p), V6(l)) => owner_in("/proc/net/tcp6", &v6(p), &v6(l)),
+        _ => None,
+    }
+}
+
+/// The uid in `file` of the established socket from `want_local` to `want_remote`.
+#[cfg(target_os = "linux")]
+fn owner_in(file: &str, want_local: &str, want_remote: &str) -> Option<u32> {
+    // Read line by line and stop at the socket: the kernel walks its whole
+    // connection table to write the file, so the rest is not asked for.
+    use std::io::BufRead;
+    let table = std::io::BufReader::new(std::fs::File::open(file).ok()?);
+    table
+        .lines()
+        .skip(1)
+        .map_while(Result::ok)
+        .find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // sl local_address rem_address st tx:rx tr:when retrnsmt uid ...
+            // Only an established socket (st 01): one closing or closed is
+            // listed under uid 0 whoever opened it.
+            (fields.len() > 7
+                && fields[1] == want_local
+                && fields[2] == want_remote
+                && fields[3] == "01")
+                .then(|| fields[7].parse().ok())
+                .flatten()
+        })
 }
 
 /// An IPv4 socket address as the kernel's table writes it: the address's

@@ -30,8 +30,10 @@
 //! [`PREVIEW_KEPT`].
 //!
 //! Nothing it shows leaves the laptop, and it writes no file: the preview's
-//! numbers come from a child process (see `preview.rs`) and live in this
-//! process's memory until they are dropped, zeroed.
+//! numbers come from a child process (see `preview.rs`); the page's copy
+//! ([`Watched`]) is zeroed when dropped, while passing copies (the JSON read,
+//! the HTML written) are freed without zeroing, in a process that dumps no
+//! core.
 
 mod page;
 mod preview;
@@ -42,7 +44,7 @@ use std::net::{Ipv4Addr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use hush_web::http::{Admit, Handler, Request, Response};
 use hush_web::same_secret;
@@ -131,8 +133,15 @@ impl std::fmt::Debug for Ui {
 #[derive(Debug)]
 enum Preview {
     Never,
-    Watching { until: Instant },
-    Done { watched: Watched, at: Instant },
+    /// Preview number `id` of the session, due to end at `until`.
+    Watching {
+        until: Instant,
+        id: u32,
+    },
+    Done {
+        watched: Watched,
+        at: Moment,
+    },
     Failed(String),
 }
 
@@ -140,7 +149,31 @@ impl Preview {
     /// Whether a preview is under way (one that overran its end by
     /// [`PREVIEW_GRACE`] has failed, even if its thread never said so).
     fn watching(&self) -> bool {
-        matches!(self, Preview::Watching { until } if Instant::now() < *until + PREVIEW_GRACE)
+        matches!(self, Preview::Watching { until, .. } if Instant::now() < *until + PREVIEW_GRACE)
+    }
+}
+
+/// A point in time, on both clocks: the monotonic clock stops while the
+/// laptop sleeps, and the wall clock may be set back, so a span is the
+/// longer of the two. A page left open overnight has been open all night.
+#[derive(Debug, Clone, Copy)]
+struct Moment {
+    mono: Instant,
+    wall: SystemTime,
+}
+
+impl Moment {
+    fn now() -> Moment {
+        Moment {
+            mono: Instant::now(),
+            wall: SystemTime::now(),
+        }
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.mono
+            .elapsed()
+            .max(self.wall.elapsed().unwrap_or_default())
     }
 }
 
@@ -150,7 +183,7 @@ struct Session {
     base: String,
     cookie: String,
     csrf: String,
-    started: Instant,
+    started: Moment,
 }
 
 struct State {
@@ -163,7 +196,7 @@ struct State {
     /// The one-time link's secret until it is used.
     once: Mutex<Option<String>>,
     session: Mutex<Option<Session>>,
-    seen: Mutex<Instant>,
+    seen: Mutex<Moment>,
     idle: Duration,
     closed: AtomicBool,
     notice: Mutex<Option<String>>,
@@ -182,11 +215,16 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl State {
     fn touch(&self) {
-        *lock(&self.seen) = Instant::now();
+        *lock(&self.seen) = Moment::now();
     }
 
     fn idle_out(&self) -> bool {
-        !lock(&self.preview).watching() && lock(&self.seen).elapsed() >= self.idle
+        // A change under way (a forget waits up to 15 s for the agent) is activity.
+        let busy = matches!(
+            self.acting.try_lock(),
+            Err(std::sync::TryLockError::WouldBlock)
+        );
+        !busy && !lock(&self.preview).watching() && lock(&self.seen).elapsed() >= self.idle
     }
 
     fn time_up(&self) -> bool {
@@ -219,7 +257,7 @@ impl Ui {
             host,
             once: Mutex::new(Some(once)),
             session: Mutex::new(None),
-            seen: Mutex::new(Instant::now()),
+            seen: Mutex::new(Moment::now()),
             idle: options.idle,
             closed: AtomicBool::new(false),
             notice: Mutex::new(None),
@@ -251,7 +289,10 @@ impl Ui {
                 && !self.state.idle_out()
                 && !self.state.time_up()
         };
-        hush_web::http::serve(&self.listener, handler, admit, &running)?;
+        let served = hush_web::http::serve(&self.listener, handler, admit, &running);
+        // A change under way finishes before the process may end.
+        drop(lock(&self.state.acting));
+        served?;
         Ok(if self.state.closed.load(Ordering::SeqCst) {
             Ended::Closed
         } else if stop.load(Ordering::SeqCst) {
@@ -359,7 +400,7 @@ fn open(state: &State, req: &Request) -> Response {
             base: format!("/s/{}", &path[..32]),
             cookie,
             csrf,
-            started: Instant::now(),
+            started: Moment::now(),
         },
         _ => {
             return Response::html(
@@ -435,7 +476,7 @@ fn start_preview(state: &Arc<State>, seconds: u64) {
             .say("The preview needs this laptop's display, and this page was started without one.");
         return;
     };
-    {
+    let id = {
         let mut preview = lock(&state.preview);
         if preview.watching() {
             return;
@@ -450,8 +491,10 @@ fn start_preview(state: &Arc<State>, seconds: u64) {
         *previews += 1;
         *preview = Preview::Watching {
             until: Instant::now() + Duration::from_secs(seconds),
+            id: *previews,
         };
-    }
+        *previews
+    };
     let worker = Arc::clone(state);
     let spawned = thread::Builder::new()
         .name("hush-ui-preview".into())
@@ -459,11 +502,17 @@ fn start_preview(state: &Arc<State>, seconds: u64) {
             let next = match recorder(Duration::from_secs(seconds)) {
                 Ok(watched) => Preview::Done {
                     watched,
-                    at: Instant::now(),
+                    at: Moment::now(),
                 },
                 Err(e) => Preview::Failed(e),
             };
-            *lock(&worker.preview) = next;
+            // Only into its own slot: a preview given up on (past its grace)
+            // and replaced must not overwrite the next one.
+            let mut slot = lock(&worker.preview);
+            if matches!(*slot, Preview::Watching { id: current, .. } if current == id) {
+                *slot = next;
+            }
+            drop(slot);
             worker.touch();
         });
     if let Err(e) = spawned {

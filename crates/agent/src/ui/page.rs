@@ -283,7 +283,7 @@ pub fn main(v: &View<'_>) -> String {
     let mut refresh = v.refresh();
     body.push_str("<section id=\"preview\"><h2>What would be measured, before any noise</h2>");
     match v.preview {
-        Preview::Watching { until } => {
+        Preview::Watching { until, .. } => {
             let left = until.saturating_duration_since(Instant::now()).as_secs();
             refresh = refresh.min(left + 2);
             let _ = write!(
