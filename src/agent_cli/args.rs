@@ -22,10 +22,11 @@ pub enum AgentCommand {
     Resume(HomeArg),
     /// Delete the device secret and queued reports; the spending history stays (asks first).
     Forget(ForgetArgs),
-    /// Open a page in your browser that shows, in plain words, what the agent
-    /// does: enrolled or not, paused or not, the privacy terms, what would be
-    /// measured, every report that left; with pause, resume and forget buttons.
-    /// Served on 127.0.0.1 behind a one-time link; stops when you close it.
+    /// A page in your browser: what the agent does, with pause, resume and forget buttons.
+    ///
+    /// In plain words: enrolled or not, paused or not, the privacy terms, what
+    /// would be measured, every report that left. Served on 127.0.0.1 to your
+    /// user only, behind a one-time link; stops when you close it.
     Ui(UiArgs),
     /// Print an example configuration file with every setting explained.
     Config,
