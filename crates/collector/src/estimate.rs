@@ -416,13 +416,16 @@ pub fn pooled_rows(
     period_seconds: u32,
     min_devices: u64,
 ) -> Result<(Vec<EstimateRow>, usize), CollectorError> {
-    use std::collections::{BTreeMap, HashMap};
+    use std::collections::BTreeMap;
     let internal = |e: String| CollectorError::Internal(e);
     let day_cells = day_cell_counts(reports);
     let released_day =
         |key: &CellKey| day_cells.get(key).copied().unwrap_or(0) >= min_devices.max(2);
     // Keyed like a day cell, with the window's first period as its period.
-    let mut pools: BTreeMap<CellKey, HashMap<i64, DeviceSums>> = BTreeMap::new();
+    // Devices in id order: a pooled estimate sums floats over them, and a
+    // hash map's order (random per process) would change its last bits from
+    // one run to the next, and the exported bytes with them.
+    let mut pools: BTreeMap<CellKey, BTreeMap<i64, DeviceSums>> = BTreeMap::new();
     for (device, cohort, period, report) in reports {
         let Some(start) = window_of(*period) else {
             continue;
@@ -627,6 +630,48 @@ pub fn released_rows(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pooled_rows_are_the_same_bits_whatever_the_order_of_the_reports() {
+        use hush_ldp::NoiseRng;
+        use rand::SeedableRng;
+        let config = crate::CollectorConfig::default();
+        let catalogs = Catalogs::builtin();
+        let catalog = Catalog::builtin();
+        let current = 20_000;
+        let mut rng = NoiseRng::seed_from_u64(7);
+        let mut reports = Vec::new();
+        for d in 0..300u64 {
+            for r in
+                crate::loadgen::device_reports(&config, &catalog, current, d, 7, &mut rng).unwrap()
+            {
+                reports.push((d as i64, "all".to_owned(), r.period(), r));
+            }
+        }
+        let week = |p: u32| Some(Window::Week.span(p).0);
+        let (a, _) = pooled_rows(&reports, &catalogs, "week", &week, 86_400, 3).unwrap();
+        reports.reverse();
+        let (b, _) = pooled_rows(&reports, &catalogs, "week", &week, 86_400, 3).unwrap();
+        assert!(!a.is_empty());
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!(
+                (
+                    x.estimate.to_bits(),
+                    x.ci_low.to_bits(),
+                    x.ci_high.to_bits()
+                ),
+                (
+                    y.estimate.to_bits(),
+                    y.ci_low.to_bits(),
+                    y.ci_high.to_bits()
+                ),
+                "{} {}",
+                x.metric,
+                x.bucket
+            );
+        }
+    }
 
     #[test]
     fn dates() {
