@@ -273,7 +273,8 @@ pub fn all_cells(
 ) -> Result<Vec<(CellKey, CellState)>, CollectorError> {
     let mut stmt = conn.prepare(
         "SELECT catalog, metric, period, cohort, epsilon_bits, epsilon_perm_bits, state FROM cells
-         WHERE period >= ?1 AND period <= ?2 ORDER BY period, metric, cohort, epsilon_bits, epsilon_perm_bits",
+         WHERE period >= ?1 AND period <= ?2
+         ORDER BY period, metric, cohort, epsilon_bits, epsilon_perm_bits, catalog",
     )?;
     let rows = stmt.query_map(
         params![from_period.unwrap_or(0), to_period.unwrap_or(u32::MAX)],
@@ -341,7 +342,7 @@ pub fn stored_reports(
 ) -> Result<Vec<(i64, String, u32, hush_report::Report)>, CollectorError> {
     let mut stmt = conn.prepare(
         "SELECT r.device, d.cohort, r.period, r.body FROM reports r JOIN devices d ON d.id = r.device
-         WHERE r.period >= ?1 AND r.period <= ?2",
+         WHERE r.period >= ?1 AND r.period <= ?2 ORDER BY r.id",
     )?;
     let rows = stmt.query_map(params![from, to], |r| {
         Ok((

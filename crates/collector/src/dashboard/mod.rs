@@ -298,13 +298,14 @@ async fn login(
     let hash = token_hash(&token);
     let once = form.once;
     let now = state.config().now();
-    // A one-time link's token is revoked in the read that checks it, so two
-    // tabs cannot both sign in with it.
+    // A one-time link's token signs in only for whoever revokes it: writes
+    // are serialized, so of two tabs racing with one link, one revokes and
+    // the other finds nothing left to revoke.
     let principal = state
         .read(move |c| {
             let p = store::principal(c, &token)?;
-            if once && p == Some(Principal::Admin) {
-                store::revoke_token(c, &token, now)?;
+            if once && p == Some(Principal::Admin) && !store::revoke_token(c, &token, now)? {
+                return Ok(None);
             }
             Ok(p)
         })
