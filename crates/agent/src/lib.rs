@@ -23,6 +23,7 @@ pub mod outbox;
 mod paths;
 mod period;
 pub mod ranges;
+mod schedule;
 pub mod ui;
 pub mod uploader;
 
