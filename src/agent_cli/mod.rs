@@ -38,12 +38,6 @@ fn confirm(prompt: &str) -> anyhow::Result<bool> {
     Ok(line.trim().eq_ignore_ascii_case("yes"))
 }
 
-/// A number to three decimals, without trailing zeros.
-fn round3(x: f64) -> String {
-    let s = format!("{x:.3}");
-    s.trim_end_matches('0').trim_end_matches('.').to_owned()
-}
-
 /// A period length in words.
 fn period_words(seconds: u32) -> String {
     match seconds {
@@ -161,7 +155,7 @@ pub fn run(cmd: AgentCommand, prefix: &'static [&'static str]) -> anyhow::Result
                     println!("                all reports of one unchanged value  epsilon {perm}");
                     println!(
                         "                the last 365 days' reports          epsilon {} so far (at most {cap}: {} values per measure)",
-                        round3(s.epsilon_past_year),
+                        hush_agent::control::epsilon_text(s.epsilon_past_year),
                         s.max_values_per_year
                     );
                     for d in s.draws.iter().filter(|d| d.values > 0) {
@@ -170,7 +164,7 @@ pub fn run(cmd: AgentCommand, prefix: &'static [&'static str]) -> anyhow::Result
                             d.metric,
                             d.values,
                             if d.values == 1 { "" } else { "s" },
-                            round3(d.epsilon)
+                            hush_agent::control::epsilon_text(d.epsilon)
                         );
                     }
                 }

@@ -209,6 +209,13 @@ fn bucket_now() -> u32 {
     hush_report::bucket_of_day((unix_now() / 86_400) as u32)
 }
 
+/// An epsilon as the person reads it: three decimals at most, no trailing
+/// zeros (`hush agent status` and the person's page).
+pub fn epsilon_text(x: f64) -> String {
+    let s = format!("{x:.3}");
+    s.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
 /// Reads the agent's state.
 pub fn status(paths: &AgentPaths, config: &AgentConfig) -> Result<Status, AgentError> {
     let enrollment = Enrollment::load(paths)?;

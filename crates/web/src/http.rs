@@ -232,24 +232,31 @@ impl Refusal {
     }
 }
 
+/// One read; `None` when the deadline passed first (a read timeout).
+fn read_some(stream: &mut impl Read, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    match stream.read(buf) {
+        Ok(n) => Ok(Some(n)),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Reads one request from `stream`. `Ok(None)` means the peer closed or
 /// timed out before sending one (a browser's speculative connection).
 fn read_request(stream: &mut impl Read) -> io::Result<Result<Option<Request>, Refusal>> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
     let (head_len, mut request) = loop {
-        let n = match stream.read(&mut chunk) {
-            Ok(0) => return Ok(Ok(None)),
-            Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Ok(Ok(None));
-            }
-            Err(e) => return Err(e),
+        let n = match read_some(stream, &mut chunk)? {
+            Some(0) | None => return Ok(Ok(None)),
+            Some(n) => n,
         };
         buf.extend_from_slice(&chunk[..n]);
         let mut headers = [httparse::EMPTY_HEADER; 64];
@@ -292,18 +299,11 @@ fn read_request(stream: &mut impl Read) -> io::Result<Result<Option<Request>, Re
     }
     let mut body = buf.split_off(head_len);
     while body.len() < length {
-        let n = match stream.read(&mut chunk) {
-            Ok(0) => return Ok(Err(Refusal::Malformed)),
-            Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Ok(Ok(None));
-            }
-            Err(e) => return Err(e),
+        let n = match read_some(stream, &mut chunk)? {
+            // The peer hung up before the body it announced.
+            Some(0) => return Ok(Err(Refusal::Malformed)),
+            Some(n) => n,
+            None => return Ok(Ok(None)),
         };
         body.extend_from_slice(&chunk[..n]);
     }

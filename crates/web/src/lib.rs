@@ -107,17 +107,6 @@ pub fn secret() -> Result<String, NoRandomness> {
     Ok(hex::encode(bytes))
 }
 
-/// An axis label: few digits, whatever the scale.
-pub fn tick(v: f64) -> String {
-    if v.abs() >= 100.0 {
-        format!("{v:.0}")
-    } else if v.abs() >= 1.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.3}")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,12 +142,5 @@ mod tests {
         assert!(!same_secret(a, b));
         assert!(!same_secret(a, &a[..63]));
         assert!(!same_secret("", "x"));
-    }
-
-    #[test]
-    fn ticks_keep_three_significant_places_at_most() {
-        assert_eq!(tick(1234.5), "1234");
-        assert_eq!(tick(12.34), "12.3");
-        assert_eq!(tick(0.01234), "0.012");
     }
 }

@@ -8,7 +8,7 @@ use hush_report::{SentLine, utc_minute};
 use hush_web::escape;
 
 use super::{PREVIEW_SECONDS, Preview};
-use crate::control::Status;
+use crate::control::{Status, epsilon_text as epsilon};
 
 /// The stylesheet, served as `/style.css` (inline styles would need
 /// `'unsafe-inline'` in the policy).
@@ -159,11 +159,6 @@ fn span(d: Duration) -> String {
         s if s % 60 == 0 => format!("{} minutes", s / 60),
         s => format!("{s} seconds"),
     }
-}
-
-fn epsilon(x: f64) -> String {
-    let s = format!("{x:.3}");
-    s.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
 /// The main page.

@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 
 use hush_report::Metric;
 pub use hush_web::escape;
-use hush_web::{query_value as query, tick};
+use hush_web::query_value as query;
 
 use crate::estimate::EstimateRow;
 
@@ -378,11 +378,29 @@ fn chart(rows: &[EstimateRow], unit: &str) -> String {
     svg
 }
 
+/// An axis label: few digits, whatever the scale.
+fn tick(v: f64) -> String {
+    if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 1.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn ticks_keep_three_significant_places_at_most() {
+        assert_eq!(tick(1234.5), "1234");
+        assert_eq!(tick(12.34), "12.3");
+        assert_eq!(tick(0.01234), "0.012");
+    }
 
     #[test]
     fn the_sign_in_page_carries_its_csrf_token_and_no_script() {
