@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::pages::{csrf, get, post};
-use support::{Collector, agent_config, run_ok, terminate};
+use support::{Collector, agent_config, agent_home, run_ok, run_replay, terminate};
 
 fn hush_agent() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_hush-agent"));
@@ -37,25 +37,10 @@ fn home_with_reports(collector: &Collector) -> tempfile::TempDir {
 
 /// An enrolled home whose agent runs (one-second periods), reports already sent.
 fn home_with_agent(collector: &Collector) -> (tempfile::TempDir, Child) {
-    let home = agent_config("");
-    run_ok(
-        hush_agent()
-            .args(["enroll", "--yes", "--collector", &collector.url, "--token"])
-            .arg(collector.token(&[]))
-            .arg("--home")
-            .arg(home.path()),
-    );
+    let home = agent_home(collector, "");
     let replay = home.path().join("replay.txt");
     std::fs::write(&replay, "0 key letter\n200 key letter\n400 click left\n").unwrap();
-    let agent = hush_agent()
-        .args(["run", "--repeat", "--replay"])
-        .arg(&replay)
-        .arg("--home")
-        .arg(home.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let agent = run_replay(home.path(), &replay);
     std::thread::sleep(Duration::from_secs(4));
     (home, agent)
 }
@@ -297,17 +282,7 @@ fn a_browser_opens_the_link_pauses_resumes_and_previews_real_input() {
     assert!(keys.contains("letter 3,"), "{keys}");
 
     browser.resize(1100, 2700);
-    let shot = browser.screenshot();
-    assert_eq!(&shot[..8], b"\x89PNG\r\n\x1a\n", "a PNG");
-    assert!(
-        shot.len() > 4 * blank.len(),
-        "{} bytes against {} for a blank page",
-        shot.len(),
-        blank.len()
-    );
-    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("agent-ui.png");
-    std::fs::write(&path, &shot).unwrap();
-    eprintln!("screenshot: {}", path.display());
+    browser.screenshot_not_blank(&blank, "agent-ui.png");
 
     // A preview under way ends with the page: closing it leaves no child
     // listening to the keyboard.

@@ -209,6 +209,24 @@ impl Browser {
         );
     }
 
+    /// A screenshot of a page, checked to be a PNG and not blank (a page of
+    /// text, a chart and a table compresses far worse than `blank`, a
+    /// screenshot of about:blank), written as NAME into the tests' directory.
+    pub fn screenshot_not_blank(&self, blank: &[u8], name: &str) -> Vec<u8> {
+        let shot = self.screenshot();
+        assert_eq!(&shot[..8], b"\x89PNG\r\n\x1a\n", "a PNG");
+        assert!(
+            shot.len() > 4 * blank.len(),
+            "{} bytes against {} for a blank page",
+            shot.len(),
+            blank.len()
+        );
+        let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+        std::fs::write(&path, &shot).unwrap();
+        eprintln!("screenshot: {}", path.display());
+        shot
+    }
+
     /// A PNG screenshot of the viewport.
     pub fn screenshot(&self) -> Vec<u8> {
         let encoded = self.call("GET", "/screenshot", None);
