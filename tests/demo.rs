@@ -79,20 +79,15 @@ fn the_demo_writes_a_summary_readable_by_header_name() {
     }
 }
 
-/// Days since 1970-01-01 of a `YYYY-MM-DD` date (Howard Hinnant's `days_from_civil`).
+/// Days since 1970-01-01 of a `YYYY-MM-DD` date.
 fn days_from_civil(date: &str) -> i64 {
-    let mut parts = date.split('-').map(|p| p.parse::<i64>().unwrap());
+    let mut parts = date.split('-').map(|p| p.parse::<u32>().unwrap());
     let (y, m, d) = (
         parts.next().unwrap(),
         parts.next().unwrap(),
         parts.next().unwrap(),
     );
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    hush_report::days_from_civil(i64::from(y), m, d)
 }
 
 /// `hush plan` predicts, before any report, the 95% half-widths the demo's

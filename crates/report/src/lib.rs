@@ -31,7 +31,7 @@ mod secret;
 mod vocabulary;
 mod wire;
 
-pub use calendar::{civil_from_days, date_of_day, utc_minute, weekday};
+pub use calendar::{civil_from_days, date_of_day, days_from_civil, utc_minute, weekday};
 pub use catalog::{
     Catalog, CatalogHash, Encoding, MAX_CHANGE_FACTOR, Metric, MetricKind, MetricMechanism,
     MetricValue, PreviewLine, SentLine,

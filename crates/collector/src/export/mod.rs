@@ -39,7 +39,7 @@ use crate::estimate::{EstimateRow, LEVEL, Window, estimate_cells};
 use crate::store;
 use crate::validate::Catalogs;
 use crate::{CollectorError, PeriodClock};
-use hush_report::civil_from_days;
+use hush_report::{civil_from_days, days_from_civil};
 
 /// The data dictionary's file name. The underscore matters: pyarrow.dataset and
 /// Spark read every file of the tree except names starting with `_` or `.`, and
@@ -185,19 +185,6 @@ impl PeriodBound {
 
 fn period_id(p: u64) -> Result<u32, CollectorError> {
     u32::try_from(p).map_err(|_| CollectorError::Refused("date is past the last period".into()))
-}
-
-/// (year, month, day) to days since 1970-01-01 (Howard Hinnant's `days_from_civil`,
-/// the inverse of [`civil_from_days`]).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let m = i64::from(m);
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 /// What to export and where.
