@@ -40,7 +40,7 @@ struct Batch {
 }
 
 fn reports_for_new_devices(
-    conn: &rusqlite::Connection,
+    db: &mut dyn store::Store,
     config: &CollectorConfig,
     catalogs: &Catalogs,
     rng: &mut NoiseRng,
@@ -51,7 +51,9 @@ fn reports_for_new_devices(
     for d in 0..UPLOADS as u64 {
         let token = hush_collector::new_token_from_os(hush_collector::TokenKind::Device)
             .expect("os randomness");
-        let id = store::add_device(conn, &token, "bench", config.now(), true).expect("device");
+        let id = db
+            .add_device(&token, "bench", config.now(), true)
+            .expect("device");
         let reports = device_reports(config, &catalog, current, d, PER_UPLOAD as u32, rng)
             .expect("reports")
             .into_iter()
@@ -82,11 +84,11 @@ fn naive_connection(path: &Path) -> rusqlite::Connection {
 fn ingest(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temporary directory");
     let config = CollectorConfig {
-        database: dir.path().join("collector.sqlite"),
+        database: store::Database::Sqlite(dir.path().join("collector.sqlite")),
         ..CollectorConfig::default()
     };
     let catalogs = Catalogs::builtin();
-    let setup = store::open(&config.database).expect("database");
+    let mut setup = store::open(&config.database).expect("database");
     let mut rng = NoiseRng::seed_from_u64(17);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
@@ -100,7 +102,7 @@ fn ingest(c: &mut Criterion) {
     group.sample_size(20);
     group.bench_function("naive", |b| {
         b.iter_batched(
-            || reports_for_new_devices(&setup, &config, &catalogs, &mut rng),
+            || reports_for_new_devices(setup.as_mut(), &config, &catalogs, &mut rng),
             |batch| {
                 // The same grouping the writer reaches with IN_FLIGHT uploads.
                 for chunk in batch.uploads.chunks(IN_FLIGHT) {
@@ -132,7 +134,7 @@ fn ingest(c: &mut Criterion) {
     });
     group.bench_function("writer", |b| {
         b.iter_batched(
-            || reports_for_new_devices(&setup, &config, &catalogs, &mut rng),
+            || reports_for_new_devices(setup.as_mut(), &config, &catalogs, &mut rng),
             |batch| {
                 runtime.block_on(async {
                     let mut uploads = batch.uploads.into_iter();

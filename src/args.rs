@@ -146,6 +146,22 @@ pub enum CollectorCommand {
     /// Manage enrolled devices.
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// Copy a collector's SQLite database into a new PostgreSQL database
+    /// (devices, tokens, range revisions, reports and cells), checked before
+    /// it commits; then point `database` at the URL. Stop the collector first.
+    Migrate(MigrateArgs),
+}
+
+/// `hush collector migrate`.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// The SQLite database file to copy (left as it is).
+    #[arg(long)]
+    pub from: std::path::PathBuf,
+    /// The PostgreSQL database to copy into, as a `postgres://` URL; it must
+    /// hold no collector data yet (its schema is created if missing).
+    #[arg(long)]
+    pub to: String,
 }
 
 /// `hush collector prune`.
@@ -223,7 +239,7 @@ pub struct ServeArgs {
     pub listen: Option<std::net::SocketAddr>,
     /// Database file, overriding the file.
     #[arg(long)]
-    pub database: Option<std::path::PathBuf>,
+    pub database: Option<String>,
     /// How the log on stderr is written: `text` for people, `json` (one
     /// object per line, the event's fields as keys) for a log pipeline.
     #[arg(long, value_enum, default_value_t, env = "HUSH_LOG_FORMAT")]
@@ -273,9 +289,16 @@ pub struct LoadgenArgs {
     /// minted device tokens (revoked at the end) and must hold no other devices.
     #[command(flatten)]
     pub config: ConfigArg,
-    /// Collector base URL; only loopback addresses are accepted.
+    /// Collector base URL; only loopback addresses are accepted. Repeat it
+    /// for several collectors on one PostgreSQL database: requests go to
+    /// each in turn, and the CPU figure sums them.
     #[arg(long, default_value = "http://127.0.0.1:8600")]
-    pub url: String,
+    pub url: Vec<String>,
+    /// Resend a request that got 503 or no answer (to the next --url) for
+    /// up to this many seconds, as an agent retries, instead of counting
+    /// its reports as failed.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub retry_for: Option<u64>,
     /// Total reports to send.
     #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub reports: u64,

@@ -31,6 +31,7 @@ fn main() -> ExitCode {
         Command::Collector(CollectorCommand::Export(a)) => commands::collector::export(&a),
         Command::Collector(CollectorCommand::Prune(a)) => commands::collector::prune(&a),
         Command::Collector(CollectorCommand::Device(d)) => commands::collector::device(&d),
+        Command::Collector(CollectorCommand::Migrate(a)) => commands::collector::migrate(&a),
     };
     match result {
         Ok(code) => code,

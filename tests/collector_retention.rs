@@ -17,8 +17,9 @@ use support::{Collector, client, query_u64, report, today, upload};
 
 /// The cells as stored.
 fn cells(db: &Path) -> BTreeMap<CellKey, CellState> {
-    let conn = rusqlite::Connection::open(db).unwrap();
-    store::all_cells(&conn, None, None)
+    store::open(&store::Database::Sqlite(db.to_path_buf()))
+        .unwrap()
+        .all_cells(None, None)
         .unwrap()
         .into_iter()
         .collect()

@@ -41,10 +41,10 @@ struct Outcome {
 fn run(factor: u32, seed: u64) -> Outcome {
     let dir = tempfile::tempdir().unwrap();
     let config = CollectorConfig {
-        database: dir.path().join("collector.sqlite"),
+        database: store::Database::Sqlite(dir.path().join("collector.sqlite")),
         ..CollectorConfig::default()
     };
-    let conn = store::open(&config.database).unwrap();
+    let mut db = store::open(&config.database).unwrap();
     let mut rng = NoiseRng::seed_from_u64(seed);
     let mut people: Vec<(Persona, DeviceMemory, NoiseRng)> = (0..DEVICES)
         .map(|i| {
@@ -73,7 +73,7 @@ fn run(factor: u32, seed: u64) -> Outcome {
     for t in 0..PERIODS {
         let period = FIRST + t;
         learn(
-            &conn,
+            db.as_mut(),
             &config,
             PeriodClock {
                 current: period,
@@ -81,7 +81,7 @@ fn run(factor: u32, seed: u64) -> Outcome {
             },
         )
         .unwrap();
-        let catalogs = Catalogs::load(&conn).unwrap();
+        let catalogs = Catalogs::load(db.as_mut()).unwrap();
         let steps = catalogs.current().steps.clone();
         let catalog = Catalog::with_ranges(&steps);
         history.push(steps);
@@ -116,7 +116,7 @@ fn run(factor: u32, seed: u64) -> Outcome {
             }
         }
         for (key, state) in &cells {
-            store::save_cell(&conn, key, state).unwrap();
+            db.save_cell(key, state).unwrap();
         }
     }
     Outcome { history, values }

@@ -12,8 +12,8 @@ use hush_collector::{
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::args::{
-    ConfigArg, DeviceCommand, ExportArgs, LoadgenArgs, PruneArgs, ReadyArgs, ServeArgs,
-    TokenCommand,
+    ConfigArg, DeviceCommand, ExportArgs, LoadgenArgs, MigrateArgs, PruneArgs, ReadyArgs,
+    ServeArgs, TokenCommand,
 };
 
 fn load(arg: &ConfigArg) -> anyhow::Result<CollectorConfig> {
@@ -38,18 +38,6 @@ fn usage(e: CollectorError) -> anyhow::Error {
     }
 }
 
-/// Fails unless the database exists: opening a missing one would create an
-/// empty database and then find nothing, silently.
-fn require_database(config: &CollectorConfig) -> anyhow::Result<()> {
-    if !config.database.exists() {
-        anyhow::bail!(
-            "no collector database at {} (check --config)",
-            config.database.display()
-        );
-    }
-    Ok(())
-}
-
 /// Runs the service.
 pub fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let mut config = load(&args.config)?;
@@ -57,7 +45,7 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         config.listen = l;
     }
     if let Some(d) = &args.database {
-        config.database.clone_from(d);
+        config.database = hush_collector::store::Database::parse(d);
     }
     config.validate()?;
     // Without timestamps (see `logging::init`); keep debug off under a journal.
@@ -74,10 +62,7 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     runtime.block_on(hush_collector::server::serve(config, |addr| {
         // The first line names the address, so scripts and tests can find a port picked by the OS.
-        println!(
-            "listening on {scheme}://{addr} (database {})",
-            database.display()
-        );
+        println!("listening on {scheme}://{addr} (database {database})");
     }))?;
     tracing::info!("collector stopped");
     Ok(ExitCode::SUCCESS)
@@ -122,30 +107,29 @@ pub fn token(cmd: &TokenCommand) -> anyhow::Result<ExitCode> {
             admin,
         } => {
             let config = load(config)?;
-            let conn = store::open(&config.database)?;
+            let mut db = store::open(&config.database)?;
             if *admin {
                 let token = new_token_from_os(TokenKind::Admin)?;
-                store::add_token(&conn, TokenKind::Admin, &token, cohort, now())?;
+                db.add_admin(&token, now())?;
                 println!("{token}");
                 eprintln!(
                     "this admin token is shown once and stored only as a hash in {}",
-                    config.database.display()
+                    config.database
                 );
             } else {
                 let token = new_token_from_os(TokenKind::Device)?;
-                let id = store::add_device(&conn, &token, cohort, now(), false)?;
+                let id = db.add_device(&token, cohort, now(), false)?;
                 println!("{token}");
                 eprintln!(
                     "device {id}: this token is shown once and stored only as a hash in {}",
-                    config.database.display()
+                    config.database
                 );
             }
             Ok(ExitCode::SUCCESS)
         }
         TokenCommand::Revoke { config, token } => {
             let config = load(config)?;
-            let conn = store::open(&config.database)?;
-            if store::revoke_token(&conn, token, now())? {
+            if store::open(&config.database)?.revoke_token(token, now())? {
                 // The server believes a checked token for TOKEN_TTL; uploads are
                 // checked again in the transaction that would store them.
                 eprintln!(
@@ -170,9 +154,12 @@ pub fn example_config() -> anyhow::Result<ExitCode> {
 /// Runs the load generator.
 pub fn loadgen(args: &LoadgenArgs) -> anyhow::Result<ExitCode> {
     let config = load(&args.config)?;
-    loadgen::check_loopback(&args.url).map_err(|e| super::Usage(e.to_string()))?;
+    for url in &args.url {
+        loadgen::check_loopback(url).map_err(|e| super::Usage(e.to_string()))?;
+    }
     let plan = loadgen::LoadPlan {
-        url: args.url.clone(),
+        urls: args.url.clone(),
+        retry_for: args.retry_for.map(std::time::Duration::from_secs),
         reports: args.reports,
         concurrency: args.concurrency as usize,
         devices: args.devices,
@@ -228,12 +215,17 @@ pub fn loadgen(args: &LoadgenArgs) -> anyhow::Result<ExitCode> {
             result.collector_cpu_seconds_per_1000_reports,
         ) {
             (Some(total), Some(per_1000)) => println!(
-                "collector CPU {total:.2} s: {per_1000:.4} s per 1,000 reports ({:.1} µs per report)",
+                "collector CPU {total:.2} s{}: {per_1000:.4} s per 1,000 reports ({:.1} µs per report)",
+                if args.url.len() > 1 {
+                    " (all collectors)"
+                } else {
+                    ""
+                },
                 per_1000 * 1000.0
             ),
             _ => println!(
-                "collector CPU: not measured (no process of this user on this machine listens on {})",
-                args.url
+                "collector CPU: not measured (not every --url is served by a process of this user on this machine that ran to the end: {})",
+                args.url.join(", ")
             ),
         }
     }
@@ -263,8 +255,7 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<ExitCode> {
         ))
         .into());
     }
-    require_database(&config)?;
-    let conn = store::open(&config.database)?;
+    let mut db = store::open_existing(&config.database)?;
     let options = export::ExportOptions {
         format: args.format,
         out_dir: args.out.clone(),
@@ -282,9 +273,10 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<ExitCode> {
     // Only closed periods: a period is exported once its grace window is over,
     // and its cells never change after that.
     let clock = config.clock();
+    let catalogs = Catalogs::load(db.as_mut())?;
     let summary = export::export(
-        &conn,
-        &Catalogs::load(&conn)?,
+        db.as_mut(),
+        &catalogs,
         &options,
         &args.windows,
         &clock,
@@ -333,10 +325,9 @@ pub fn prune(args: &PruneArgs) -> anyhow::Result<ExitCode> {
         .before
         .periods_before(config.period_seconds)
         .map_err(usage)?;
-    require_database(&config)?;
-    let conn = store::open(&config.database)?;
+    let mut db = store::open_existing(&config.database)?;
     let clock = config.clock();
-    let pruned = store::prune(&conn, &clock, before).map_err(usage)?;
+    let pruned = db.prune(&clock, before).map_err(usage)?;
     println!(
         "pruned {pruned} stored reports of periods before {}; released cells are unchanged",
         hush_collector::estimate::period_start(before, config.period_seconds)
@@ -353,9 +344,9 @@ pub fn device(cmd: &DeviceCommand) -> anyhow::Result<ExitCode> {
                 Ok(id) => store::DeviceRef::Id(id),
                 Err(_) => store::DeviceRef::Token(device.trim().to_owned()),
             };
-            require_database(&config)?;
-            let conn = store::open(&config.database)?;
-            match store::erase_device(&conn, &Catalogs::load(&conn)?, &which)? {
+            let mut db = store::open_existing(&config.database)?;
+            let catalogs = Catalogs::load(db.as_mut())?;
+            match db.erase_device(&catalogs, &which)? {
                 Some(erased) => {
                     println!(
                         "erased device {}: {} stored reports deleted, {} cells changed, token deleted",
@@ -363,12 +354,40 @@ pub fn device(cmd: &DeviceCommand) -> anyhow::Result<ExitCode> {
                     );
                     Ok(ExitCode::SUCCESS)
                 }
-                None => Err(super::Usage(format!(
-                    "no such device in {}",
-                    config.database.display()
-                ))
-                .into()),
+                None => Err(super::Usage(format!("no such device in {}", config.database)).into()),
             }
         }
     }
+}
+
+/// Copies a SQLite collector database into PostgreSQL.
+pub fn migrate(args: &MigrateArgs) -> anyhow::Result<ExitCode> {
+    let to = store::Database::parse(&args.to);
+    let store::Database::Postgres(url) = &to else {
+        return Err(super::Usage(format!(
+            "--to must be a postgres:// or postgresql:// URL, not {}",
+            args.to
+        ))
+        .into());
+    };
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template("copying reports {bar:30} {pos}/{len}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let done = store::migrate::migrate(&args.from, url, &to.to_string(), &|n, total| {
+        bar.set_length(total);
+        bar.set_position(n);
+    })
+    .map_err(usage)?;
+    bar.finish_and_clear();
+    println!(
+        "copied {} devices, {} admin tokens, {} range revisions, {} reports and {} cells from {} to {to}; checked before commit. Set database = \"{to}\" (with its password, or a password file) and start the collectors.",
+        done.devices,
+        done.admins,
+        done.ranges,
+        done.reports,
+        done.cells,
+        args.from.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }

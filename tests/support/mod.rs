@@ -4,6 +4,7 @@
 #![allow(dead_code)] // Each test binary uses a different subset.
 
 pub mod pages;
+pub mod postgres;
 pub mod webdriver;
 
 use std::io::{BufRead, BufReader};
@@ -41,6 +42,18 @@ impl Collector {
         std::fs::write(
             dir.path().join("collector.toml"),
             format!("listen = \"127.0.0.1:0\"\ndatabase = \"collector.sqlite\"\n{extra_config}"),
+        )
+        .unwrap();
+        Self::start_in(dir)
+    }
+
+    /// Starts `hush collector serve` on `database` (a path, or a PostgreSQL
+    /// URL) with extra config lines.
+    pub fn start_on(database: &str, extra_config: &str) -> Collector {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("collector.toml"),
+            format!("listen = \"127.0.0.1:0\"\ndatabase = \"{database}\"\n{extra_config}"),
         )
         .unwrap();
         Self::start_in(dir)
@@ -534,4 +547,60 @@ pub fn parse_csv(text: &str) -> Vec<Vec<String>> {
         "CSV must end with a newline"
     );
     records
+}
+
+/// A private CA and a server certificate for 127.0.0.1, made with the openssl CLI.
+pub fn make_certificates(dir: &Path) {
+    let run = |args: &[&str]| {
+        run_ok(Command::new("openssl").args(args).current_dir(dir));
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=Hush Test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
 }

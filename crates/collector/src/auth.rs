@@ -15,10 +15,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
-use rusqlite::Connection;
-
 use crate::CollectorError;
-use crate::store::{self, Principal};
+use crate::store::{Principal, Store};
 
 /// A device as the directory knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,10 +68,10 @@ impl DeviceDirectory {
     /// not. Blocking: call it from a blocking thread.
     pub(crate) fn find(
         &self,
-        conn: &Connection,
+        db: &mut dyn Store,
         hash: &[u8; 32],
     ) -> Result<Option<Principal>, CollectorError> {
-        let principal = store::principal_by_hash(conn, hash)?;
+        let principal = db.principal_by_hash(hash)?;
         let Some(Principal::Device { id, cohort }) = &principal else {
             return Ok(principal);
         };
@@ -85,7 +83,7 @@ impl DeviceDirectory {
             let _reading = self.reading.lock().unwrap_or_else(|p| p.into_inner());
             let after = self.max_id();
             if *id > after {
-                let added = store::devices_after(conn, after)?;
+                let added = db.devices_after(after)?;
                 let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
                 for row in added {
                     // Revoked rows are passed over for good: a revocation is final.
@@ -139,22 +137,23 @@ impl DeviceDirectory {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::sqlite::SqliteStore;
     use crate::tokens::{TokenKind, token_hash};
 
-    fn database() -> (tempfile::TempDir, Connection) {
+    fn database() -> (tempfile::TempDir, SqliteStore) {
         let dir = tempfile::tempdir().unwrap();
-        let conn = store::open(&dir.path().join("c.sqlite")).unwrap();
-        (dir, conn)
+        let db = SqliteStore::open(&dir.path().join("c.sqlite")).unwrap();
+        (dir, db)
     }
 
     #[test]
     fn a_new_device_is_known_at_its_first_upload_and_read_in_one_batch() {
-        let (_dir, conn) = database();
+        let (_dir, mut db) = database();
         let directory = DeviceDirectory::default();
-        let a = store::add_device(&conn, "hush_dev_a", "red", 1, false).unwrap();
-        let b = store::add_device(&conn, "hush_dev_b", "blue", 1, false).unwrap();
+        let a = db.add_device("hush_dev_a", "red", 1, false).unwrap();
+        let b = db.add_device("hush_dev_b", "blue", 1, false).unwrap();
         assert_eq!(directory.get(&token_hash("hush_dev_a")), None);
-        let found = directory.find(&conn, &token_hash("hush_dev_a")).unwrap();
+        let found = directory.find(&mut db, &token_hash("hush_dev_a")).unwrap();
         assert_eq!(
             found,
             Some(Principal::Device {
@@ -167,49 +166,55 @@ mod tests {
         assert_eq!(directory.max_id(), b);
         assert_eq!(directory.get(&token_hash("hush_dev_b")).unwrap().id, b);
         // Admin tokens are found but not kept; unknown tokens are not found.
-        store::add_token(&conn, TokenKind::Admin, "hush_adm_x", "", 1).unwrap();
+        db.add_token(TokenKind::Admin, "hush_adm_x", "", 1).unwrap();
         assert_eq!(
-            directory.find(&conn, &token_hash("hush_adm_x")).unwrap(),
+            directory.find(&mut db, &token_hash("hush_adm_x")).unwrap(),
             Some(Principal::Admin)
         );
-        assert_eq!(directory.find(&conn, &token_hash("nobody")).unwrap(), None);
+        assert_eq!(
+            directory.find(&mut db, &token_hash("nobody")).unwrap(),
+            None
+        );
         assert_eq!(directory.len(), 2);
     }
 
     #[test]
     fn revoked_devices_are_not_read_and_forgotten_ones_stay_out() {
-        let (_dir, conn) = database();
+        let (_dir, mut db) = database();
         let directory = DeviceDirectory::default();
-        store::add_device(&conn, "hush_dev_a", "red", 1, false).unwrap();
-        store::revoke_token(&conn, "hush_dev_a", 2).unwrap();
+        db.add_device("hush_dev_a", "red", 1, false).unwrap();
+        db.revoke_token("hush_dev_a", 2).unwrap();
         assert_eq!(
-            directory.find(&conn, &token_hash("hush_dev_a")).unwrap(),
+            directory.find(&mut db, &token_hash("hush_dev_a")).unwrap(),
             None
         );
-        store::add_device(&conn, "hush_dev_b", "red", 1, false).unwrap();
+        db.add_device("hush_dev_b", "red", 1, false).unwrap();
         let hash = token_hash("hush_dev_b");
-        assert!(directory.find(&conn, &hash).unwrap().is_some());
+        assert!(directory.find(&mut db, &hash).unwrap().is_some());
         directory.forget(&hash);
         assert_eq!(directory.get(&hash), None);
     }
 
     #[test]
     fn an_id_reused_after_erasure_maps_to_the_new_token_only() {
-        let (_dir, conn) = database();
+        let (_dir, mut db) = database();
         let directory = DeviceDirectory::default();
-        let old = store::add_device(&conn, "hush_dev_old", "red", 1, false).unwrap();
+        let old = db.add_device("hush_dev_old", "red", 1, false).unwrap();
         assert!(
             directory
-                .find(&conn, &token_hash("hush_dev_old"))
+                .find(&mut db, &token_hash("hush_dev_old"))
                 .unwrap()
                 .is_some()
         );
-        conn.execute("DELETE FROM devices WHERE id = ?1", [old])
+        db.connection()
+            .execute("DELETE FROM devices WHERE id = ?1", [old])
             .unwrap();
         // SQLite hands the freed highest id out again.
-        let new = store::add_device(&conn, "hush_dev_new", "blue", 1, false).unwrap();
+        let new = db.add_device("hush_dev_new", "blue", 1, false).unwrap();
         assert_eq!(new, old);
-        let found = directory.find(&conn, &token_hash("hush_dev_new")).unwrap();
+        let found = directory
+            .find(&mut db, &token_hash("hush_dev_new"))
+            .unwrap();
         assert_eq!(
             found,
             Some(Principal::Device {
@@ -220,11 +225,11 @@ mod tests {
         // The old token still maps to the id in memory; the writer's check of
         // id and hash together is what refuses it (tested in ingest).
         assert_eq!(
-            store::device_cohort(&conn, old, &token_hash("hush_dev_old")).unwrap(),
+            db.device_cohort(old, &token_hash("hush_dev_old")).unwrap(),
             None
         );
         assert_eq!(
-            store::device_cohort(&conn, new, &token_hash("hush_dev_new")).unwrap(),
+            db.device_cohort(new, &token_hash("hush_dev_new")).unwrap(),
             Some("blue".into())
         );
     }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::CollectorError;
+use crate::store::Database;
 
 /// Collector settings. Every field has a default, so an empty file is valid.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -14,8 +15,9 @@ pub struct CollectorConfig {
     /// Address to listen on. Loopback by default; put a TLS certificate in
     /// place before listening on a public address.
     pub listen: SocketAddr,
-    /// The SQLite database file (created if missing).
-    pub database: PathBuf,
+    /// Where reports and aggregates are kept: a SQLite file (created if
+    /// missing; relative to the configuration file), or a `postgres://` URL.
+    pub database: Database,
     /// What one report reveals (`epsilon_1`): reports must carry exactly this.
     pub epsilon_per_report: f64,
     /// What all reports about one unchanged value reveal (`epsilon_perm`):
@@ -67,7 +69,7 @@ impl Default for CollectorConfig {
     fn default() -> Self {
         CollectorConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8600)),
-            database: PathBuf::from("hush-collector.sqlite"),
+            database: Database::default(),
             epsilon_per_report: 2.0,
             epsilon_per_value: 4.0,
             period_seconds: 86_400,
@@ -94,10 +96,11 @@ impl CollectorConfig {
             .map_err(|e| CollectorError::Config(format!("cannot read {}: {e}", path.display())))?;
         let mut config: CollectorConfig = toml::from_str(&text)
             .map_err(|e| CollectorError::Config(format!("{}: {e}", path.display())))?;
-        if config.database.is_relative()
+        if let Database::Sqlite(file) = &config.database
+            && file.is_relative()
             && let Some(dir) = path.parent()
         {
-            config.database = dir.join(&config.database);
+            config.database = Database::Sqlite(dir.join(file));
         }
         config.validate()?;
         Ok(config)
@@ -170,8 +173,14 @@ impl CollectorConfig {
 # Address to listen on. Keep loopback unless TLS is configured below.
 listen = "127.0.0.1:8600"
 
-# SQLite database file, relative to this file. Created on first start (WAL mode,
-# synchronous=FULL: an acknowledged report survives a power cut).
+# Where reports and aggregates are kept. A SQLite file, relative to this file,
+# created on first start (WAL mode, synchronous=FULL: an acknowledged report
+# survives a power cut): one collector process. Or a PostgreSQL URL, for several
+# collector processes behind a load balancer on one database, e.g.
+#   database = "postgres://hush@db.internal:5432/hush"
+#   database = "postgres://hush@%2Fvar%2Frun%2Fpostgresql/hush"   (unix socket)
+# The schema is created and migrated at start. Move an existing file up with
+# `hush collector migrate --from FILE --to URL`.
 database = "hush-collector.sqlite"
 
 # The privacy terms this collector asks of every report (agents refuse terms above

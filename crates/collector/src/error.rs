@@ -11,6 +11,10 @@ pub enum CollectorError {
     /// The database failed.
     #[error("database: {0}")]
     Database(#[from] rusqlite::Error),
+    /// PostgreSQL failed, refused a statement, or did not answer in time
+    /// (the server answers 503: the request may be retried).
+    #[error("database: {0}")]
+    Postgres(String),
     /// Reading or writing a file failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -20,8 +24,7 @@ pub enum CollectorError {
     Refused(String),
     /// The database was made by a Hush with another schema.
     #[error(
-        "{} was made by {} Hush (schema version {found}; this one uses {expected}): {}",
-        path.display(),
+        "{database} was made by {} Hush (schema version {found}; this one uses {expected}): {}",
         if found < expected { "an older" } else { "a newer" },
         if found < expected {
             "export it with the Hush that made it and start a new database"
@@ -30,8 +33,8 @@ pub enum CollectorError {
         }
     )]
     SchemaVersion {
-        /// The database file.
-        path: std::path::PathBuf,
+        /// The database (a file, or a URL without its password).
+        database: String,
         /// Its schema version.
         found: i64,
         /// The version this build reads and writes.

@@ -568,7 +568,7 @@ fn day_cell_counts(
 /// releases would be a day's sums.
 #[allow(clippy::too_many_arguments)]
 pub fn released_rows(
-    conn: &rusqlite::Connection,
+    db: &mut dyn crate::store::Store,
     catalogs: &Catalogs,
     clock: &crate::PeriodClock,
     window: Window,
@@ -578,7 +578,7 @@ pub fn released_rows(
     min_devices: u64,
 ) -> Result<(Vec<EstimateRow>, usize), CollectorError> {
     if window == Window::Day {
-        let cells = crate::store::released_cells(conn, clock, from, to)?;
+        let cells = crate::store::released_cells(db, clock, from, to)?;
         return estimate_cells(&cells, catalogs, period_seconds, min_devices);
     }
     if period_seconds != 86_400 {
@@ -596,11 +596,7 @@ pub fn released_rows(
     }
     // Reports and cells from one snapshot, so an erasure between the two
     // reads cannot make them disagree.
-    conn.execute_batch("BEGIN")?;
-    let read = crate::store::stored_reports(conn, lo, hi)
-        .and_then(|r| Ok((r, crate::store::all_cells(conn, Some(lo), Some(hi))?)));
-    let _ = conn.execute_batch("COMMIT");
-    let (reports, cells) = read?;
+    let (reports, cells) = db.reports_and_cells(lo, hi)?;
     // A window any of whose day cells lost reports to pruning (or holds
     // reports no cell counts) is not released.
     let mut stored = day_cell_counts(&reports);

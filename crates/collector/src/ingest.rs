@@ -1,24 +1,24 @@
 //! The ingestion writer: one thread owns the database connection and commits
 //! concurrent uploads together (group commit), acknowledging each only after
-//! its transaction is durable; it checkpoints the write-ahead log after it
-//! has acknowledged, never inside a commit an acknowledgement waits for.
+//! its transaction is durable; its backend tidies up (SQLite checkpoints its
+//! write-ahead log) after the acknowledgements, never inside a commit one
+//! waits for.
 
-use std::collections::{HashMap, HashSet};
-use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
-use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use crate::CollectorError;
-use crate::cells::{CellKey, CellState};
 use crate::metrics::Metrics;
-use crate::store;
-use crate::validate::{Rejection, ValidReport, category};
+use crate::store::Database;
+use crate::validate::{Rejection, ValidReport};
+
+mod postgres;
+mod sqlite;
 
 /// What happened to an accepted upload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
@@ -78,25 +78,11 @@ impl std::fmt::Display for NotReady {
     }
 }
 
-/// Cells the writer keeps in memory beyond this many are dropped (and reloaded
-/// from the database when next touched), so the cache cannot grow without bound.
-const CACHE_CELLS: usize = 1 << 16;
-
-/// Log frames (pages) past which the writer copies the log into the
-/// database: about 4 MiB of 1 KiB pages, more than SQLite's default of 1,000
-/// so a page changed by many commits is copied once, and fewer than the
-/// 4,062 frames the first block of the log's index (the `-shm` file) maps,
-/// so emptying can scrub that index (see [`empty_log`]).
-const CHECKPOINT_FRAMES: u64 = 3_900;
-
-/// The log holds page images in commit order, which is arrival order, so it
-/// is emptied (copied into the database and truncated to zero bytes) after
-/// this long without an upload...
+/// After this long without a write the writer lets its backend tidy up:
+/// SQLite's log holds page images in commit order, which is arrival order,
+/// so it is then emptied (copied into the database and truncated to zero
+/// bytes).
 const QUIET: Duration = Duration::from_secs(2);
-
-/// ...and, under a steady trickle that never pauses that long, at least this
-/// often.
-const MAX_LOG_AGE: Duration = Duration::from_secs(60);
 
 /// What the writer is asked to do.
 enum Work {
@@ -106,12 +92,45 @@ enum Work {
     Probe(oneshot::Sender<Result<(), NotReady>>),
 }
 
-struct Job {
+/// One device's validated upload, as a backend stores it.
+struct Upload {
     device: i64,
     /// The hash of the token the upload came with: the device must still hold it.
     token: [u8; 32],
     reports: Vec<ValidReport>,
+}
+
+struct Job {
+    upload: Upload,
     reply: oneshot::Sender<Result<Outcome, IngestError>>,
+}
+
+/// What the writer thread needs of a database.
+///
+/// A backend must acknowledge nothing that is not durable: `commit_group`
+/// returns only after its transaction has committed with the database's
+/// full durability, and on any error must leave nothing of the group stored.
+trait IngestBackend: Send {
+    /// Stores a group of uploads in one transaction and returns each upload's
+    /// outcome, in order: stored (with its duplicates), or refused whole (a
+    /// conflicting report, a device revoked since its token was checked). An
+    /// `Err` means the transaction did not commit and nothing was stored.
+    fn commit_group(
+        &mut self,
+        uploads: &[Upload],
+    ) -> Result<Vec<Result<Outcome, Rejection>>, CollectorError>;
+
+    /// Whether the database takes writes now; `after_failure` (the last
+    /// commit failed) asks for a durable write, not just the write lock.
+    fn probe(&mut self, after_failure: bool) -> Result<(), String>;
+
+    /// Called after [`QUIET`] without a write; returns whether nothing is
+    /// left to tidy (the writer then waits for work without a timeout).
+    fn tidy(&mut self) -> bool;
+
+    /// Called after each round's acknowledgements; returns whether it left
+    /// nothing to tidy.
+    fn after_group(&mut self) -> bool;
 }
 
 /// The handle request handlers submit uploads through.
@@ -128,21 +147,14 @@ impl Writer {
     /// uploads share one transaction. The writer counts its commits and the
     /// uploads they stored in `metrics`.
     pub fn start(
-        path: &Path,
+        database: &Database,
         group: usize,
         metrics: Arc<Metrics>,
     ) -> Result<Writer, CollectorError> {
-        let mut conn = store::open(path)?;
-        let frames = Arc::new(AtomicU64::new(0));
-        // Replaces SQLite's automatic checkpoint, which would run inside the
-        // COMMIT an acknowledgement waits for; `run` checkpoints instead.
-        conn.wal_hook(Some({
-            let frames = Arc::clone(&frames);
-            move |_: &mut rusqlite::hooks::Wal, n: std::ffi::c_int| {
-                frames.store(u64::try_from(n).unwrap_or(0), Ordering::Relaxed);
-                Ok(())
-            }
-        }))?;
+        let backend: Box<dyn IngestBackend> = match database {
+            Database::Sqlite(path) => Box::new(sqlite::SqliteIngest::open(path)?),
+            Database::Postgres(url) => Box::new(postgres::PgIngest::open(url)?),
+        };
         let (tx, rx) = crossbeam_channel::bounded::<Work>(group * 4);
         let probing = Arc::new(AtomicBool::new(false));
         let writer = Writer {
@@ -151,7 +163,7 @@ impl Writer {
         };
         thread::Builder::new()
             .name("hush-writer".into())
-            .spawn(move || run(conn, rx, group, &frames, &metrics, &probing))
+            .spawn(move || run(backend, rx, group, &metrics, &probing))
             .map_err(|e| CollectorError::Internal(format!("cannot start the writer: {e}")))?;
         Ok(writer)
     }
@@ -166,9 +178,11 @@ impl Writer {
     ) -> Result<Outcome, IngestError> {
         let (reply, wait) = oneshot::channel();
         let job = Work::Upload(Job {
-            device,
-            token,
-            reports,
+            upload: Upload {
+                device,
+                token,
+                reports,
+            },
             reply,
         });
         let stopped =
@@ -226,41 +240,28 @@ impl Writer {
     }
 }
 
-/// The writer's memory: cells it has loaded, valid while no other connection
-/// has changed the database (an erasure or a prune from the command line).
-struct Cache {
-    cells: HashMap<CellKey, CellState>,
-    data_version: Option<i64>,
-}
-
 fn run(
-    conn: Connection,
+    mut backend: Box<dyn IngestBackend>,
     rx: Receiver<Work>,
     group: usize,
-    frames: &AtomicU64,
     metrics: &Metrics,
     probing: &AtomicBool,
 ) {
-    let mut cache = Cache {
-        cells: HashMap::new(),
-        data_version: None,
-    };
-    // Whether the log may hold frames: then an idle writer empties it.
-    let mut logged = true;
+    // Whether the backend may have tidying to do once the writer is quiet.
+    let mut untidy = true;
     // Whether the last group commit failed (and no write succeeded since).
     let mut failing = false;
-    // When the writer last wrote to the log.
+    // When the writer last wrote.
     let mut quiet_since = Instant::now();
-    let mut emptied_at = Instant::now();
     loop {
-        let first = if logged {
+        let first = if untidy {
             // Quiet is counted from the last write, not the last message:
             // health checks (probes) arrive often and write nothing.
             match rx.recv_timeout(QUIET.saturating_sub(quiet_since.elapsed())) {
                 Ok(job) => job,
                 Err(RecvTimeoutError::Timeout) => {
-                    if empty_log(&conn) {
-                        (logged, emptied_at) = (false, Instant::now());
+                    if backend.tidy() {
+                        untidy = false;
                     } else {
                         // Readers hold the log: try again after another quiet spell.
                         quiet_since = Instant::now();
@@ -288,232 +289,71 @@ fn run(
             }
         }
         if !jobs.is_empty() {
-            failing = !commit_group(&conn, &mut cache, jobs, metrics);
-            (logged, quiet_since) = (true, Instant::now());
+            failing = !commit(backend.as_mut(), jobs, metrics);
+            (untidy, quiet_since) = (true, Instant::now());
         }
         for probe in probes {
-            let answer = if failing {
-                // After a failed commit, only a durable write says it is over:
-                // the one-page write emptying the log makes.
-                (logged, quiet_since) = (true, Instant::now());
-                conn.pragma_update(None, "user_version", store::SCHEMA_VERSION)
-            } else {
-                // Otherwise the write lock will do; writing nothing, it leaves
-                // other connections' caches (keyed on `data_version`) alone.
-                conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK")
-            };
+            if failing {
+                (untidy, quiet_since) = (true, Instant::now());
+            }
+            let answer = backend.probe(failing);
             failing = failing && answer.is_err();
             probing.store(false, Ordering::Release);
-            let _ = probe.send(answer.map_err(|e| NotReady::WriteFailed(e.to_string())));
+            let _ = probe.send(answer.map_err(NotReady::WriteFailed));
         }
-        // After the acknowledgements: the uploads that arrive meanwhile wait
-        // in the queue and go into the next, larger group.
-        if emptied_at.elapsed() >= MAX_LOG_AGE {
-            if empty_log(&conn) {
-                (logged, emptied_at) = (false, Instant::now());
-            }
-        } else if frames.load(Ordering::Relaxed) >= CHECKPOINT_FRAMES {
-            // Copied, not truncated: the next commit writes the log from its
-            // start again, over blocks the file already has (truncating each
-            // time made the file system allocate them anew, 8% more CPU).
-            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                tracing::warn!("checkpoint failed: {e}");
-            }
-            frames.store(0, Ordering::Relaxed);
+        if backend.after_group() {
+            untidy = false;
         }
     }
-    empty_log(&conn);
+    backend.tidy();
 }
 
-/// Copies the whole log into the database and truncates it to zero bytes,
-/// then scrubs the log's index; returns whether it did (readers still using
-/// the log keep it until the next try, and the copy made so far stands).
-///
-/// The index (the `-shm` file) lists the page each frame wrote, in commit
-/// order, and truncating the log does not clear it; SQLite clears a block of
-/// it when the first frame of that block is written. So one more commit of
-/// one page (page 1, the header) and a second truncation leave the first
-/// block, which is all a log of [`CHECKPOINT_FRAMES`] uses, naming page 1
-/// only.
-fn empty_log(conn: &Connection) -> bool {
-    // Without waiting: a truncating checkpoint that waits for readers also
-    // holds off the writer's own next commit.
-    let truncate = || {
-        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
-            r.get::<_, i64>(0)
-        })
-        .map(|busy| busy == 0)
-    };
-    let emptied = conn.busy_timeout(Duration::ZERO).and_then(|()| {
-        Ok(truncate()?
-            && conn
-                .pragma_update(None, "user_version", store::SCHEMA_VERSION)
-                .and_then(|()| truncate())?)
-    });
-    let restored = conn.busy_timeout(store::BUSY_TIMEOUT);
-    match (emptied, restored) {
-        (Ok(done), Ok(())) => done,
-        (Err(e), _) | (_, Err(e)) => {
-            tracing::warn!("checkpoint failed: {e}");
-            false
-        }
-    }
-}
-
-/// One transaction for a group of uploads; each upload in its own savepoint,
-/// so a conflicting upload is refused without affecting the others. Returns
-/// whether the transaction committed.
-fn commit_group(conn: &Connection, cache: &mut Cache, jobs: Vec<Job>, metrics: &Metrics) -> bool {
+/// Commits one group and answers each of its uploads: their outcomes once
+/// the transaction is durable, or 503 to all if it failed. Returns whether
+/// it committed.
+fn commit(backend: &mut dyn IngestBackend, jobs: Vec<Job>, metrics: &Metrics) -> bool {
     let started = Instant::now();
-    let mut results: Vec<Result<Outcome, Rejection>> = Vec::with_capacity(jobs.len());
-    let mut dirty: HashSet<CellKey> = HashSet::new();
-    let outcome = (|| -> Result<(), CollectorError> {
-        conn.execute_batch("BEGIN IMMEDIATE")?;
-        // `data_version` changes when another connection commits. Checked under
-        // the write lock, so nothing can change between here and COMMIT: an
-        // erased contribution is never written back from a stale cached cell.
-        let version: i64 = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
-        if cache.data_version != Some(version) || cache.cells.len() > CACHE_CELLS {
-            cache.cells.clear();
-            cache.data_version = Some(version);
+    let (uploads, replies): (Vec<Upload>, Vec<_>) =
+        jobs.into_iter().map(|j| (j.upload, j.reply)).unzip();
+    let outcome = backend.commit_group(&uploads).and_then(|results| {
+        // Answered 503 (and so retried, and then found duplicate) rather than
+        // acknowledging an upload the backend gave no outcome for.
+        if results.len() == uploads.len() {
+            Ok(results)
+        } else {
+            Err(CollectorError::Internal(format!(
+                "the backend answered {} of {} uploads",
+                results.len(),
+                uploads.len()
+            )))
         }
-        for job in &jobs {
-            conn.execute_batch("SAVEPOINT upload")?;
-            let mut updates: Vec<(CellKey, usize, usize)> = Vec::new();
-            match apply(conn, job, &mut updates) {
-                Ok(Ok(o)) => {
-                    conn.execute_batch("RELEASE upload")?;
-                    // Fold the upload into the cached cells only once it is part of the transaction.
-                    for (key, r, m) in updates {
-                        let valid = &job.reports[r];
-                        let metric = &valid.catalog.metrics()
-                            [usize::from(valid.report.metrics()[m].metric())];
-                        let state = match cache.cells.get_mut(&key) {
-                            Some(s) => s,
-                            None => {
-                                let loaded = store::load_cell(conn, &key)?
-                                    .unwrap_or_else(|| CellState::empty(metric));
-                                cache.cells.entry(key.clone()).or_insert(loaded)
-                            }
-                        };
-                        state.add(&valid.mechanisms[m], valid.report.metrics()[m].value())?;
-                        dirty.insert(key);
-                    }
-                    results.push(Ok(o));
-                }
-                Ok(Err(rejection)) => {
-                    conn.execute_batch("ROLLBACK TO upload; RELEASE upload")?;
-                    results.push(Err(rejection));
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        for key in &dirty {
-            if let Some(state) = cache.cells.get(key) {
-                store::save_cell(conn, key, state)?;
-            }
-        }
-        conn.execute_batch("COMMIT")?;
-        Ok(())
-    })();
-    let committed = outcome.is_ok();
-    metrics.commit(jobs.len(), started.elapsed().as_secs_f64(), committed);
+    });
+    metrics.commit(
+        uploads.len(),
+        started.elapsed().as_secs_f64(),
+        outcome.is_ok(),
+    );
     match outcome {
-        Ok(()) => {
-            for (job, result) in jobs.into_iter().zip(results) {
+        Ok(results) => {
+            for (reply, result) in replies.into_iter().zip(results) {
                 if let Ok(o) = &result {
                     metrics.upload(*o);
                 }
-                let _ = job.reply.send(result.map_err(IngestError::Rejected));
+                let _ = reply.send(result.map_err(IngestError::Rejected));
             }
+            true
         }
         Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            // The cache may hold updates that were never committed.
-            cache.cells.clear();
             tracing::error!(
                 "commit failed, {} uploads refused with 503: {e}",
-                jobs.len()
+                uploads.len()
             );
-            for job in jobs {
-                let _ = job
-                    .reply
-                    .send(Err(IngestError::Storage(CollectorError::Internal(
-                        e.to_string(),
-                    ))));
+            for reply in replies {
+                let _ = reply.send(Err(IngestError::Storage(CollectorError::Internal(
+                    e.to_string(),
+                ))));
             }
+            false
         }
     }
-    committed
-}
-
-/// Inserts one upload's reports; returns the cells to update as (cell, report
-/// index, metric index), or a rejection.
-fn apply(
-    conn: &Connection,
-    job: &Job,
-    updates: &mut Vec<(CellKey, usize, usize)>,
-) -> Result<Result<Outcome, Rejection>, CollectorError> {
-    // The token was checked when the request arrived, from the device
-    // directory; a device revoked or erased since then must not store
-    // anything. The cohort is read here too, not taken from the directory.
-    let Some(cohort) = store::device_cohort(conn, job.device, &job.token)? else {
-        return Ok(Err(Rejection::new(
-            401,
-            category::UNKNOWN_TOKEN,
-            "the device was revoked or erased after its token was checked",
-        )));
-    };
-    let mut outcome = Outcome::default();
-    // A new report id in a new (device, period) is the common case, so the
-    // insert comes first; only when the primary key or the unique index on
-    // (device, period) makes it a no-op is the id looked up, to tell a retry
-    // from a conflict.
-    let mut insert = conn.prepare_cached(
-        "INSERT OR IGNORE INTO reports (id, device, period, body) VALUES (?1, ?2, ?3, ?4)",
-    )?;
-    let mut find = conn.prepare_cached("SELECT device FROM reports WHERE id = ?1")?;
-    for (r, valid) in job.reports.iter().enumerate() {
-        let report = &valid.report;
-        let id = report.id().0;
-        let inserted = insert.execute(params![
-            &id[..],
-            job.device,
-            report.period(),
-            report.encode()
-        ])?;
-        if inserted == 0 {
-            let existing: Option<i64> = find
-                .query_row(params![&id[..]], |row| row.get(0))
-                .optional()?;
-            match existing {
-                Some(d) if d == job.device => {
-                    outcome.duplicates += 1;
-                    continue;
-                }
-                Some(_) => {
-                    return Ok(Err(Rejection::new(
-                        409,
-                        category::OTHER_DEVICE,
-                        "a report id stored for another device",
-                    )));
-                }
-                None => {
-                    return Ok(Err(Rejection::new(
-                        409,
-                        category::PERIOD_TAKEN,
-                        format!(
-                            "a second report for period {} from one device",
-                            report.period()
-                        ),
-                    )));
-                }
-            }
-        }
-        for (m, metric) in report.metrics().iter().enumerate() {
-            updates.push((CellKey::of(report, metric, &cohort), r, m));
-        }
-        outcome.accepted += 1;
-    }
-    Ok(Ok(outcome))
 }

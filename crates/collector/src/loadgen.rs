@@ -4,7 +4,7 @@
 
 use std::io::Write;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,16 +14,24 @@ use hush_report::{
     bucket_of_day, privatize,
 };
 use rand::SeedableRng;
-use rusqlite::Connection;
 
 use crate::tokens::{TokenKind, new_token_from_os};
 use crate::{CollectorConfig, CollectorError, store};
 
+/// How long a retried request waits before it is sent again.
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
+
 /// What to send.
 #[derive(Debug, Clone)]
 pub struct LoadPlan {
-    /// Base URL of the collector, e.g. `http://127.0.0.1:8600`; must be loopback.
-    pub url: String,
+    /// Base URLs of the collectors, e.g. `http://127.0.0.1:8600`; loopback
+    /// only. Requests go to each in turn (several collectors on one
+    /// PostgreSQL database share the load).
+    pub urls: Vec<String>,
+    /// Resend a request that failed with 503 or no answer (to the next
+    /// collector) for this long, as an agent retries its upload; `None`
+    /// counts it as failed at once.
+    pub retry_for: Option<Duration>,
     /// Total reports.
     pub reports: u64,
     /// Concurrent clients.
@@ -185,8 +193,7 @@ impl Minted<'_> {
         if self.revoked || self.ids.is_empty() {
             return Ok(());
         }
-        let conn = store::open(&self.config.database)?;
-        store::revoke_devices(&conn, &self.ids, self.config.now())?;
+        store::open(&self.config.database)?.revoke_devices(&self.ids, self.config.now())?;
         self.revoked = true;
         Ok(())
     }
@@ -218,7 +225,12 @@ pub fn run(
     progress: &(dyn Fn(u64) + Sync),
     stop: &AtomicBool,
 ) -> Result<LoadResult, CollectorError> {
-    check_loopback(&plan.url)?;
+    if plan.urls.is_empty() {
+        return Err(CollectorError::Refused("no collector URL".into()));
+    }
+    for url in &plan.urls {
+        check_loopback(url)?;
+    }
     if plan.reports == 0 || plan.batch == 0 || plan.concurrency == 0 || plan.devices == Some(0) {
         return Err(CollectorError::Refused(
             "reports, devices, batch and concurrency must be positive".into(),
@@ -235,7 +247,10 @@ pub fn run(
         )));
     }
     // Refused before the reports are made, and again when minting, atomically.
-    refuse_real_devices(config, &store::open(&config.database)?)?;
+    let real = store::open(&config.database)?.real_devices()?;
+    if real > 0 {
+        return Err(real_devices_refusal(config, real));
+    }
     let clock = config.clock();
     let current = clock.current;
     if u64::from(current) < u64::from(config.grace_periods) {
@@ -285,11 +300,24 @@ pub fn run(
         revoked: false,
     };
     let tokens = mint(config, devices, &mut minted.ids)?;
-    let server = collector_process(&plan.url);
-    let cpu_before = server.and_then(process_cpu_seconds);
+    // The collectors on this machine, each counted once.
+    let mut servers: Vec<u32> = plan
+        .urls
+        .iter()
+        .filter_map(|u| collector_process(u))
+        .collect();
+    servers.sort_unstable();
+    servers.dedup();
+    let cpu_of = |pids: &[u32]| -> Option<f64> {
+        pids.iter()
+            .map(|&p| process_cpu_seconds(p))
+            .sum::<Option<f64>>()
+    };
+    let cpu_before = cpu_of(&servers).filter(|_| servers.len() == plan.urls.len());
     let result = upload(plan, &tokens, jobs, acked, progress, stop);
+    // A collector killed during the run leaves no figure.
     let cpu = cpu_before
-        .zip(server.and_then(process_cpu_seconds))
+        .zip(cpu_of(&servers))
         .map(|(before, after)| after - before);
     drop(tokens);
     minted.revoke()?;
@@ -350,16 +378,12 @@ pub fn device_reports(
     Ok(reports)
 }
 
-/// Refuses a database that holds any device the load generator did not mint.
-fn refuse_real_devices(config: &CollectorConfig, conn: &Connection) -> Result<(), CollectorError> {
-    let real = store::real_devices(conn)?;
-    if real > 0 {
-        return Err(CollectorError::Refused(format!(
-            "{} holds {real} device(s) that loadgen did not create; loadgen sends load only to a database of its own, so give it a collector configuration with a new database",
-            config.database.display()
-        )));
-    }
-    Ok(())
+/// Why a database that holds `real` devices the load generator did not mint is refused.
+fn real_devices_refusal(config: &CollectorConfig, real: u64) -> CollectorError {
+    CollectorError::Refused(format!(
+        "{} holds {real} device(s) that loadgen did not create; loadgen sends load only to a database of its own, so give it a collector configuration with a new database",
+        config.database
+    ))
 }
 
 /// Mints `devices` loadgen tokens in one transaction, after checking (in the
@@ -369,30 +393,15 @@ fn mint(
     devices: u64,
     ids: &mut Vec<i64>,
 ) -> Result<Vec<String>, CollectorError> {
-    let conn = store::open(&config.database)?;
-    conn.execute_batch("BEGIN IMMEDIATE")?;
-    let minted = (|| {
-        refuse_real_devices(config, &conn)?;
-        let now = config.now();
-        let mut tokens = Vec::with_capacity(devices as usize);
-        let mut new_ids = Vec::with_capacity(devices as usize);
-        for _ in 0..devices {
-            let token = new_token_from_os(TokenKind::Device)?;
-            new_ids.push(store::add_device(&conn, &token, "loadgen", now, true)?);
-            tokens.push(token);
-        }
-        Ok((tokens, new_ids))
-    })();
-    match minted {
-        Ok((tokens, new_ids)) => {
-            conn.execute_batch("COMMIT")?;
+    let tokens = (0..devices)
+        .map(|_| new_token_from_os(TokenKind::Device))
+        .collect::<Result<Vec<_>, _>>()?;
+    match store::open(&config.database)?.mint_loadgen_devices(&tokens, config.now())? {
+        Ok(new_ids) => {
             *ids = new_ids;
             Ok(tokens)
         }
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(e)
-        }
+        Err(real) => Err(real_devices_refusal(config, real)),
     }
 }
 
@@ -407,6 +416,8 @@ fn upload(
 ) -> LoadResult {
     let jobs = Arc::new(Mutex::new(jobs.into_iter()));
     let acked = Mutex::new(acked);
+    // Which collector the next request goes to.
+    let turn = AtomicUsize::new(0);
     let (accepted, duplicates, failed, sent) = (
         AtomicU64::new(0),
         AtomicU64::new(0),
@@ -430,11 +441,28 @@ fn upload(
                     let Some((device, reports)) = next else { break };
                     let n = reports.len() as u64;
                     let body = Report::encode_batch(&reports);
-                    let response = agent
-                        .post(format!("{}/v1/reports", plan.url.trim_end_matches('/')))
-                        .header("Authorization", &format!("Bearer {}", tokens[device]))
-                        .header("Content-Type", "application/octet-stream")
-                        .send(&body[..]);
+                    let give_up = plan.retry_for.map(|d| Instant::now() + d);
+                    let response = loop {
+                        let url =
+                            &plan.urls[turn.fetch_add(1, Ordering::Relaxed) % plan.urls.len()];
+                        let response = agent
+                            .post(format!("{}/v1/reports", url.trim_end_matches('/')))
+                            .header("Authorization", &format!("Bearer {}", tokens[device]))
+                            .header("Content-Type", "application/octet-stream")
+                            .send(&body[..]);
+                        let retry = match &response {
+                            Ok(r) => r.status() == 503,
+                            Err(_) => true,
+                        };
+                        if retry
+                            && give_up.is_some_and(|t| Instant::now() < t)
+                            && !stop.load(Ordering::Relaxed)
+                        {
+                            std::thread::sleep(RETRY_PAUSE);
+                            continue;
+                        }
+                        break response;
+                    };
                     match response {
                         Ok(mut r) if r.status() == 200 => {
                             let outcome: serde_json::Value = r

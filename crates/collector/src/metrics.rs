@@ -193,10 +193,8 @@ pub struct Snapshot {
     pub queue_depth: usize,
     /// How many uploads the writer's queue holds.
     pub queue_capacity: usize,
-    /// Bytes of the database file and of its write-ahead log.
-    pub database_bytes: u64,
-    /// Bytes of the write-ahead log alone.
-    pub wal_bytes: u64,
+    /// Bytes of the database and of its write-ahead log.
+    pub sizes: crate::store::DatabaseSizes,
     /// The last closed period's figures, once a period has closed.
     pub last_closed: Option<ClosedPeriod>,
 }
@@ -340,18 +338,16 @@ impl Metrics {
         e.family(
             "hush_database_bytes",
             "gauge",
-            "Size of the SQLite database on disk, by file.",
+            "Size of the database on disk, by file (the write-ahead log where the collector can read it).",
         );
         e.sample(
             "hush_database_bytes",
             &[("file", "database")],
-            snapshot.database_bytes as f64,
+            snapshot.sizes.database as f64,
         );
-        e.sample(
-            "hush_database_bytes",
-            &[("file", "wal")],
-            snapshot.wal_bytes as f64,
-        );
+        if let Some(wal) = snapshot.sizes.wal {
+            e.sample("hush_database_bytes", &[("file", "wal")], wal as f64);
+        }
         if let Some(closed) = &snapshot.last_closed {
             e.single(
                 "hush_last_closed_period",
@@ -571,8 +567,10 @@ mod tests {
         let text = m.render(&Snapshot {
             queue_depth: 7,
             queue_capacity: 2048,
-            database_bytes: 4096,
-            wal_bytes: 1024,
+            sizes: crate::store::DatabaseSizes {
+                database: 4096,
+                wal: Some(1024),
+            },
             last_closed: Some(ClosedPeriod {
                 period: 19_998,
                 devices: 120,

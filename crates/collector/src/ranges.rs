@@ -35,12 +35,12 @@ use hush_report::{
     Catalog, Measure, MetricKind, MetricMechanism, PublishedRanges, RangeSteps, nearest_step,
 };
 use hush_stats::FrequencyAggregate;
-use rusqlite::Connection;
 
 use crate::cells::CellState;
 use crate::estimate::{distribution_edges, shares_below};
+use crate::store::Store;
 use crate::validate::Catalogs;
-use crate::{CollectorConfig, CollectorError, PeriodClock, store};
+use crate::{CollectorConfig, CollectorError, PeriodClock};
 
 /// Confidence of the intervals a decision rests on: a stable fleet's p90
 /// falls outside one about once in a thousand periods per measure, and a
@@ -194,14 +194,14 @@ pub fn readings(
 /// Looks at the fleet's distributions up to two periods before `clock`'s
 /// and publishes the next range revision if a rule fires; returns it.
 pub fn learn(
-    conn: &Connection,
+    db: &mut dyn Store,
     config: &CollectorConfig,
     clock: PeriodClock,
 ) -> Result<Option<PublishedRanges>, CollectorError> {
     let Some(to) = clock.current.checked_sub(2) else {
         return Ok(None);
     };
-    let catalogs = Catalogs::load(conn)?;
+    let catalogs = Catalogs::load(db)?;
     // Periods before the revision in force were reported under other ranges
     // (an old revision may share its catalog with the current one).
     let from = catalogs
@@ -212,7 +212,7 @@ pub fn learn(
     }
     let current = catalogs.current();
     let catalog = Catalog::with_ranges(&current.steps);
-    let cells = store::all_cells(conn, Some(from), Some(to))?;
+    let cells = db.all_cells(Some(from), Some(to))?;
     let read = readings(&cells, &catalog, config, from, to)?;
     // A decision rests on the latest period: without its reading, none.
     let fresh: BTreeMap<_, _> = read
@@ -223,7 +223,7 @@ pub fn learn(
     if next == current.steps {
         return Ok(None);
     }
-    let published = store::publish_ranges(conn, &next, clock.current)?;
+    let published = db.publish_ranges(&next, clock.current)?;
     for m in next.changed(&current.steps) {
         tracing::info!(
             revision = published.revision,

@@ -25,14 +25,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use hush_report::{PublishedRanges, Report};
-use rusqlite::Connection;
 use serde::Deserialize;
 
 use crate::auth::DeviceDirectory;
 use crate::ingest::{IngestError, Writer};
 use crate::limits::{Buckets, TOKEN_TTL, TokenCache, client_key};
 use crate::metrics::{ClosedPeriod, Metrics};
-use crate::store::{self, Principal};
+use crate::store::{self, Principal, Store};
 use crate::tokens::token_hash;
 use crate::validate::{Catalogs, category, validate};
 use crate::{CollectorConfig, CollectorError, PeriodClock};
@@ -54,7 +53,7 @@ pub struct AppState {
     /// When the catalogs were last read from the database.
     catalogs_read_at: Arc<Mutex<Option<Instant>>>,
     writer: Writer,
-    readers: Arc<Vec<Mutex<Connection>>>,
+    readers: Arc<Vec<Mutex<Box<dyn Store>>>>,
     next_reader: Arc<AtomicUsize>,
     /// Upload allowances, per token: one per device, and an old token of
     /// an id SQLite reused after an erasure cannot spend the new device's.
@@ -83,12 +82,13 @@ impl AppState {
     /// Opens the database (creating it) and starts the writer.
     pub fn new(config: CollectorConfig) -> Result<AppState, CollectorError> {
         let metrics = Arc::new(Metrics::default());
-        let writer = Writer::start(&config.database, config.group_commit, Arc::clone(&metrics))?;
+        // The first open creates or migrates the schema the writer's statements need.
         let readers = (0..4)
             .map(|_| store::open(&config.database).map(Mutex::new))
             .collect::<Result<Vec<_>, _>>()?;
+        let writer = Writer::start(&config.database, config.group_commit, Arc::clone(&metrics))?;
         let catalogs = match readers[0].lock() {
-            Ok(conn) => Catalogs::load(&conn)?,
+            Ok(mut store) => Catalogs::load(store.as_mut())?,
             Err(_) => {
                 return Err(CollectorError::Internal(
                     "a new connection was poisoned".into(),
@@ -163,18 +163,18 @@ impl AppState {
     }
 
     /// Runs a read on one of the reader connections on a blocking thread, so a
-    /// SQLite query never stalls the async executor.
+    /// database query never stalls the async executor.
     pub(crate) async fn read<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Connection) -> Result<T, CollectorError> + Send + 'static,
+        f: impl FnOnce(&mut dyn Store) -> Result<T, CollectorError> + Send + 'static,
     ) -> Result<T, CollectorError> {
         let readers = Arc::clone(&self.readers);
         let i = self.next_reader.fetch_add(1, Ordering::Relaxed) % readers.len();
         tokio::task::spawn_blocking(move || {
-            let conn = readers[i]
+            let mut store = readers[i]
                 .lock()
                 .map_err(|_| CollectorError::Internal("a reader connection was poisoned".into()))?;
-            f(&conn)
+            f(store.as_mut())
         })
         .await
         .map_err(|e| CollectorError::Internal(format!("a database read failed: {e}")))?
@@ -451,7 +451,7 @@ async fn estimates(
             }))
             .into_response()
         }
-        Err(CollectorError::Database(e)) => {
+        Err(e @ (CollectorError::Database(_) | CollectorError::Postgres(_))) => {
             refuse(StatusCode::SERVICE_UNAVAILABLE, category::STORAGE, e)
         }
         Err(CollectorError::Refused(e)) => refuse(StatusCode::BAD_REQUEST, category::MALFORMED, e),
@@ -480,18 +480,18 @@ async fn policy(State(state): State<AppState>) -> Response {
 /// Learns the fleet's ranges once (`hush_collector::ranges::learn`) at the
 /// collector's clock; returns the revision published, if any.
 pub fn learn_ranges(config: &CollectorConfig) -> Result<Option<PublishedRanges>, CollectorError> {
-    let conn = store::open(&config.database)?;
-    crate::ranges::learn(&conn, config, config.clock())
+    let mut store = store::open_existing(&config.database)?;
+    crate::ranges::learn(store.as_mut(), config, config.clock())
 }
 
 /// Deletes the stored reports that `retention_days` lets go (closed periods
 /// only); returns how many. The same code path as `hush collector prune`.
 pub fn prune_expired(config: &CollectorConfig) -> Result<u64, CollectorError> {
-    let conn = store::open(&config.database)?;
+    let mut store = store::open_existing(&config.database)?;
     let now = config.now();
     let clock = PeriodClock::at(config, now);
     let before = store::retention_limit(&clock, now, config.retention_days, config.period_seconds);
-    let pruned = store::prune(&conn, &clock, before)?;
+    let pruned = store.prune(&clock, before)?;
     if pruned > 0 {
         tracing::info!(
             "retention: deleted {pruned} stored reports of periods before {before}; released cells stay"
@@ -525,7 +525,13 @@ pub async fn serve_until(
             config.clock_offset_seconds
         );
     }
-    let state = AppState::new(config.clone())?;
+    // Opening may connect to PostgreSQL, which blocks.
+    let state = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || AppState::new(config))
+            .await
+            .map_err(|e| CollectorError::Internal(format!("opening the database failed: {e}")))??
+    };
     let at_start = config.clone();
     tokio::task::spawn_blocking(move || prune_expired(&at_start))
         .await
@@ -536,6 +542,9 @@ pub async fn serve_until(
     });
     // Often enough to act within a minute of a period's turn.
     let every = Duration::from_secs(u64::from(config.period_seconds.clamp(1, 60)));
+    let upkeep = repeat("upkeep", every, false, config.clone(), |c| {
+        store::open_existing(&c.database)?.upkeep(&c.clock())
+    });
     let learning = config.learn_ranges.then(|| {
         repeat("ranges", every, false, config, |c| {
             learn_ranges(c).map(|_| ())
@@ -610,6 +619,7 @@ pub async fn serve_until(
     }
     .await;
     retention.abort();
+    upkeep.abort();
     stopper.abort();
     for task in [learning, metrics_server].into_iter().flatten() {
         task.abort();

@@ -1,411 +1,158 @@
-//! The SQLite store: schema and its version, tokens, reports, aggregate cells,
-//! and the two ways stored reports go away: pruning closed periods and erasing
-//! a device.
+//! The store: what the collector keeps (devices and admins, reports,
+//! aggregate cells, published range revisions) behind one interface, with
+//! SQLite as the embedded default ([`sqlite`]).
 //!
 //! What is not here matters as much as what is: no table holds a report's
-//! arrival time, a client address or a user agent, and reports are keyed by
-//! their random id (`WITHOUT ROWID`), so not even the row order remembers the
-//! order of arrival. The employer runs the collector; it keeps only what the
-//! estimates need.
+//! arrival time, a client address or a user agent, and no backend may keep
+//! the order in which reports arrived where a reader of the database finds
+//! it. The employer runs the collector; it keeps only what the estimates need.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::fmt;
+use std::path::{Path, PathBuf};
 
 use hush_report::{PublishedRanges, RangeSteps, Report};
-use rusqlite::{Connection, OptionalExtension, params};
+use serde::Deserialize;
 
 use crate::CollectorError;
 use crate::cells::{CellKey, CellState};
 use crate::periods::PeriodClock;
-use crate::tokens::token_hash;
-use crate::validate::{Catalogs, validate_structure};
+use crate::tokens::{TokenKind, token_hash};
+use crate::validate::Catalogs;
 
-mod devices;
-pub use devices::{
-    DeviceRow, Principal, add_device, add_token, device_cohort, devices_after, principal,
-    principal_by_hash, real_devices, revoke_devices, revoke_token,
-};
+pub mod migrate;
+pub mod postgres;
+pub mod sqlite;
 
-/// The schema version this build reads and writes (`PRAGMA user_version`).
-/// Version 1 was the unversioned schema with arrival times and per-metric
-/// contributions; 2 keeps one report per device and period and no arrival time;
-/// 3 adds the published range revisions (a version 2 file is upgraded in place).
-pub const SCHEMA_VERSION: i64 = 3;
+pub use sqlite::{BUSY_TIMEOUT, PAGE_SIZE, SCHEMA_VERSION};
 
-/// How long a connection waits for another's lock before it fails.
-pub const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// The page size of a new database, in bytes.
-pub const PAGE_SIZE: i64 = 1024;
-
-/// What version 3 adds to version 2.
-const RANGES_TABLE: &str = "
--- The count ranges learned from the fleet's released distributions, one row
--- per published revision (revision 0, the built-in catalog, has no row).
-CREATE TABLE ranges (
-    revision INTEGER PRIMARY KEY,
-    steps TEXT NOT NULL,
-    published_period INTEGER NOT NULL
-);
-";
-
-const SCHEMA: &str = "
-CREATE TABLE devices (
-    id INTEGER PRIMARY KEY,
-    token_hash BLOB NOT NULL UNIQUE,
-    cohort TEXT NOT NULL,
-    -- 1 for the devices `hush collector loadgen` mints for itself.
-    loadgen INTEGER NOT NULL DEFAULT 0,
-    created_at INTEGER NOT NULL,
-    revoked_at INTEGER
-);
-CREATE TABLE admins (
-    id INTEGER PRIMARY KEY,
-    token_hash BLOB NOT NULL UNIQUE,
-    created_at INTEGER NOT NULL,
-    revoked_at INTEGER
-);
--- Report ids start with their period, so inserts arrive nearly in key order;
--- the rest of an id is random, so the table's order says nothing about arrival.
-CREATE TABLE reports (
-    id BLOB PRIMARY KEY,
-    device INTEGER NOT NULL,
-    period INTEGER NOT NULL,
-    body BLOB NOT NULL
-) WITHOUT ROWID;
--- One report per device and period, whatever its metrics.
-CREATE UNIQUE INDEX reports_device_period ON reports (device, period);
-CREATE TABLE cells (
-    catalog BLOB NOT NULL,
-    metric INTEGER NOT NULL,
-    period INTEGER NOT NULL,
-    cohort TEXT NOT NULL,
-    epsilon_bits INTEGER NOT NULL,
-    epsilon_perm_bits INTEGER NOT NULL,
-    state BLOB NOT NULL,
-    PRIMARY KEY (catalog, metric, period, cohort, epsilon_bits, epsilon_perm_bits)
-) WITHOUT ROWID;
-";
-
-/// Opens (creating if needed) the database in WAL mode with `synchronous=FULL`:
-/// a committed transaction survives a crash or power cut, which is what an
-/// acknowledgement promises.
-///
-/// A new file is created with mode 0600 before SQLite opens it, so its WAL and
-/// shared-memory files, which SQLite creates with the database's mode, are
-/// private too. A database of another schema version is refused.
-pub fn open(path: &Path) -> Result<Connection, CollectorError> {
-    create_private(path)?;
-    let conn = Connection::open(path)?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    // Only a new, empty file takes this (before WAL mode is set); an existing
-    // database keeps its page size. Reports arrive in random key order, so
-    // each one dirties a page of its own, and every dirty page is written
-    // whole to the WAL and again at the checkpoint: 1 KiB pages write a
-    // quarter of the bytes of 4 KiB ones per report (4.9 KB instead of 17 KB
-    // under `hush collector loadgen`). A report row (about 110 bytes) still
-    // fits in a page without overflow.
-    conn.pragma_update(None, "page_size", PAGE_SIZE)?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    // Deleted reports (pruned or erased) are overwritten, not left in free pages.
-    conn.pragma_update(None, "secure_delete", "ON")?;
-    ensure_schema(&conn, path)?;
-    Ok(conn)
+/// Where the collector keeps its data, from the `database` setting: a
+/// `postgres://` or `postgresql://` URL names a PostgreSQL database, anything
+/// else is the path of a SQLite file.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Database {
+    /// A SQLite file (created if missing).
+    Sqlite(PathBuf),
+    /// A PostgreSQL connection URL.
+    Postgres(String),
 }
 
-/// Creates the file with mode 0600 if it does not exist; an existing file is
-/// not touched (nor opened for writing here, so a read-only copy still exports).
-fn create_private(path: &Path) -> Result<(), CollectorError> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    match options.open(path) {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(CollectorError::Io(std::io::Error::new(
-            e.kind(),
-            format!("cannot create {}: {e}", path.display()),
-        ))),
+impl Database {
+    /// Reads the `database` setting or `--database` flag.
+    pub fn parse(text: &str) -> Database {
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            Database::Postgres(text.to_owned())
+        } else {
+            Database::Sqlite(PathBuf::from(text))
+        }
+    }
+
+    /// The SQLite file, if it is one.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Database::Sqlite(p) => Some(p),
+            Database::Postgres(_) => None,
+        }
     }
 }
 
-fn user_version(conn: &Connection) -> Result<i64, CollectorError> {
-    Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
+impl Default for Database {
+    fn default() -> Self {
+        Database::Sqlite(PathBuf::from("hush-collector.sqlite"))
+    }
 }
 
-/// Creates the schema in an empty database, or checks the version of an existing one.
-fn ensure_schema(conn: &Connection, path: &Path) -> Result<(), CollectorError> {
-    if user_version(conn)? == SCHEMA_VERSION {
-        return Ok(());
+/// Shown in messages and logs: a URL's password is left out.
+impl fmt::Display for Database {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Database::Sqlite(p) => write!(f, "{}", p.display()),
+            Database::Postgres(url) => f.write_str(&redact_url(url)),
+        }
     }
-    // Under the write lock, so two processes opening a new file create it once.
-    conn.execute_batch("BEGIN IMMEDIATE")?;
-    let created = (|| {
-        let found = user_version(conn)?;
-        let tables: i64 = conn.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get(0))?;
-        if found == 0 && tables == 0 {
-            conn.execute_batch(SCHEMA)?;
-            conn.execute_batch(RANGES_TABLE)?;
-            conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-            return Ok(SCHEMA_VERSION);
+}
+
+/// As [`Display`](fmt::Display), so a password never reaches a log through `{:?}` either.
+impl fmt::Debug for Database {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Database::Sqlite(p) => write!(f, "Sqlite({p:?})"),
+            Database::Postgres(_) => write!(f, "Postgres({self})"),
         }
-        if found == 2 {
-            conn.execute_batch(RANGES_TABLE)?;
-            conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-            return Ok(SCHEMA_VERSION);
+    }
+}
+
+impl<'de> Deserialize<'de> for Database {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.is_empty() {
+            return Err(serde::de::Error::custom(
+                "database must be a file path or a postgres:// URL",
+            ));
         }
-        // The unversioned schema (before version 2) left user_version at 0.
-        Ok::<_, CollectorError>(if found == 0 { 1 } else { found })
-    })();
-    match created {
-        Ok(SCHEMA_VERSION) => {
-            conn.execute_batch("COMMIT")?;
-            Ok(())
+        Ok(Database::parse(&text))
+    }
+}
+
+/// `postgres://user:secret@host/db?password=x` →
+/// `postgres://user:***@host/db?password=***`. Errs toward hiding more: a
+/// raw `/` or `?` in the password, or an `@` in a parameter, hides the rest
+/// of the authority rather than show any of the secret.
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let mut out = match rest.rfind('@') {
+        Some(at) => {
+            let (userinfo, tail) = rest.split_at(at);
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{scheme}://{user}:***{tail}"),
+                None => url.to_owned(),
+            }
         }
-        Ok(found) => {
-            conn.execute_batch("ROLLBACK")?;
-            Err(CollectorError::SchemaVersion {
-                path: path.to_path_buf(),
-                found,
-                expected: SCHEMA_VERSION,
+        None => url.to_owned(),
+    };
+    if let Some((base, query)) = out.split_once('?') {
+        let query: Vec<&str> = query
+            .split('&')
+            .map(|pair| {
+                if pair.starts_with("password=") {
+                    "password=***"
+                } else {
+                    pair
+                }
             })
-        }
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(e)
-        }
+            .collect();
+        out = format!("{base}?{}", query.join("&"));
     }
+    out
 }
 
-/// Every published range revision, oldest first, with the period it was
-/// published in (the built-in catalog, revision 0, is not stored).
-pub fn published_ranges(conn: &Connection) -> Result<Vec<(PublishedRanges, u32)>, CollectorError> {
-    let mut stmt =
-        conn.prepare("SELECT revision, steps, published_period FROM ranges ORDER BY revision")?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, i64>(2)?,
-        ))
-    })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (revision, steps, period) = row?;
-        let corrupt =
-            |why: String| CollectorError::Internal(format!("ranges revision {revision}: {why}"));
-        let steps: RangeSteps = serde_json::from_str(&steps).map_err(|e| corrupt(e.to_string()))?;
-        let revision = u32::try_from(revision).map_err(|e| corrupt(e.to_string()))?;
-        let period = u32::try_from(period).map_err(|e| corrupt(e.to_string()))?;
-        out.push((PublishedRanges { revision, steps }, period));
-    }
-    Ok(out)
+/// Who a bearer token belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// A device, with its id and cohort.
+    Device {
+        /// Internal device id.
+        id: i64,
+        /// Cohort name (e.g. a team), used to split estimates.
+        cohort: String,
+    },
+    /// An administrator.
+    Admin,
 }
 
-/// Publishes `steps` as the next range revision, learned at the close of
-/// `period`; returns it.
-pub fn publish_ranges(
-    conn: &Connection,
-    steps: &RangeSteps,
-    period: u32,
-) -> Result<PublishedRanges, CollectorError> {
-    let text = serde_json::to_string(steps)
-        .map_err(|e| CollectorError::Internal(format!("range steps: {e}")))?;
-    let revision: i64 = conn.query_row(
-        "INSERT INTO ranges (revision, steps, published_period)
-         VALUES ((SELECT COALESCE(MAX(revision), 0) + 1 FROM ranges), ?1, ?2) RETURNING revision",
-        params![text, period],
-        |r| r.get(0),
-    )?;
-    Ok(PublishedRanges {
-        revision: u32::try_from(revision)
-            .map_err(|e| CollectorError::Internal(format!("ranges revision: {e}")))?,
-        steps: steps.clone(),
-    })
-}
-
-/// Loads one cell's state.
-pub fn load_cell(conn: &Connection, key: &CellKey) -> Result<Option<CellState>, CollectorError> {
-    let bytes: Option<Vec<u8>> = conn
-        .prepare_cached(
-            "SELECT state FROM cells WHERE catalog = ?1 AND metric = ?2 AND period = ?3 AND cohort = ?4 AND epsilon_bits = ?5 AND epsilon_perm_bits = ?6",
-        )?
-        .query_row(
-            params![&key.catalog.0[..], key.metric, key.period, key.cohort, key.epsilon_bits as i64, key.epsilon_perm_bits as i64],
-            |r| r.get(0),
-        )
-        .optional()?;
-    bytes.map(|b| CellState::from_bytes(&b)).transpose()
-}
-
-/// Writes one cell's state.
-pub fn save_cell(
-    conn: &Connection,
-    key: &CellKey,
-    state: &CellState,
-) -> Result<(), CollectorError> {
-    conn.prepare_cached(
-        "INSERT INTO cells (catalog, metric, period, cohort, epsilon_bits, epsilon_perm_bits, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-         ON CONFLICT (catalog, metric, period, cohort, epsilon_bits, epsilon_perm_bits) DO UPDATE SET state = excluded.state",
-    )?
-    .execute(params![&key.catalog.0[..], key.metric, key.period, key.cohort, key.epsilon_bits as i64, key.epsilon_perm_bits as i64, state.to_bytes()])?;
-    Ok(())
-}
-
-/// Deletes one cell (the last report in it was erased).
-fn delete_cell(conn: &Connection, key: &CellKey) -> Result<(), CollectorError> {
-    conn.prepare_cached(
-        "DELETE FROM cells WHERE catalog = ?1 AND metric = ?2 AND period = ?3 AND cohort = ?4 AND epsilon_bits = ?5 AND epsilon_perm_bits = ?6",
-    )?
-    .execute(params![&key.catalog.0[..], key.metric, key.period, key.cohort, key.epsilon_bits as i64, key.epsilon_perm_bits as i64])?;
-    Ok(())
-}
-
-/// Every stored cell, optionally limited to a period range, open periods
-/// included. What may be *released* is [`released_cells`]; this is the raw
-/// store, for tests, the demo's own view and maintenance.
-pub fn all_cells(
-    conn: &Connection,
-    from_period: Option<u32>,
-    to_period: Option<u32>,
-) -> Result<Vec<(CellKey, CellState)>, CollectorError> {
-    let mut stmt = conn.prepare(
-        "SELECT catalog, metric, period, cohort, epsilon_bits, epsilon_perm_bits, state FROM cells
-         WHERE period >= ?1 AND period <= ?2
-         ORDER BY period, metric, cohort, epsilon_bits, epsilon_perm_bits, catalog",
-    )?;
-    let rows = stmt.query_map(
-        params![from_period.unwrap_or(0), to_period.unwrap_or(u32::MAX)],
-        |r| {
-            let catalog: Vec<u8> = r.get(0)?;
-            let bits: i64 = r.get(4)?;
-            let perm_bits: i64 = r.get(5)?;
-            let state: Vec<u8> = r.get(6)?;
-            Ok((
-                catalog,
-                r.get::<_, u16>(1)?,
-                r.get::<_, u32>(2)?,
-                r.get::<_, String>(3)?,
-                (bits as u64, perm_bits as u64),
-                state,
-            ))
-        },
-    )?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (catalog, metric, period, cohort, (epsilon_bits, epsilon_perm_bits), state) = row?;
-        let catalog: [u8; 16] = catalog
-            .try_into()
-            .map_err(|_| CollectorError::Internal("corrupt catalog hash in cells".into()))?;
-        out.push((
-            CellKey {
-                catalog: hush_report::CatalogHash(catalog),
-                metric,
-                period,
-                cohort,
-                epsilon_bits,
-                epsilon_perm_bits,
-            },
-            CellState::from_bytes(&state)?,
-        ));
-    }
-    Ok(out)
-}
-
-/// The cells that may be released at `clock`, optionally limited to a period
-/// range: those of closed periods only, which no report can change any more.
-/// `/v1/estimates` and `hush collector export` both read through here.
-pub fn released_cells(
-    conn: &Connection,
-    clock: &PeriodClock,
-    from_period: Option<u32>,
-    to_period: Option<u32>,
-) -> Result<Vec<(CellKey, CellState)>, CollectorError> {
-    let Some(last) = clock.last_closed() else {
-        return Ok(Vec::new());
-    };
-    let to = to_period.map_or(last, |t| t.min(last));
-    if from_period.is_some_and(|f| f > to) {
-        return Ok(Vec::new());
-    }
-    all_cells(conn, from_period, Some(to))
-}
-
-/// The stored reports of periods `from..=to`, each with its device and the
-/// device's cohort, for estimates pooled over several periods.
-pub fn stored_reports(
-    conn: &Connection,
-    from: u32,
-    to: u32,
-) -> Result<Vec<(i64, String, u32, hush_report::Report)>, CollectorError> {
-    let mut stmt = conn.prepare(
-        "SELECT r.device, d.cohort, r.period, r.body FROM reports r JOIN devices d ON d.id = r.device
-         WHERE r.period >= ?1 AND r.period <= ?2 ORDER BY r.id",
-    )?;
-    let rows = stmt.query_map(params![from, to], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, u32>(2)?,
-            r.get::<_, Vec<u8>>(3)?,
-        ))
-    })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (device, cohort, period, body) = row?;
-        let report = hush_report::Report::decode(&body).map_err(|e| {
-            CollectorError::Internal(format!("a stored report does not decode: {e}"))
-        })?;
-        out.push((device, cohort, period, report));
-    }
-    Ok(out)
-}
-
-/// Number of stored reports.
-pub fn report_count(conn: &Connection) -> Result<u64, CollectorError> {
-    Ok(conn.query_row("SELECT COUNT(*) FROM reports", [], |r| r.get::<_, i64>(0))? as u64)
-}
-
-/// Deletes the stored reports of every period before `before` (exclusive),
-/// which must all be closed at `clock`; the cells stay as released. Returns how
-/// many reports were deleted. With them go the rows that tied a device to a
-/// period, so the database no longer says who reported in those periods.
-pub fn prune(conn: &Connection, clock: &PeriodClock, before: u32) -> Result<u64, CollectorError> {
-    let Some(limit) = before.checked_sub(1) else {
-        return Ok(0);
-    };
-    if clock.last_closed().is_none_or(|last| limit > last) {
-        let first_open = clock.last_closed().map_or(0, |l| l + 1);
-        return Err(CollectorError::Refused(format!(
-            "periods from {first_open} on are still open (their grace window has not closed), so their reports must stay; prune before period {first_open} at the latest"
-        )));
-    }
-    conn.execute_batch("BEGIN IMMEDIATE")?;
-    let deleted = conn
-        .execute("DELETE FROM reports WHERE period < ?1", params![before])
-        .map_err(CollectorError::from);
-    let n = finish(conn, deleted)?;
-    checkpoint(conn);
-    Ok(n as u64)
-}
-
-/// The period before which `retention_days` lets reports be deleted at `now`,
-/// clipped to the closed periods.
-pub fn retention_limit(
-    clock: &PeriodClock,
-    now: i64,
-    retention_days: u32,
-    period_seconds: u32,
-) -> u32 {
-    let cutoff = now
-        .saturating_sub(i64::from(retention_days) * 86_400)
-        .max(0) as u64;
-    // Periods that end at or before the cutoff.
-    let by_age = u32::try_from(cutoff / u64::from(period_seconds.max(1))).unwrap_or(u32::MAX);
-    let by_closure = clock.last_closed().map_or(0, |l| l.saturating_add(1));
-    by_age.min(by_closure)
+/// A device row as the device directory reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRow {
+    /// The `devices` table's id.
+    pub id: i64,
+    /// The SHA-256 of its token.
+    pub token_hash: [u8; 32],
+    /// Its cohort.
+    pub cohort: String,
+    /// Not revoked.
+    pub active: bool,
 }
 
 /// A device to erase: by its token or its id.
@@ -428,153 +175,288 @@ pub struct Erased {
     pub cells: u64,
 }
 
-/// Erases a device: takes each of its stored reports out of its cells (exact
-/// integer subtraction, the inverse of ingestion), deletes the reports and the
-/// device's token row, all in one transaction. Returns `Ok(None)` if no such
-/// device exists.
-///
-/// This is the one case where a released cell changes: forgetting a person is
-/// their right. Reports already pruned cannot be taken out, because nothing
-/// links them to the device any more; their cells are aggregates of at least
-/// `min_devices` devices.
-pub fn erase_device(
-    conn: &Connection,
-    catalogs: &Catalogs,
-    device: &DeviceRef,
-) -> Result<Option<Erased>, CollectorError> {
-    conn.execute_batch("BEGIN IMMEDIATE")?;
-    let result = erase_in_transaction(conn, catalogs, device);
-    let erased = finish(conn, result)?;
-    if erased.is_some() {
-        checkpoint(conn);
-    }
-    Ok(erased)
+/// How much room the database takes, for `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DatabaseSizes {
+    /// The database itself, in bytes.
+    pub database: u64,
+    /// Its write-ahead log, in bytes, where the collector can read it.
+    pub wal: Option<u64>,
 }
 
-fn erase_in_transaction(
-    conn: &Connection,
-    catalogs: &Catalogs,
-    device: &DeviceRef,
-) -> Result<Option<Erased>, CollectorError> {
-    let found: Option<(i64, String)> = match device {
-        DeviceRef::Token(token) => conn
-            .query_row(
-                "SELECT id, cohort FROM devices WHERE token_hash = ?1",
-                params![&token_hash(token)[..]],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?,
-        DeviceRef::Id(id) => conn
-            .query_row(
-                "SELECT id, cohort FROM devices WHERE id = ?1",
-                params![id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?,
+/// A stored report: its device, the device's cohort, its period, and the report.
+pub type StoredReport = (i64, String, u32, Report);
+
+/// One open database. Every method is synchronous: the server calls them on
+/// blocking threads, the writer on its own thread, the CLI directly.
+///
+/// Implementations must keep the promises the rest of the collector relies
+/// on: token hashes only, never a token; one report per device and period;
+/// cells changed only by ingestion and erasure; and the same rows in the same
+/// order from every backend, so exports are byte-identical whichever holds them.
+pub trait Store: Send {
+    /// Stores a new token's hash; device tokens carry a cohort.
+    fn add_token(
+        &mut self,
+        kind: TokenKind,
+        token: &str,
+        cohort: &str,
+        now: i64,
+    ) -> Result<(), CollectorError> {
+        match kind {
+            TokenKind::Device => self.add_device(token, cohort, now, false).map(|_| ()),
+            TokenKind::Admin => self.add_admin(token, now),
+        }
+    }
+
+    /// Stores a new admin token's hash.
+    fn add_admin(&mut self, token: &str, now: i64) -> Result<(), CollectorError>;
+
+    /// Stores a new device token's hash and returns the device's id; `loadgen`
+    /// marks the devices the load generator mints for itself.
+    fn add_device(
+        &mut self,
+        token: &str,
+        cohort: &str,
+        now: i64,
+        loadgen: bool,
+    ) -> Result<i64, CollectorError>;
+
+    /// Stores many devices' token hashes in one transaction (an enrolment
+    /// batch); returns their ids in the order of `tokens`.
+    fn add_devices(
+        &mut self,
+        tokens: &[String],
+        cohort: &str,
+        now: i64,
+    ) -> Result<Vec<i64>, CollectorError>;
+
+    /// Stores the load generator's device tokens in one transaction, after
+    /// checking in the same transaction that no other device exists (revoked
+    /// or not): load never mixes with real reports. Returns their ids, or
+    /// `Err(n)` (nothing stored) if the database holds `n` real devices.
+    fn mint_loadgen_devices(
+        &mut self,
+        tokens: &[String],
+        now: i64,
+    ) -> Result<Result<Vec<i64>, u64>, CollectorError>;
+
+    /// Revokes a token; returns whether it existed and was not revoked yet.
+    /// Two processes revoking one token at once: exactly one gets `true`.
+    fn revoke_token(&mut self, token: &str, now: i64) -> Result<bool, CollectorError>;
+
+    /// Revokes devices by id (the load generator's own, when it ends).
+    fn revoke_devices(&mut self, ids: &[i64], now: i64) -> Result<(), CollectorError>;
+
+    /// How many devices were not minted by the load generator, revoked or not.
+    fn real_devices(&mut self) -> Result<u64, CollectorError>;
+
+    /// The principal of a token's hash, if it is known and not revoked.
+    fn principal_by_hash(&mut self, hash: &[u8; 32]) -> Result<Option<Principal>, CollectorError>;
+
+    /// The cohort of a device that exists, is not revoked, and still holds
+    /// the token with this hash; `None` otherwise.
+    fn device_cohort(
+        &mut self,
+        device: i64,
+        hash: &[u8; 32],
+    ) -> Result<Option<String>, CollectorError>;
+
+    /// The devices with an id above `after`, revoked ones included (so a
+    /// reader can move past them for good: a revocation is final).
+    fn devices_after(&mut self, after: i64) -> Result<Vec<DeviceRow>, CollectorError>;
+
+    /// Every published range revision, oldest first, with the period it was
+    /// published in (the built-in catalog, revision 0, is not stored).
+    fn published_ranges(&mut self) -> Result<Vec<(PublishedRanges, u32)>, CollectorError>;
+
+    /// Publishes `steps` as the next range revision, learned at the close of
+    /// `period`; returns it.
+    fn publish_ranges(
+        &mut self,
+        steps: &RangeSteps,
+        period: u32,
+    ) -> Result<PublishedRanges, CollectorError>;
+
+    /// Writes one cell's state whole (tests and tools seed cells this way;
+    /// ingestion has its own path).
+    fn save_cell(&mut self, key: &CellKey, state: &CellState) -> Result<(), CollectorError>;
+
+    /// Every stored cell, optionally limited to a period range, open periods
+    /// included, ordered by period, metric, cohort, terms and catalog. What
+    /// may be *released* is [`released_cells`]; this is the raw store.
+    fn all_cells(
+        &mut self,
+        from_period: Option<u32>,
+        to_period: Option<u32>,
+    ) -> Result<Vec<(CellKey, CellState)>, CollectorError>;
+
+    /// The stored reports of periods `from..=to`, each with its device and
+    /// the device's cohort, in report id order.
+    fn stored_reports(&mut self, from: u32, to: u32) -> Result<Vec<StoredReport>, CollectorError>;
+
+    /// [`stored_reports`](Store::stored_reports) and
+    /// [`all_cells`](Store::all_cells) of periods `from..=to` from one
+    /// snapshot, so an erasure between the two reads cannot make them disagree.
+    #[allow(clippy::type_complexity)]
+    fn reports_and_cells(
+        &mut self,
+        from: u32,
+        to: u32,
+    ) -> Result<(Vec<StoredReport>, Vec<(CellKey, CellState)>), CollectorError>;
+
+    /// Number of stored reports.
+    fn report_count(&mut self) -> Result<u64, CollectorError>;
+
+    /// How much room the database takes.
+    fn sizes(&mut self) -> DatabaseSizes;
+
+    /// Deletes the stored reports of every period before `before`
+    /// (exclusive), which must all be closed at `clock`; the cells stay as
+    /// released. Returns how many reports were deleted. With them go the rows
+    /// that tied a device to a period, so the database no longer says who
+    /// reported in those periods.
+    fn prune(&mut self, clock: &PeriodClock, before: u32) -> Result<u64, CollectorError>;
+
+    /// Erases a device: takes each of its stored reports out of its cells
+    /// (exact integer subtraction, the inverse of ingestion), deletes the
+    /// reports and the device's token row, all in one transaction. Returns
+    /// `Ok(None)` if no such device exists.
+    ///
+    /// This is the one case where a released cell changes: forgetting a
+    /// person is their right. Reports already pruned cannot be taken out,
+    /// because nothing links them to the device any more; their cells are
+    /// aggregates of at least `min_devices` devices.
+    fn erase_device(
+        &mut self,
+        catalogs: &Catalogs,
+        device: &DeviceRef,
+    ) -> Result<Option<Erased>, CollectorError>;
+
+    /// Periodic care that keeps the database from remembering what it must
+    /// not: on PostgreSQL, rewriting each newly closed period's reports in id
+    /// order (see [`postgres`]). Nothing to do on SQLite, whose reports are
+    /// stored in id order from the start.
+    fn upkeep(&mut self, clock: &PeriodClock) -> Result<(), CollectorError> {
+        let _ = clock;
+        Ok(())
+    }
+}
+
+/// Opens the database, creating it (and its schema) if needed. A database of
+/// another schema version is refused.
+pub fn open(database: &Database) -> Result<Box<dyn Store>, CollectorError> {
+    match database {
+        Database::Sqlite(path) => Ok(Box::new(sqlite::SqliteStore::open(path)?)),
+        Database::Postgres(url) => Ok(Box::new(postgres::PgStore::open(
+            url,
+            &database.to_string(),
+        )?)),
+    }
+}
+
+/// Opens a database that must exist already: export, prune, erase and the
+/// like never create one (a mistyped path would otherwise read as empty).
+pub fn open_existing(database: &Database) -> Result<Box<dyn Store>, CollectorError> {
+    match database {
+        Database::Sqlite(path) => {
+            if !path.exists() {
+                return Err(CollectorError::Refused(format!(
+                    "no collector database at {} (check --config)",
+                    path.display()
+                )));
+            }
+            open(database)
+        }
+        Database::Postgres(url) => Ok(Box::new(postgres::PgStore::open_existing(
+            url,
+            &database.to_string(),
+        )?)),
+    }
+}
+
+/// The principal a token authenticates, if it is known and not revoked.
+pub fn principal(store: &mut dyn Store, token: &str) -> Result<Option<Principal>, CollectorError> {
+    store.principal_by_hash(&token_hash(token))
+}
+
+/// The cells that may be released at `clock`, optionally limited to a period
+/// range: those of closed periods only, which no report can change any more.
+/// `/v1/estimates` and `hush collector export` both read through here.
+pub fn released_cells(
+    store: &mut dyn Store,
+    clock: &PeriodClock,
+    from_period: Option<u32>,
+    to_period: Option<u32>,
+) -> Result<Vec<(CellKey, CellState)>, CollectorError> {
+    let Some(last) = clock.last_closed() else {
+        return Ok(Vec::new());
     };
-    let Some((id, cohort)) = found else {
+    let to = to_period.map_or(last, |t| t.min(last));
+    if from_period.is_some_and(|f| f > to) {
+        return Ok(Vec::new());
+    }
+    store.all_cells(from_period, Some(to))
+}
+
+/// The cells as the stored reports make them: every stored report decoded,
+/// validated and folded into fresh cells of its device's cohort. Equal to
+/// [`Store::all_cells`] while no period has been pruned; tests and
+/// `hush collector migrate` check stores against it.
+pub fn recount_cells(
+    store: &mut dyn Store,
+    catalogs: &Catalogs,
+) -> Result<BTreeMap<CellKey, CellState>, CollectorError> {
+    let mut out: BTreeMap<CellKey, CellState> = BTreeMap::new();
+    for (_, cohort, _, report) in store.stored_reports(0, u32::MAX)? {
+        let valid = crate::validate::validate_structure(report, catalogs).map_err(|r| {
+            CollectorError::Internal(format!("a stored report no longer validates: {}", r.reason))
+        })?;
+        for (metric, mechanism) in valid.report.metrics().iter().zip(&valid.mechanisms) {
+            let entry = &valid.catalog.metrics()[usize::from(metric.metric())];
+            out.entry(CellKey::of(&valid.report, metric, &cohort))
+                .or_insert_with(|| CellState::empty(entry))
+                .add(mechanism, metric.value())?;
+        }
+    }
+    Ok(out)
+}
+
+/// The period before which `retention_days` lets reports be deleted at `now`,
+/// clipped to the closed periods.
+pub fn retention_limit(
+    clock: &PeriodClock,
+    now: i64,
+    retention_days: u32,
+    period_seconds: u32,
+) -> u32 {
+    let cutoff = now
+        .saturating_sub(i64::from(retention_days) * 86_400)
+        .max(0) as u64;
+    // Periods that end at or before the cutoff.
+    let by_age = u32::try_from(cutoff / u64::from(period_seconds.max(1))).unwrap_or(u32::MAX);
+    let by_closure = clock.last_closed().map_or(0, |l| l.saturating_add(1));
+    by_age.min(by_closure)
+}
+
+/// Refuses to prune periods that are still open at `clock`: their reports
+/// must stay until no report can join them. Returns the last period to delete.
+pub(crate) fn prunable(clock: &PeriodClock, before: u32) -> Result<Option<u32>, CollectorError> {
+    let Some(limit) = before.checked_sub(1) else {
         return Ok(None);
     };
-    let bodies: Vec<Vec<u8>> = conn
-        .prepare("SELECT body FROM reports WHERE device = ?1")?
-        .query_map(params![id], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    let mut cells: BTreeMap<CellKey, CellState> = BTreeMap::new();
-    for body in &bodies {
-        let corrupt = |what: String| CollectorError::Internal(format!("a stored report {what}"));
-        let report = Report::decode(body).map_err(|e| corrupt(format!("does not decode: {e}")))?;
-        let valid = validate_structure(report, catalogs)
-            .map_err(|r| corrupt(format!("no longer validates: {}", r.reason)))?;
-        for (m, mechanism) in valid.report.metrics().iter().zip(&valid.mechanisms) {
-            let key = CellKey::of(&valid.report, m, &cohort);
-            let state = match cells.get_mut(&key) {
-                Some(s) => s,
-                None => {
-                    let stored = load_cell(conn, &key)?.ok_or_else(|| {
-                        CollectorError::Internal("a stored report's cell is missing".into())
-                    })?;
-                    cells.entry(key).or_insert(stored)
-                }
-            };
-            state.remove(mechanism, m.value())?;
-        }
+    if clock.last_closed().is_none_or(|last| limit > last) {
+        let first_open = clock.last_closed().map_or(0, |l| l + 1);
+        return Err(CollectorError::Refused(format!(
+            "periods from {first_open} on are still open (their grace window has not closed), so their reports must stay; prune before period {first_open} at the latest"
+        )));
     }
-    for (key, state) in &cells {
-        if state.reports() == 0 {
-            delete_cell(conn, key)?;
-        } else {
-            save_cell(conn, key, state)?;
-        }
-    }
-    let reports = conn.execute("DELETE FROM reports WHERE device = ?1", params![id])?;
-    conn.execute("DELETE FROM devices WHERE id = ?1", params![id])?;
-    Ok(Some(Erased {
-        device: id,
-        reports: reports as u64,
-        cells: cells.len() as u64,
-    }))
-}
-
-/// Commits after `result` succeeded, rolls back otherwise.
-fn finish<T>(conn: &Connection, result: Result<T, CollectorError>) -> Result<T, CollectorError> {
-    match result {
-        Ok(v) => {
-            conn.execute_batch("COMMIT")?;
-            Ok(v)
-        }
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(e)
-        }
-    }
-}
-
-/// Copies the WAL into the database and empties it, so deleted reports do not
-/// linger in the log (best effort: a busy reader only delays this to the next
-/// automatic checkpoint).
-fn checkpoint(conn: &Connection) {
-    let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+    Ok(Some(limit))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_new_database_is_private_and_versioned() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.sqlite");
-        let conn = open(&path).unwrap();
-        assert_eq!(user_version(&conn).unwrap(), SCHEMA_VERSION);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
-        drop(conn);
-        // Opening again finds the same version.
-        open(&path).unwrap();
-    }
-
-    #[test]
-    fn an_unversioned_or_other_database_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let old = dir.path().join("old.sqlite");
-        Connection::open(&old)
-            .unwrap()
-            .execute_batch("CREATE TABLE reports (id BLOB PRIMARY KEY, received_at INTEGER)")
-            .unwrap();
-        let e = open(&old).unwrap_err().to_string();
-        assert!(e.contains("older Hush") && e.contains("export it"), "{e}");
-        let newer = dir.path().join("newer.sqlite");
-        Connection::open(&newer)
-            .unwrap()
-            .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
-            .unwrap();
-        let e = open(&newer).unwrap_err().to_string();
-        assert!(e.contains("newer Hush"), "{e}");
-    }
 
     #[test]
     fn retention_never_reaches_an_open_period() {
@@ -587,5 +469,46 @@ mod tests {
         assert_eq!(retention_limit(&clock, now, 400, day), 600);
         assert_eq!(retention_limit(&clock, now, 1, day), 993);
         assert_eq!(clock.last_closed(), Some(992));
+        assert!(prunable(&clock, 994).is_err());
+        assert_eq!(prunable(&clock, 993).unwrap(), Some(992));
+        assert_eq!(prunable(&clock, 0).unwrap(), None);
+    }
+
+    #[test]
+    fn the_database_setting_names_a_file_or_a_postgres_url() {
+        assert_eq!(
+            Database::parse("c.sqlite"),
+            Database::Sqlite(PathBuf::from("c.sqlite"))
+        );
+        assert_eq!(
+            Database::parse("postgresql://h/db"),
+            Database::Postgres("postgresql://h/db".into())
+        );
+        // A password never reaches a message or a log.
+        let db = Database::parse("postgres://hush:s3cret@db.internal:5432/hush?sslmode=require");
+        assert_eq!(
+            db.to_string(),
+            "postgres://hush:***@db.internal:5432/hush?sslmode=require"
+        );
+        assert!(!format!("{db:?}").contains("s3cret"));
+        assert_eq!(
+            Database::parse("postgres://hush@%2Frun%2Fpg/db").to_string(),
+            "postgres://hush@%2Frun%2Fpg/db"
+        );
+        for url in [
+            "postgres://hush@db/hush?password=s3cret&sslmode=require",
+            "postgres://hush:s3/c?ret@db/hush",
+            "postgresql://hush:s3cret@db/hush?application_name=a@b",
+        ] {
+            let shown = Database::parse(url).to_string();
+            assert!(
+                !shown.contains("s3cret") && !shown.contains("ret@"),
+                "{shown}"
+            );
+            assert!(
+                shown.starts_with("postgres") && shown.contains("***"),
+                "{shown}"
+            );
+        }
     }
 }

@@ -103,9 +103,9 @@ impl Catalogs {
 
     /// The built-in catalog and every revision published in the database,
     /// the newest in force.
-    pub fn load(conn: &rusqlite::Connection) -> Result<Self, CollectorError> {
+    pub fn load(db: &mut dyn crate::store::Store) -> Result<Self, CollectorError> {
         let mut out = Catalogs::builtin();
-        for (published, period) in crate::store::published_ranges(conn)? {
+        for (published, period) in db.published_ranges()? {
             let catalog = Catalog::with_ranges(&published.steps);
             if out.get(catalog.hash()).is_none() {
                 out.known.push(Arc::new(catalog));

@@ -65,7 +65,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     // A real collector, in-process, on a loopback port the OS picks.
     let config = CollectorConfig {
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-        database: work.path().join("collector.sqlite"),
+        database: store::Database::Sqlite(work.path().join("collector.sqlite")),
         epsilon_per_report: args.epsilon,
         epsilon_per_value: epsilon_perm(args)?,
         device_requests_per_minute: 100_000,
@@ -102,19 +102,10 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
 
     // Device tokens, minted as `hush collector token create` would.
     let mut rng = NoiseRng::seed_from_u64(args.seed);
-    let tokens: Vec<String> = {
-        let conn = store::open(&config.database)?;
-        conn.execute_batch("BEGIN")?;
-        let t = (0..args.devices)
-            .map(|_| {
-                let token = new_token(TokenKind::Device, &mut rng);
-                store::add_token(&conn, TokenKind::Device, &token, "fleet", unix_now() as i64)
-                    .map(|()| token)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        conn.execute_batch("COMMIT")?;
-        t
-    };
+    let tokens: Vec<String> = (0..args.devices)
+        .map(|_| new_token(TokenKind::Device, &mut rng))
+        .collect();
+    store::open(&config.database)?.add_devices(&tokens, "fleet", unix_now() as i64)?;
 
     let today = (unix_now() / 86_400) as u32;
     let first = today - args.days;
@@ -189,16 +180,16 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     // permanent (first-layer) response, so its reports on different days are
     // correlated, and a pooled interval that assumed independent reports
     // would be too narrow.
-    let conn = store::open(&config.database)?;
-    let stored = store::report_count(&conn)?;
-    let cells = store::all_cells(&conn, None, None)?;
-    let catalogs = Catalogs::load(&conn)?;
+    let mut db = store::open(&config.database)?;
+    let stored = db.report_count()?;
+    let cells = db.all_cells(None, None)?;
+    let catalogs = Catalogs::load(db.as_mut())?;
     let (rows, withheld) =
         estimate_cells(&cells, &catalogs, config.period_seconds, config.min_devices)?;
     // Pooled estimates, with errors clustered by device: the working days of
     // the run together, and any calendar week wholly inside it (for the dataset).
     let last = first + args.days - 1;
-    let reports = store::stored_reports(&conn, first, last)?;
+    let reports = db.stored_reports(first, last)?;
     let first_working = (first..=last).find(|&p| working_day(p));
     let (pooled, _) = pooled_rows(
         &reports,
@@ -300,9 +291,7 @@ fn serve(config: &CollectorConfig, listen: std::net::SocketAddr) -> anyhow::Resu
         ..config.clone()
     };
     let admin = hush_collector::new_token_from_os(TokenKind::Admin)?;
-    let conn = store::open(&config.database)?;
-    store::add_token(&conn, TokenKind::Admin, &admin, "", unix_now() as i64)?;
-    drop(conn);
+    store::open(&config.database)?.add_admin(&admin, unix_now() as i64)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

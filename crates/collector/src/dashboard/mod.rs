@@ -206,10 +206,7 @@ async fn session(state: &AppState, headers: &HeaderMap) -> Option<(String, Sessi
     let s = state.sessions().get(&id, now)?;
     if now.duration_since(s.checked) >= TOKEN_TTL {
         let token = s.token;
-        match state
-            .read(move |c| store::principal_by_hash(c, &token))
-            .await
-        {
+        match state.read(move |db| db.principal_by_hash(&token)).await {
             Ok(Some(Principal::Admin)) => state.sessions().checked(&id, now),
             Ok(_) => {
                 state.sessions().end(&id);
@@ -302,9 +299,9 @@ async fn login(
     // are serialized, so of two tabs racing with one link, one revokes and
     // the other finds nothing left to revoke.
     let principal = state
-        .read(move |c| {
-            let p = store::principal(c, &token)?;
-            if once && p == Some(Principal::Admin) && !store::revoke_token(c, &token, now)? {
+        .read(move |db| {
+            let p = store::principal(db, &token)?;
+            if once && p == Some(Principal::Admin) && !db.revoke_token(&token, now)? {
                 return Ok(None);
             }
             Ok(p)

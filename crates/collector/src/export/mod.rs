@@ -32,11 +32,10 @@ use parquet::data_type::{ByteArray, ByteArrayType, DoubleType, Int32Type, Int64T
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::parser::parse_message_type;
-use rusqlite::Connection;
 
 use crate::cells::{CellKey, CellState};
 use crate::estimate::{EstimateRow, LEVEL, Window, estimate_cells};
-use crate::store;
+use crate::store::{self, Store};
 use crate::validate::Catalogs;
 use crate::{CollectorError, PeriodClock};
 use hush_report::{civil_from_days, days_from_civil};
@@ -256,7 +255,7 @@ pub fn rows_bytes(format: Format, rows: &[EstimateRow]) -> Result<Vec<u8>, Colle
 /// the weeks and months wholly closed and inside the range, pooled from the
 /// stored reports (daily periods only); then does what [`export_cells`] does.
 pub fn export(
-    conn: &Connection,
+    db: &mut dyn Store,
     catalogs: &Catalogs,
     options: &ExportOptions,
     windows: &[Window],
@@ -265,7 +264,7 @@ pub fn export(
 ) -> Result<ExportSummary, CollectorError> {
     check_range(options)?;
     let cells = if windows.contains(&Window::Day) {
-        store::released_cells(conn, clock, options.from, options.to)?
+        store::released_cells(db, clock, options.from, options.to)?
     } else {
         Vec::new()
     };
@@ -273,7 +272,7 @@ pub fn export(
     for window in [Window::Week, Window::Month] {
         if windows.contains(&window) && options.period_seconds == 86_400 {
             let (rows, _) = crate::estimate::released_rows(
-                conn,
+                db,
                 catalogs,
                 clock,
                 window,

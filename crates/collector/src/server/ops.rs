@@ -11,12 +11,11 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
-use rusqlite::Connection;
 
 use super::{AppState, refuse};
 use crate::ingest::NotReady;
 use crate::metrics::{ClosedPeriod, Metrics, Snapshot};
-use crate::store::{self, Principal};
+use crate::store::{Principal, Store};
 use crate::validate::{Catalogs, category};
 use crate::{CollectorConfig, CollectorError, PeriodClock};
 
@@ -166,27 +165,23 @@ async fn metrics(State(state): State<AppState>) -> Response {
 /// The scrape-time figures: file sizes, and the last closed period's
 /// figures (`cached` if they are that period's).
 fn snapshot(
-    conn: &Connection,
+    db: &mut dyn Store,
     catalogs: &Catalogs,
     config: &CollectorConfig,
     cached: Option<ClosedPeriod>,
 ) -> Result<Snapshot, CollectorError> {
-    let size = |path: &std::path::Path| std::fs::metadata(path).map_or(0, |m| m.len());
-    let mut wal = config.database.clone().into_os_string();
-    wal.push("-wal");
     let clock = config.clock();
     let last_closed = match clock.last_closed() {
         Some(last) => match cached.filter(|c| c.period == last) {
             Some(c) => Some(c),
-            None => Some(closed_period(conn, catalogs, config, &clock, last)?),
+            None => Some(closed_period(db, catalogs, config, &clock, last)?),
         },
         None => None,
     };
     Ok(Snapshot {
         queue_depth: 0,
         queue_capacity: 0,
-        database_bytes: size(&config.database),
-        wal_bytes: size(std::path::Path::new(&wal)),
+        sizes: db.sizes(),
         last_closed,
     })
 }
@@ -194,14 +189,14 @@ fn snapshot(
 /// The figures of closed period `last`: devices, cells released and
 /// withheld (as `/v1/estimates` releases them), and devices per agent version.
 fn closed_period(
-    conn: &Connection,
+    db: &mut dyn Store,
     catalogs: &Catalogs,
     config: &CollectorConfig,
     clock: &PeriodClock,
     last: u32,
 ) -> Result<ClosedPeriod, CollectorError> {
     let (rows, withheld) = crate::estimate::released_rows(
-        conn,
+        db,
         catalogs,
         clock,
         crate::estimate::Window::Day,
@@ -224,7 +219,7 @@ fn closed_period(
             )
         })
         .collect();
-    let reports = store::stored_reports(conn, last, last)?;
+    let reports = db.stored_reports(last, last)?;
     Ok(ClosedPeriod {
         period: last,
         devices: reports.len() as u64,

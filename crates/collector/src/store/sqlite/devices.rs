@@ -5,48 +5,21 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::finish;
 use crate::CollectorError;
-use crate::tokens::{TokenKind, token_hash};
+use crate::store::{DeviceRow, Principal};
+use crate::tokens::token_hash;
 
-/// Who a bearer token belongs to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Principal {
-    /// A device, with its id and cohort.
-    Device {
-        /// Internal device id.
-        id: i64,
-        /// Cohort name (e.g. a team), used to split estimates.
-        cohort: String,
-    },
-    /// An administrator.
-    Admin,
-}
-
-/// Stores a new token's hash; device tokens carry a cohort.
-pub fn add_token(
-    conn: &Connection,
-    kind: TokenKind,
-    token: &str,
-    cohort: &str,
-    now: i64,
-) -> Result<(), CollectorError> {
-    let hash = token_hash(token);
-    match kind {
-        TokenKind::Device => {
-            add_device(conn, token, cohort, now, false)?;
-        }
-        TokenKind::Admin => {
-            conn.execute(
-                "INSERT INTO admins (token_hash, created_at) VALUES (?1, ?2)",
-                params![&hash[..], now],
-            )?;
-        }
-    }
+/// Stores a new admin token's hash.
+pub(super) fn add_admin(conn: &Connection, token: &str, now: i64) -> Result<(), CollectorError> {
+    conn.execute(
+        "INSERT INTO admins (token_hash, created_at) VALUES (?1, ?2)",
+        params![&token_hash(token)[..], now],
+    )?;
     Ok(())
 }
 
 /// Stores a new device token's hash and returns the device's id; `loadgen`
 /// marks the devices the load generator mints for itself.
-pub fn add_device(
+pub(super) fn add_device(
     conn: &Connection,
     token: &str,
     cohort: &str,
@@ -62,7 +35,11 @@ pub fn add_device(
 }
 
 /// Revokes a token; returns whether it existed.
-pub fn revoke_token(conn: &Connection, token: &str, now: i64) -> Result<bool, CollectorError> {
+pub(super) fn revoke_token(
+    conn: &Connection,
+    token: &str,
+    now: i64,
+) -> Result<bool, CollectorError> {
     let hash = token_hash(token);
     let n = conn.execute(
         "UPDATE devices SET revoked_at = ?2 WHERE token_hash = ?1 AND revoked_at IS NULL",
@@ -75,7 +52,11 @@ pub fn revoke_token(conn: &Connection, token: &str, now: i64) -> Result<bool, Co
 }
 
 /// Revokes devices by id (the load generator's own, when it ends).
-pub fn revoke_devices(conn: &Connection, ids: &[i64], now: i64) -> Result<(), CollectorError> {
+pub(super) fn revoke_devices(
+    conn: &Connection,
+    ids: &[i64],
+    now: i64,
+) -> Result<(), CollectorError> {
     conn.execute_batch("BEGIN IMMEDIATE")?;
     let done = (|| {
         let mut update = conn.prepare_cached(
@@ -90,20 +71,15 @@ pub fn revoke_devices(conn: &Connection, ids: &[i64], now: i64) -> Result<(), Co
 }
 
 /// How many devices were not minted by the load generator, revoked or not.
-pub fn real_devices(conn: &Connection) -> Result<u64, CollectorError> {
+pub(super) fn real_devices(conn: &Connection) -> Result<u64, CollectorError> {
     let n: i64 = conn.query_row("SELECT COUNT(*) FROM devices WHERE loadgen = 0", [], |r| {
         r.get(0)
     })?;
     Ok(n as u64)
 }
 
-/// The principal a token authenticates, if it is known and not revoked.
-pub fn principal(conn: &Connection, token: &str) -> Result<Option<Principal>, CollectorError> {
-    principal_by_hash(conn, &token_hash(token))
-}
-
 /// The principal of a token's hash, if it is known and not revoked.
-pub fn principal_by_hash(
+pub(super) fn principal_by_hash(
     conn: &Connection,
     hash: &[u8; 32],
 ) -> Result<Option<Principal>, CollectorError> {
@@ -131,8 +107,8 @@ pub fn principal_by_hash(
 /// The cohort of a device that exists, is not revoked, and still holds the
 /// token with this hash; `None` otherwise. An id SQLite reused after the
 /// newest device was erased belongs to the new device only, whatever an old
-/// token's holder presents.
-pub fn device_cohort(
+/// token's holder presents. The writer calls it for every upload.
+pub(crate) fn device_cohort(
     conn: &Connection,
     device: i64,
     hash: &[u8; 32],
@@ -145,22 +121,12 @@ pub fn device_cohort(
         .optional()?)
 }
 
-/// A device row as the device directory reads it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeviceRow {
-    /// The `devices` table's id.
-    pub id: i64,
-    /// The SHA-256 of its token.
-    pub token_hash: [u8; 32],
-    /// Its cohort.
-    pub cohort: String,
-    /// Not revoked.
-    pub active: bool,
-}
-
 /// The devices with an id above `after`, revoked ones included (so a reader
 /// can move past them for good: a revocation is final).
-pub fn devices_after(conn: &Connection, after: i64) -> Result<Vec<DeviceRow>, CollectorError> {
+pub(super) fn devices_after(
+    conn: &Connection,
+    after: i64,
+) -> Result<Vec<DeviceRow>, CollectorError> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, token_hash, cohort, revoked_at IS NULL FROM devices WHERE id > ?1",
     )?;
@@ -186,4 +152,26 @@ pub fn devices_after(conn: &Connection, after: i64) -> Result<Vec<DeviceRow>, Co
         });
     }
     Ok(out)
+}
+
+/// Stores the load generator's devices in one write transaction, after
+/// counting the real ones in the same transaction.
+pub(super) fn mint_loadgen_devices(
+    conn: &Connection,
+    tokens: &[String],
+    now: i64,
+) -> Result<Result<Vec<i64>, u64>, CollectorError> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let minted = (|| {
+        let real = real_devices(conn)?;
+        if real > 0 {
+            return Ok(Err(real));
+        }
+        tokens
+            .iter()
+            .map(|token| add_device(conn, token, "loadgen", now, true))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Ok)
+    })();
+    finish(conn, minted)
 }
