@@ -274,12 +274,17 @@ pub fn run(
     // device and period, all within the grace window, so none conflicts.
     let catalog = Catalog::builtin();
     let (base, extra) = (plan.reports / devices, plan.reports % devices);
-    let mut jobs: Vec<(usize, Vec<Report>)> = Vec::new();
+    let mut jobs: Vec<Job> = Vec::new();
     for d in 0..devices {
         let count = (base + u64::from(d < extra)) as u32;
         let mine = device_reports(config, &catalog, current, d, count, &mut rng)?;
         for chunk in mine.chunks(plan.batch) {
-            jobs.push((d as usize, chunk.to_vec()));
+            // Encoded before the clock starts: the run measures the collector.
+            jobs.push(Job {
+                device: d as usize,
+                body: Report::encode_batch(chunk),
+                ids: chunk.iter().map(|r| r.id().to_string()).collect(),
+            });
         }
     }
     // Devices upload in no particular order; sent in the order they were
@@ -405,11 +410,18 @@ fn mint(
     }
 }
 
+/// One upload request: a device's reports, encoded, and their ids.
+struct Job {
+    device: usize,
+    body: Vec<u8>,
+    ids: Vec<String>,
+}
+
 /// Sends the jobs with `plan.concurrency` clients.
 fn upload(
     plan: &LoadPlan,
     tokens: &[String],
-    jobs: Vec<(usize, Vec<Report>)>,
+    jobs: Vec<Job>,
     acked: Option<&mut (dyn Write + Send)>,
     progress: &(dyn Fn(u64) + Sync),
     stop: &AtomicBool,
@@ -438,9 +450,10 @@ fn upload(
                         break;
                     }
                     let next = jobs.lock().ok().and_then(|mut j| j.next());
-                    let Some((device, reports)) = next else { break };
-                    let n = reports.len() as u64;
-                    let body = Report::encode_batch(&reports);
+                    let Some(Job { device, body, ids }) = next else {
+                        break;
+                    };
+                    let n = ids.len() as u64;
                     let give_up = plan.retry_for.map(|d| Instant::now() + d);
                     let response = loop {
                         let url =
@@ -482,8 +495,8 @@ fn upload(
                             if let Ok(mut guard) = acked.lock()
                                 && let Some(w) = guard.as_mut()
                             {
-                                for rep in &reports {
-                                    let _ = writeln!(w, "{}", rep.id());
+                                for id in &ids {
+                                    let _ = writeln!(w, "{id}");
                                 }
                                 let _ = w.flush();
                             }
@@ -500,7 +513,7 @@ fn upload(
     let seconds = start.elapsed().as_secs_f64();
     let unsent: u64 = jobs
         .lock()
-        .map(|mut j| j.by_ref().map(|(_, r)| r.len() as u64).sum())
+        .map(|mut j| j.by_ref().map(|job| job.ids.len() as u64).sum())
         .unwrap_or(0);
     let accepted = accepted.into_inner();
     let duplicates = duplicates.into_inner();

@@ -16,31 +16,28 @@ use crate::store::postgres::conn::PgConn;
 use crate::store::postgres::{CELL_ROWS, CellArrays};
 use crate::validate::{Rejection, category};
 
-/// The devices of a group that still exist, are not revoked and hold the
-/// token their upload came with; locked until the commit, so an erasure or
-/// a revocation waits for the group and nothing is stored after either
-/// has returned.
-const DEVICES: &str = "SELECT d.id, d.cohort FROM unnest($1::int8[], $2::bytea[]) AS t(id, hash)
-     JOIN devices d ON d.id = t.id AND d.token_hash = t.hash AND d.revoked_at IS NULL
-     ORDER BY d.id FOR SHARE OF d";
+/// Opens a group's transaction. The table lock (in memory, no row written)
+/// is held to the commit and conflicts with the `EXCLUSIVE` lock that
+/// revocation and erasure take, so either waits for the groups in flight,
+/// and no report is stored after it has returned.
+const BEGIN: &str = "BEGIN; LOCK TABLE devices IN ROW SHARE MODE";
 
-/// Inserts a round's reports in id order and says, per id, whether this
-/// statement stored it (`holder` NULL) or which device held it already.
-/// An id in neither part lost a race this statement's snapshot cannot see,
-/// or its (device, period) was taken: [`HOLDERS`] tells which.
-const INSERT: &str = "WITH input AS (
-        SELECT * FROM unnest($1::bytea[], $2::int8[], $3::int8[], $4::bytea[]) AS t(id, device, period, body)
-     ), ins AS (
-        INSERT INTO reports (id, device, period, body)
-        SELECT id, device, period, body FROM input ORDER BY id
-        ON CONFLICT DO NOTHING
-        RETURNING id
-     )
-     SELECT id, NULL::int8 AS holder FROM ins
-     UNION ALL
-     SELECT i.id, r.device FROM input i JOIN reports r ON r.id = i.id";
+/// A group's devices that still exist and are not revoked, with their token
+/// hashes (each upload's must match); `= ANY` is an index probe.
+const DEVICES: &str =
+    "SELECT id, cohort, token_hash FROM devices WHERE id = ANY($1) AND revoked_at IS NULL";
 
-/// Who holds these ids now (a new statement, so a new snapshot).
+/// Inserts a round's reports in id order and returns the ids it stored.
+/// The others were held already, or their (device, period) was: [`HOLDERS`]
+/// tells which (they are few, so no id is probed twice in the common case).
+const INSERT: &str = "INSERT INTO reports (id, device, period, body)
+     SELECT * FROM unnest($1::bytea[], $2::int8[], $3::int8[], $4::bytea[]) AS t(id, device, period, body)
+     ORDER BY id
+     ON CONFLICT DO NOTHING
+     RETURNING id";
+
+/// Who holds these ids now (a new statement, so a new snapshot: it sees a
+/// holder that committed while the insert waited on its index entry).
 const HOLDERS: &str = "SELECT id, device FROM reports WHERE id = ANY($1)";
 
 /// Takes a refused upload's reports out again.
@@ -72,6 +69,11 @@ impl Session {
     fn connect(url: &str) -> Result<Session, CollectorError> {
         let mut conn = PgConn::connect(url)?;
         let [devices, insert, holders, undo, cells] = conn.run(|c| async move {
+            // Every statement here finds rows by key. A plan made while a
+            // table was small (a sequential scan) would otherwise be kept by
+            // the prepared statement as the table grows, and each group
+            // would then read the whole table.
+            c.batch_execute("SET enable_seqscan = off").await?;
             Ok([
                 c.prepare(DEVICES).await?,
                 c.prepare(INSERT).await?,
@@ -137,7 +139,7 @@ impl IngestBackend for PgIngest {
         let session = self.session()?;
         session
             .conn
-            .run(|c| async move { c.batch_execute("BEGIN").await })?;
+            .run(|c| async move { c.batch_execute(BEGIN).await })?;
         match group(session, uploads) {
             Ok(results) => {
                 session
@@ -215,16 +217,28 @@ fn group(
     }
     let rounds = rounds(uploads, &sends);
 
-    // The devices, checked and locked (against erasure) at once.
-    let (ids, hashes): (Vec<i64>, Vec<Vec<u8>>) =
-        uploads.iter().map(|u| (u.device, u.token.to_vec())).unzip();
+    // The devices, each with the token its upload came with.
+    let ids: Vec<i64> = uploads.iter().map(|u| u.device).collect();
     let statement = &session.devices;
     let rows = session
         .conn
-        .run(|c| async move { c.query(statement, &[&ids, &hashes]).await })?;
-    let cohorts: HashMap<i64, String> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        .run(|c| async move { c.query(statement, &[&ids]).await })?;
+    let devices: HashMap<i64, (String, Vec<u8>)> = rows
+        .iter()
+        .map(|r| (r.get(0), (r.get(1), r.get(2))))
+        .collect();
+    let cohorts: HashMap<i64, String> = uploads
+        .iter()
+        .filter_map(|u| {
+            let (cohort, hash) = devices.get(&u.device)?;
+            (hash[..] == u.token[..]).then(|| (u.device, cohort.clone()))
+        })
+        .collect();
     for (u, upload) in uploads.iter().enumerate() {
-        if !cohorts.contains_key(&upload.device) && standing[u].rejected.is_none() {
+        let holds_token = devices
+            .get(&upload.device)
+            .is_some_and(|(_, hash)| hash[..] == upload.token[..]);
+        if !holds_token && standing[u].rejected.is_none() {
             standing[u].rejected = Some(Rejection::new(
                 401,
                 category::UNKNOWN_TOKEN,
@@ -342,7 +356,7 @@ fn insert_round(
     // id -> None (stored now) or Some(holder).
     let mut found: HashMap<Vec<u8>, Option<i64>> = rows
         .iter()
-        .map(|r| (r.get::<_, Vec<u8>>(0), r.get::<_, Option<i64>>(1)))
+        .map(|r| (r.get::<_, Vec<u8>>(0), None))
         .collect();
     let unsettled: Vec<Vec<u8>> = ids
         .iter()

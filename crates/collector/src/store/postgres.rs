@@ -263,6 +263,11 @@ fn key_from(row: &Row) -> Result<CellKey, CollectorError> {
     })
 }
 
+/// Taken by revocation and erasure for their transaction: it waits for
+/// every writer's group in flight (which hold `ROW SHARE` on `devices`) and
+/// holds new ones off until the commit.
+const STOP_WRITERS: &str = "LOCK TABLE devices IN EXCLUSIVE MODE";
+
 const CELL_COLUMNS: &str = "catalog, metric, period, cohort, epsilon_bits, epsilon_perm_bits, kind, reports, counts, sums::text[]";
 
 /// The order `all_cells` returns, the same as SQLite's: cohorts compare
@@ -412,18 +417,22 @@ impl Store for PgStore {
     fn revoke_token(&mut self, token: &str, now: i64) -> Result<bool, CollectorError> {
         let hash = token_hash(token).to_vec();
         let n = self.conn()?.run(|c| async move {
-            let devices = c
+            let tx = c.transaction().await?;
+            // Waits for the writers' groups in flight (see ingest/postgres.rs).
+            tx.batch_execute(STOP_WRITERS).await?;
+            let devices = tx
                 .execute(
                     "UPDATE devices SET revoked_at = $2 WHERE token_hash = $1 AND revoked_at IS NULL",
                     &[&hash, &now],
                 )
                 .await?;
-            let admins = c
+            let admins = tx
                 .execute(
                     "UPDATE admins SET revoked_at = $2 WHERE token_hash = $1 AND revoked_at IS NULL",
                     &[&hash, &now],
                 )
                 .await?;
+            tx.commit().await?;
             Ok(devices + admins)
         })?;
         Ok(n > 0)
@@ -432,11 +441,14 @@ impl Store for PgStore {
     fn revoke_devices(&mut self, ids: &[i64], now: i64) -> Result<(), CollectorError> {
         let ids = ids.to_vec();
         self.conn()?.run(|c| async move {
-            c.execute(
+            let tx = c.transaction().await?;
+            tx.batch_execute(STOP_WRITERS).await?;
+            tx.execute(
                 "UPDATE devices SET revoked_at = $2 WHERE id = ANY($1) AND revoked_at IS NULL",
                 &[&ids, &now],
             )
-            .await
+            .await?;
+            tx.commit().await
         })?;
         Ok(())
     }
@@ -693,8 +705,9 @@ impl Store for PgStore {
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&schema::RESEAL_LOCK])
                 .await
                 .map_err(db)?;
-            // The device's row first, locked, as the writer locks it: an
-            // upload in flight either stored before this or finds it gone.
+            // Then the writers' groups in flight finish first: an upload
+            // either stored before this or finds the device gone.
+            tx.batch_execute(STOP_WRITERS).await.map_err(db)?;
             let found = tx
                 .query_opt(
                     "SELECT id, cohort FROM devices WHERE token_hash = $1 OR id = $2 FOR UPDATE",

@@ -42,14 +42,31 @@ CREATE TABLE reports (
 ALTER TABLE reports ALTER COLUMN id SET STATISTICS 0;
 ALTER TABLE reports ALTER COLUMN body SET STATISTICS 0;
 
--- Element-wise sums of two arrays of one length; arrays of two lengths give
--- NULLs, which the cells' CHECK refuses.
+-- Element-wise sums of two arrays of one length (an error otherwise). PL/pgSQL,
+-- whose plans live as long as the session: a SQL function is planned again at
+-- every call, which cost a quarter of the server's time under load.
 CREATE FUNCTION hush_add(a bigint[], b bigint[]) RETURNS bigint[]
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    AS $$ SELECT coalesce(array_agg(x + y ORDER BY i), '{}') FROM unnest(a, b) WITH ORDINALITY t(x, y, i) $$;
+    LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
+BEGIN
+    IF cardinality(a) <> cardinality(b) THEN
+        RAISE EXCEPTION 'hush_add: % and % elements', cardinality(a), cardinality(b);
+    END IF;
+    FOR i IN 1 .. cardinality(a) LOOP
+        a[i] := a[i] + b[i];
+    END LOOP;
+    RETURN a;
+END $$;
 CREATE FUNCTION hush_add(a numeric[], b numeric[]) RETURNS numeric[]
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    AS $$ SELECT coalesce(array_agg(x + y ORDER BY i), '{}') FROM unnest(a, b) WITH ORDINALITY t(x, y, i) $$;
+    LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
+BEGIN
+    IF cardinality(a) <> cardinality(b) THEN
+        RAISE EXCEPTION 'hush_add: % and % elements', cardinality(a), cardinality(b);
+    END IF;
+    FOR i IN 1 .. cardinality(a) LOOP
+        a[i] := a[i] + b[i];
+    END LOOP;
+    RETURN a;
+END $$;
 
 -- The mergeable statistics of each (catalog, metric, period, cohort, terms).
 -- kind 0 (frequency): counts = the support counts, sums = {}.
