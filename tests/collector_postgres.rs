@@ -402,6 +402,113 @@ fn two_collectors_share_the_load_and_one_killed_loses_nothing_acknowledged() {
 
 #[test]
 #[ignore = "needs PostgreSQL (Debian's postgresql; installed by .ci/run)"]
+fn postgres_restarted_under_load_loses_nothing_acknowledged() {
+    let mut cluster = PgCluster::start();
+    let url = cluster.create_db();
+    let a = Collector::start_on(&url, "");
+    let b = Collector::start_on(&url, "");
+    let acked_file = a.dir.path().join("acked");
+    // The load generator resends after a 503 or no answer, as agents do.
+    let load = hush()
+        .args(["collector", "loadgen", "--config"])
+        .arg(a.config())
+        .args([
+            "--url",
+            &a.url,
+            "--url",
+            &b.url,
+            "--reports",
+            "16000",
+            "--batch",
+            "20",
+            "--concurrency",
+            "8",
+            "--retry-for",
+            "60",
+            "--acked",
+        ])
+        .arg(&acked_file)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acked(&acked_file).len() < 2_000 {
+        assert!(
+            Instant::now() < deadline,
+            "the load never reached 2,000 acknowledgements"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let token = a.token(&[]);
+    // A crash of the server, not a clean shutdown.
+    cluster.stop("immediate");
+    let agent = client();
+    let started = Instant::now();
+    let ready = agent.get(format!("{}/readyz", b.url)).call().unwrap();
+    assert_eq!(
+        ready.status().as_u16(),
+        503,
+        "readyz while the database is down"
+    );
+    let body = Report::encode_batch(&[report(&Catalog::builtin(), today(), 2.0, 1)]);
+    let (status, text) = upload(&agent, &a.url, Some(&token), &body);
+    assert_eq!(status, 503, "{text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(12),
+        "answered in {:?}",
+        started.elapsed()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    cluster.resume();
+    let out = load.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("16000 reports acknowledged") && said.contains("0 failed"),
+        "{said}"
+    );
+    // Every acknowledged report is stored once, and the cells are their sum.
+    let mut db = open(&Database::parse(&url));
+    let stored: std::collections::BTreeSet<String> = db
+        .stored_reports(0, u32::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|(_, _, _, r)| r.id().to_string())
+        .collect();
+    let acks = acked(&acked_file);
+    assert_eq!(acks.len(), 16_000);
+    assert!(
+        acks.keys().all(|id| stored.contains(id)),
+        "an acknowledged report is missing"
+    );
+    assert_eq!(db.report_count().unwrap(), 16_000);
+    let recount = store::recount_cells(db.as_mut(), &Catalogs::builtin()).unwrap();
+    let cells: BTreeMap<_, _> = db.all_cells(None, None).unwrap().into_iter().collect();
+    assert_eq!(cells, recount);
+    // No answer was a 500: every failure was a storage refusal (503).
+    for c in [&a, &b] {
+        let metrics = agent
+            .get(format!("{}/metrics", c.url))
+            .header(
+                "Authorization",
+                &format!("Bearer {}", c.token(&["--admin"])),
+            )
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap();
+        assert!(
+            !metrics
+                .lines()
+                .any(|l| l.contains("reason=\"internal\"") && !l.ends_with(" 0")),
+            "{metrics}"
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs PostgreSQL (Debian's postgresql; installed by .ci/run)"]
 fn a_closed_periods_reports_are_resealed_in_id_order() {
     let mut cluster = PgCluster::start();
     let url = cluster.create_db();

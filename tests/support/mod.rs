@@ -38,13 +38,7 @@ pub struct Collector {
 impl Collector {
     /// Starts `hush collector serve` with extra config lines.
     pub fn start(extra_config: &str) -> Collector {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("collector.toml"),
-            format!("listen = \"127.0.0.1:0\"\ndatabase = \"collector.sqlite\"\n{extra_config}"),
-        )
-        .unwrap();
-        Self::start_in(dir)
+        Self::start_on("collector.sqlite", extra_config)
     }
 
     /// Starts `hush collector serve` on `database` (a path, or a PostgreSQL
