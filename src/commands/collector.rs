@@ -365,8 +365,7 @@ pub fn migrate(args: &MigrateArgs) -> anyhow::Result<ExitCode> {
     let to = store::Database::parse(&args.to);
     let store::Database::Postgres(url) = &to else {
         return Err(super::Usage(format!(
-            "--to must be a postgres:// or postgresql:// URL, not {}",
-            args.to
+            "--to must be a postgres:// or postgresql:// URL, not {to}"
         ))
         .into());
     };
@@ -381,7 +380,7 @@ pub fn migrate(args: &MigrateArgs) -> anyhow::Result<ExitCode> {
     .map_err(usage)?;
     bar.finish_and_clear();
     println!(
-        "copied {} devices, {} admin tokens, {} range revisions, {} reports and {} cells from {} to {to}; checked before commit. Set database = \"{to}\" (with its password, or a password file) and start the collectors.",
+        "copied {} devices, {} admin tokens, {} range revisions, {} reports and {} cells from {} to {to}; checked before commit. Set database = \"{to}\" (its password in the URL or in HUSH_DATABASE_PASSWORD) and start the collectors.",
         done.devices,
         done.admins,
         done.ranges,

@@ -40,7 +40,8 @@ pub enum Database {
 impl Database {
     /// Reads the `database` setting or `--database` flag.
     pub fn parse(text: &str) -> Database {
-        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+        let scheme = text.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+        if matches!(scheme.as_deref(), Some("postgres" | "postgresql")) {
             Database::Postgres(text.to_owned())
         } else {
             Database::Sqlite(PathBuf::from(text))
@@ -496,6 +497,7 @@ mod tests {
             "postgres://hush@%2Frun%2Fpg/db"
         );
         for url in [
+            "PostgreSQL://hush:s3cret@db/hush",
             "postgres://hush@db/hush?password=s3cret&sslmode=require",
             "postgres://hush:s3/c?ret@db/hush",
             "postgresql://hush:s3cret@db/hush?application_name=a@b",
@@ -506,7 +508,7 @@ mod tests {
                 "{shown}"
             );
             assert!(
-                shown.starts_with("postgres") && shown.contains("***"),
+                shown.to_lowercase().starts_with("postgres") && shown.contains("***"),
                 "{shown}"
             );
         }

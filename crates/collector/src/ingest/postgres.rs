@@ -137,48 +137,50 @@ impl IngestBackend for PgIngest {
         uploads: &[Upload],
     ) -> Result<Vec<Result<Outcome, Rejection>>, CollectorError> {
         let session = self.session()?;
-        session
-            .conn
-            .run(|c| async move { c.batch_execute(BEGIN).await })?;
-        match group(session, uploads) {
-            Ok(results) => {
-                session
-                    .conn
-                    .run(|c| async move { c.batch_execute("COMMIT").await })?;
-                Ok(results)
-            }
-            Err(e) => {
-                // If the connection is gone, the server rolled back already.
-                let _ = session
-                    .conn
-                    .run(|c| async move { c.batch_execute("ROLLBACK").await });
-                Err(e)
-            }
+        let done = (|| {
+            session
+                .conn
+                .run(|c| async move { c.batch_execute(BEGIN).await })?;
+            let results = group(session, uploads)?;
+            session
+                .conn
+                .run(|c| async move { c.batch_execute("COMMIT").await })?;
+            Ok(results)
+        })();
+        if done.is_err() {
+            // Whatever failed (a lock wait, a statement, the connection),
+            // the session may be left inside an aborted transaction, where
+            // every later statement fails: the next group starts on a new
+            // connection, and the server rolls this one back when it closes.
+            self.session = None;
         }
+        done
     }
 
     fn probe(&mut self, after_failure: bool) -> Result<(), String> {
         let session = self.session().map_err(|e| e.to_string())?;
-        let standby: bool = session
-            .conn
-            .run(
-                |c| async move { Ok(c.query_one("SELECT pg_is_in_recovery()", &[]).await?.get(0)) },
-            )
-            .map_err(|e| e.to_string())?;
-        if standby {
-            return Err("the database is a standby (read-only)".into());
-        }
-        if after_failure {
-            // A durable commit record that writes no table.
-            session
-                .conn
-                .run(|c| async move {
+        let answer = (|| {
+            let standby: bool = session.conn.run(|c| async move {
+                Ok(c.query_one("SELECT pg_is_in_recovery()", &[]).await?.get(0))
+            })?;
+            if standby {
+                return Err(CollectorError::Postgres(
+                    "the database is a standby (read-only)".into(),
+                ));
+            }
+            if after_failure {
+                // A durable commit record that writes no table.
+                session.conn.run(|c| async move {
                     c.batch_execute("BEGIN; SELECT pg_current_xact_id(); COMMIT")
                         .await
-                })
-                .map_err(|e| e.to_string())?;
+                })?;
+            }
+            Ok(())
+        })();
+        if answer.is_err() {
+            self.session = None;
         }
-        Ok(())
+        answer.map_err(|e| e.to_string())
     }
 
     fn tidy(&mut self) -> bool {

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use rusqlite::Connection;
 
-use super::postgres::conn::PgConn;
+use super::postgres::conn::{MAINTENANCE_TIMEOUT, PgConn};
 use super::postgres::{CELL_ROWS, CellArrays, PgStore, read_cells};
 use super::sqlite;
 use crate::CollectorError;
@@ -82,7 +82,11 @@ fn copy(
             "the PostgreSQL database already holds collector data; migrate into a new, empty database".into(),
         ));
     }
-    target.run(|c| async move { c.batch_execute("BEGIN").await })?;
+    // A large copy may sit between statements while the source is read.
+    target.run(|c| async move {
+        c.batch_execute("SET idle_in_transaction_session_timeout = 0; BEGIN")
+            .await
+    })?;
     match fill(source, target, progress) {
         Ok(done) => {
             target.run(|c| async move { c.batch_execute("COMMIT").await })?;
@@ -204,7 +208,7 @@ fn fill(
             "the copy does not hold the source's reports and devices".into(),
         ));
     }
-    if read_cells(target, None, None)? != cells {
+    if read_cells(target, None, None, MAINTENANCE_TIMEOUT)? != cells {
         return Err(CollectorError::Internal(
             "the copied cells differ from the source's".into(),
         ));

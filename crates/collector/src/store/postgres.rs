@@ -318,9 +318,10 @@ pub(crate) fn read_cells(
     conn: &mut PgConn,
     from_period: Option<u32>,
     to_period: Option<u32>,
+    limit: std::time::Duration,
 ) -> Result<Vec<(CellKey, CellState)>, CollectorError> {
     let (sql, [lo, hi]) = cells_query(from_period, to_period);
-    let rows = conn.run(|c| async move { c.query(&sql, &[&lo, &hi]).await })?;
+    let rows = conn.run_for(limit, |c| async move { c.query(&sql, &[&lo, &hi]).await })?;
     cells_from(&rows)
 }
 
@@ -599,7 +600,7 @@ impl Store for PgStore {
         from_period: Option<u32>,
         to_period: Option<u32>,
     ) -> Result<Vec<(CellKey, CellState)>, CollectorError> {
-        read_cells(self.conn()?, from_period, to_period)
+        read_cells(self.conn()?, from_period, to_period, conn::CALL_TIMEOUT)
     }
 
     fn stored_reports(&mut self, from: u32, to: u32) -> Result<Vec<StoredReport>, CollectorError> {
@@ -674,6 +675,7 @@ impl Store for PgStore {
             .conn()?
             .run_for(conn::MAINTENANCE_TIMEOUT, |c| async move {
                 let tx = c.transaction().await?;
+                tx.batch_execute(conn::MAINTENANCE_LOCKS).await?;
                 // After a reseal in progress, whose copies a delete would miss.
                 tx.execute("SELECT pg_advisory_xact_lock($1)", &[&schema::RESEAL_LOCK])
                     .await?;
@@ -698,20 +700,38 @@ impl Store for PgStore {
             DeviceRef::Token(t) => (Some(token_hash(t).to_vec()), None),
             DeviceRef::Id(id) => (None, Some(*id)),
         };
-        let erased = self.conn()?.run_with(|c| async move {
+        // First, briefly, the device is revoked, after the writers' groups
+        // in flight: from then on no upload of it is stored, so the long
+        // transaction below need not hold the writers off. (If that one
+        // fails, the device stays revoked until the erasure is run again.)
+        let found: Option<i64> = self.conn()?.run(|c| async move {
+            let tx = c.transaction().await?;
+            tx.batch_execute(STOP_WRITERS).await?;
+            let row = tx
+                .query_opt(
+                    "UPDATE devices SET revoked_at = coalesce(revoked_at, 0)
+                     WHERE token_hash = $1 OR id = $2 RETURNING id",
+                    &[&by_token, &by_id],
+                )
+                .await?;
+            tx.commit().await?;
+            Ok(row.map(|r| r.get(0)))
+        })?;
+        let Some(device) = found else {
+            return Ok(None);
+        };
+        let erased = self.conn()?.run_with_for(conn::MAINTENANCE_TIMEOUT, |c| async move {
             let tx = c.transaction().await.map_err(db)?;
+            tx.batch_execute(conn::MAINTENANCE_LOCKS).await.map_err(db)?;
             // After a reseal in progress: its copies of the device's reports
             // are invisible to this transaction's delete.
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&schema::RESEAL_LOCK])
                 .await
                 .map_err(db)?;
-            // Then the writers' groups in flight finish first: an upload
-            // either stored before this or finds the device gone.
-            tx.batch_execute(STOP_WRITERS).await.map_err(db)?;
             let found = tx
                 .query_opt(
-                    "SELECT id, cohort FROM devices WHERE token_hash = $1 OR id = $2 FOR UPDATE",
-                    &[&by_token, &by_id],
+                    "SELECT id, cohort FROM devices WHERE id = $1 FOR UPDATE",
+                    &[&device],
                 )
                 .await
                 .map_err(db)?;

@@ -22,9 +22,13 @@ pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// The environment variable a URL without a password takes its password from.
 pub const PASSWORD_VARIABLE: &str = "HUSH_DATABASE_PASSWORD";
 
-/// How long maintenance (reseal, prune, vacuum) may take: it works through
-/// a whole period's reports at once.
+/// How long maintenance (reseal, prune, erasure, vacuum, migration) may
+/// take: it works through a whole period's reports at once.
 pub(crate) const MAINTENANCE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Lets a maintenance transaction wait for another's lock (a reseal in
+/// progress) as long as it may run, instead of the session's 5 s.
+pub(crate) const MAINTENANCE_LOCKS: &str = "SET LOCAL lock_timeout = '600s'";
 
 /// How long connecting may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -150,17 +154,30 @@ impl PgConn {
         F: FnOnce(&'c mut Client) -> Fut,
         Fut: Future<Output = Result<T, CollectorError>> + 'c,
     {
+        self.run_with_for(CALL_TIMEOUT, f)
+    }
+
+    /// As [`run_with`](Self::run_with), with another limit.
+    pub(crate) fn run_with_for<'c, T, F, Fut>(
+        &'c mut self,
+        limit: Duration,
+        f: F,
+    ) -> Result<T, CollectorError>
+    where
+        F: FnOnce(&'c mut Client) -> Fut,
+        Fut: Future<Output = Result<T, CollectorError>> + 'c,
+    {
         let Some(rt) = &self.rt else {
             unreachable!("the runtime is taken only by drop");
         };
         let call = f(&mut self.client);
-        match rt.block_on(async { tokio::time::timeout(CALL_TIMEOUT, call).await }) {
+        match rt.block_on(async { tokio::time::timeout(limit, call).await }) {
             Ok(result) => result,
             Err(_) => {
                 self.broken = true;
                 Err(CollectorError::Postgres(format!(
                     "the database did not answer within {} s",
-                    CALL_TIMEOUT.as_secs()
+                    limit.as_secs()
                 )))
             }
         }

@@ -125,13 +125,14 @@ pub(crate) fn check_settings(conn: &mut PgConn) -> Result<(), CollectorError> {
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
     };
-    if get("track_commit_timestamp") == Some("on") {
-        return Err(CollectorError::Refused(
+    // Fail closed: a setting that cannot be read counts as the unsafe value.
+    if get("track_commit_timestamp") != Some("off") {
+        return Err(CollectorError::Postgres(
             "the PostgreSQL server has track_commit_timestamp = on, which records when every stored report arrived; turn it off (it needs a restart) before running the collector on it".into(),
         ));
     }
-    if get("fsync") == Some("off") {
-        return Err(CollectorError::Refused(
+    if get("fsync") != Some("on") {
+        return Err(CollectorError::Postgres(
             "the PostgreSQL server has fsync = off, so a committed report could be lost in a crash and the collector's acknowledgements would not be durable; turn fsync on".into(),
         ));
     }
@@ -142,7 +143,11 @@ pub(crate) fn check_settings(conn: &mut PgConn) -> Result<(), CollectorError> {
     }
     let logs_statements = !matches!(get("log_statement"), Some("none" | "ddl") | None);
     let logs_durations = get("log_min_duration_statement").is_some_and(|v| v != "-1");
-    if logs_statements || logs_durations {
+    // Once per process: the maintenance tasks connect every minute.
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if (logs_statements || logs_durations)
+        && !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed)
+    {
         tracing::warn!(
             "the PostgreSQL server logs statements (log_statement or log_min_duration_statement), with their times and parameters (report and device ids); set them off for the collector's role, see the README's deployment section"
         );
