@@ -325,14 +325,17 @@ fn acked(path: &Path) -> BTreeMap<String, u32> {
     out
 }
 
-#[test]
-#[ignore = "needs PostgreSQL (Debian's postgresql; installed by .ci/run)"]
-fn two_collectors_share_the_load_and_one_killed_loses_nothing_acknowledged() {
-    let mut cluster = PgCluster::start();
-    let url = cluster.create_db();
-    let a = Collector::start_on(&url, "");
-    let b = Collector::start_on(&url, "");
+/// Starts `hush collector loadgen` sending `reports` across collectors `a`
+/// and `b` (resending after a 503 or no answer, as agents do), writing the
+/// acknowledged ids to a file in `a`'s directory; returns once 2,000 are
+/// acknowledged, with the process and the file.
+fn load_until_2000_acked(
+    a: &Collector,
+    b: &Collector,
+    reports: u32,
+) -> (std::process::Child, PathBuf) {
     let acked_file = a.dir.path().join("acked");
+    let reports = reports.to_string();
     let load = hush()
         .args(["collector", "loadgen", "--config"])
         .arg(a.config())
@@ -342,83 +345,7 @@ fn two_collectors_share_the_load_and_one_killed_loses_nothing_acknowledged() {
             "--url",
             &b.url,
             "--reports",
-            "12000",
-            "--batch",
-            "20",
-            "--concurrency",
-            "8",
-            "--retry-for",
-            "30",
-            "--acked",
-        ])
-        .arg(&acked_file)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while acked(&acked_file).len() < 2_000 {
-        assert!(
-            Instant::now() < deadline,
-            "the load never reached 2,000 acknowledgements"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // The acked file lives in its directory, which must outlive the test.
-    let _a_dir = a.kill();
-    let out = load.wait_with_output().unwrap();
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{said}");
-    assert!(
-        said.contains("12000 reports acknowledged") && said.contains("0 failed"),
-        "{said}"
-    );
-
-    // Every acknowledged report is stored exactly once, and the cells are
-    // the sum of the stored reports.
-    let database = Database::parse(&url);
-    let mut db = open(&database);
-    let stored: BTreeMap<String, i64> = db
-        .stored_reports(0, u32::MAX)
-        .unwrap()
-        .into_iter()
-        .map(|(device, _, _, r)| (r.id().to_string(), device))
-        .collect();
-    let acks = acked(&acked_file);
-    assert_eq!(acks.len(), 12_000);
-    assert!(
-        acks.keys().all(|id| stored.contains_key(id)),
-        "an acknowledged report is missing"
-    );
-    assert_eq!(
-        db.report_count().unwrap(),
-        12_000,
-        "a report stored twice or a stray one"
-    );
-    let recount = store::recount_cells(db.as_mut(), &Catalogs::builtin()).unwrap();
-    let cells: BTreeMap<_, _> = db.all_cells(None, None).unwrap().into_iter().collect();
-    assert_eq!(cells, recount);
-    drop(b);
-}
-
-#[test]
-#[ignore = "needs PostgreSQL (Debian's postgresql; installed by .ci/run)"]
-fn postgres_restarted_under_load_loses_nothing_acknowledged() {
-    let mut cluster = PgCluster::start();
-    let url = cluster.create_db();
-    let a = Collector::start_on(&url, "");
-    let b = Collector::start_on(&url, "");
-    let acked_file = a.dir.path().join("acked");
-    // The load generator resends after a 503 or no answer, as agents do.
-    let load = hush()
-        .args(["collector", "loadgen", "--config"])
-        .arg(a.config())
-        .args([
-            "--url",
-            &a.url,
-            "--url",
-            &b.url,
-            "--reports",
-            "16000",
+            &reports,
             "--batch",
             "20",
             "--concurrency",
@@ -439,6 +366,70 @@ fn postgres_restarted_under_load_loses_nothing_acknowledged() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    (load, acked_file)
+}
+
+/// Waits for the load to end, then checks that all `reports` were
+/// acknowledged, each stored exactly once, and that the cells are the sum
+/// of the stored reports.
+fn every_acknowledged_report_stored_once(
+    load: std::process::Child,
+    acked_file: &Path,
+    url: &str,
+    reports: usize,
+) {
+    let out = load.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains(&format!("{reports} reports acknowledged")) && said.contains("0 failed"),
+        "{said}"
+    );
+    let mut db = open(&Database::parse(url));
+    let stored: std::collections::BTreeSet<String> = db
+        .stored_reports(0, u32::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|(_, _, _, r)| r.id().to_string())
+        .collect();
+    let acks = acked(acked_file);
+    assert_eq!(acks.len(), reports);
+    assert!(
+        acks.keys().all(|id| stored.contains(id)),
+        "an acknowledged report is missing"
+    );
+    assert_eq!(
+        db.report_count().unwrap(),
+        reports as u64,
+        "a report stored twice or a stray one"
+    );
+    let recount = store::recount_cells(db.as_mut(), &Catalogs::builtin()).unwrap();
+    let cells: BTreeMap<_, _> = db.all_cells(None, None).unwrap().into_iter().collect();
+    assert_eq!(cells, recount);
+}
+
+#[test]
+#[ignore = "needs PostgreSQL (Debian's postgresql; installed by .ci/run)"]
+fn two_collectors_share_the_load_and_one_killed_loses_nothing_acknowledged() {
+    let mut cluster = PgCluster::start();
+    let url = cluster.create_db();
+    let a = Collector::start_on(&url, "");
+    let b = Collector::start_on(&url, "");
+    let (load, acked_file) = load_until_2000_acked(&a, &b, 12_000);
+    // The acked file lives in its directory, which must outlive the test.
+    let _a_dir = a.kill();
+    every_acknowledged_report_stored_once(load, &acked_file, &url, 12_000);
+    drop(b);
+}
+
+#[test]
+#[ignore = "needs PostgreSQL (Debian's postgresql; installed by .ci/run)"]
+fn postgres_restarted_under_load_loses_nothing_acknowledged() {
+    let mut cluster = PgCluster::start();
+    let url = cluster.create_db();
+    let a = Collector::start_on(&url, "");
+    let b = Collector::start_on(&url, "");
+    let (load, acked_file) = load_until_2000_acked(&a, &b, 16_000);
     let token = a.token(&[]);
     // A crash of the server, not a clean shutdown.
     cluster.stop("immediate");
@@ -460,31 +451,7 @@ fn postgres_restarted_under_load_loses_nothing_acknowledged() {
     );
     std::thread::sleep(Duration::from_secs(2));
     cluster.resume();
-    let out = load.wait_with_output().unwrap();
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{said}");
-    assert!(
-        said.contains("16000 reports acknowledged") && said.contains("0 failed"),
-        "{said}"
-    );
-    // Every acknowledged report is stored once, and the cells are their sum.
-    let mut db = open(&Database::parse(&url));
-    let stored: std::collections::BTreeSet<String> = db
-        .stored_reports(0, u32::MAX)
-        .unwrap()
-        .into_iter()
-        .map(|(_, _, _, r)| r.id().to_string())
-        .collect();
-    let acks = acked(&acked_file);
-    assert_eq!(acks.len(), 16_000);
-    assert!(
-        acks.keys().all(|id| stored.contains(id)),
-        "an acknowledged report is missing"
-    );
-    assert_eq!(db.report_count().unwrap(), 16_000);
-    let recount = store::recount_cells(db.as_mut(), &Catalogs::builtin()).unwrap();
-    let cells: BTreeMap<_, _> = db.all_cells(None, None).unwrap().into_iter().collect();
-    assert_eq!(cells, recount);
+    every_acknowledged_report_stored_once(load, &acked_file, &url, 16_000);
     // No answer was a 500: every failure was a storage refusal (503).
     for c in [&a, &b] {
         let metrics = agent

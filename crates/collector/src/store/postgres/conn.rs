@@ -131,20 +131,10 @@ impl PgConn {
         F: FnOnce(&'c mut Client) -> Fut,
         Fut: Future<Output = Result<T, tokio_postgres::Error>> + 'c,
     {
-        let Some(rt) = &self.rt else {
-            unreachable!("the runtime is taken only by drop");
-        };
-        let call = f(&mut self.client);
-        match rt.block_on(async { tokio::time::timeout(limit, call).await }) {
-            Ok(result) => result.map_err(|e| error(&e)),
-            Err(_) => {
-                self.broken = true;
-                Err(CollectorError::Postgres(format!(
-                    "the database did not answer within {} s",
-                    limit.as_secs()
-                )))
-            }
-        }
+        self.run_with_for(limit, |c| {
+            let call = f(c);
+            async move { call.await.map_err(|e| error(&e)) }
+        })
     }
 
     /// As [`run`](Self::run), for work that fails with a [`CollectorError`]
