@@ -18,6 +18,7 @@ use crate::periods::PeriodClock;
 use crate::tokens::token_hash;
 use crate::validate::{Catalogs, validate_structure};
 
+pub(crate) mod coalesce;
 mod devices;
 pub(crate) use devices::device_cohort;
 
@@ -111,9 +112,16 @@ CREATE TABLE cells (
 /// A new file is created with mode 0600 before SQLite opens it, so its WAL and
 /// shared-memory files, which SQLite creates with the database's mode, are
 /// private too. A database of another schema version is refused.
+///
+/// The connection writes its log through [`coalesce`], which relies on the
+/// `synchronous=FULL` set here.
 pub fn open(path: &Path) -> Result<Connection, CollectorError> {
     create_private(path)?;
-    let conn = Connection::open(path)?;
+    let conn = Connection::open_with_flags_and_vfs(
+        path,
+        rusqlite::OpenFlags::default(),
+        coalesce::register()?,
+    )?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     // Only a new, empty file takes this (before WAL mode is set); an existing
     // database keeps its page size. Reports arrive in random key order, so
