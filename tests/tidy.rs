@@ -121,7 +121,7 @@ fn every_source_file_opens_with_a_module_doc() {
 }
 
 /// The only files allowed to lift the workspace's `unsafe_code = "deny"`, each
-/// for one audited reason: the frame-joining SQLite VFS of the collector's
+/// for one audited reason: the log-writing SQLite VFS of the collector's
 /// log (collector) and the AVX2 dispatch of the batch kernels (ldp).
 const UNSAFE_ALLOWED: &[&str] = &[
     "crates/collector/src/store/sqlite/coalesce.rs",
