@@ -413,58 +413,62 @@ unsafe extern "C" fn read(
     unsafe {
         let extra = extra_of(file);
         let (start, len) = ((*extra).start, (*(*extra).run).len() as i64);
-        if len > 0 && offset < start + len && start < offset + i64::from(amount) {
-            let rc = flush_before(file);
-            if rc != ffi::SQLITE_OK {
-                return rc;
-            }
-        }
-        match base(file).xRead {
-            Some(f) => f(file, data, amount, offset),
-            None => ffi::SQLITE_IOERR_READ,
-        }
+        let overlaps = len > 0 && offset < start + len && start < offset + i64::from(amount);
+        let rc = if overlaps {
+            flush_before(file)
+        } else {
+            ffi::SQLITE_OK
+        };
+        then(rc, base(file).xRead, ffi::SQLITE_IOERR_READ, |f| {
+            f(file, data, amount, offset)
+        })
     }
 }
 
+/// `rc` if it is an error; otherwise the platform's method, through `call`
+/// (`missing` if the platform has none).
+fn then<F>(rc: c_int, method: Option<F>, missing: c_int, call: impl FnOnce(F) -> c_int) -> c_int {
+    match (rc, method) {
+        (ffi::SQLITE_OK, Some(f)) => call(f),
+        (ffi::SQLITE_OK, None) => missing,
+        (failed, _) => failed,
+    }
+}
+
+// SAFETY of the four below: the run is written before the platform's
+// method runs with SQLite's own arguments; a file-control call may size,
+// map or report on the file, so it too sees it whole.
+
 unsafe extern "C" fn sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
-    // SAFETY: the run is written before the platform's sync.
     unsafe {
-        let rc = flush(file);
-        if rc != ffi::SQLITE_OK {
-            return rc;
-        }
-        match base(file).xSync {
-            Some(f) => f(file, flags),
-            None => ffi::SQLITE_IOERR_FSYNC,
-        }
+        then(
+            flush(file),
+            base(file).xSync,
+            ffi::SQLITE_IOERR_FSYNC,
+            |f| f(file, flags),
+        )
     }
 }
 
 unsafe extern "C" fn truncate(file: *mut ffi::sqlite3_file, size: i64) -> c_int {
-    // SAFETY: as for `sync`.
     unsafe {
-        let rc = flush_before(file);
-        if rc != ffi::SQLITE_OK {
-            return rc;
-        }
-        match base(file).xTruncate {
-            Some(f) => f(file, size),
-            None => ffi::SQLITE_IOERR_TRUNCATE,
-        }
+        then(
+            flush_before(file),
+            base(file).xTruncate,
+            ffi::SQLITE_IOERR_TRUNCATE,
+            |f| f(file, size),
+        )
     }
 }
 
 unsafe extern "C" fn file_size(file: *mut ffi::sqlite3_file, size: *mut i64) -> c_int {
-    // SAFETY: as for `sync`.
     unsafe {
-        let rc = flush_before(file);
-        if rc != ffi::SQLITE_OK {
-            return rc;
-        }
-        match base(file).xFileSize {
-            Some(f) => f(file, size),
-            None => ffi::SQLITE_IOERR_FSTAT,
-        }
+        then(
+            flush_before(file),
+            base(file).xFileSize,
+            ffi::SQLITE_IOERR_FSTAT,
+            |f| f(file, size),
+        )
     }
 }
 
@@ -473,17 +477,13 @@ unsafe extern "C" fn file_control(
     op: c_int,
     arg: *mut c_void,
 ) -> c_int {
-    // SAFETY: as for `sync`; a file-control call may size, map or report on
-    // the file, so it sees it whole.
     unsafe {
-        let rc = flush_before(file);
-        if rc != ffi::SQLITE_OK {
-            return rc;
-        }
-        match base(file).xFileControl {
-            Some(f) => f(file, op, arg),
-            None => ffi::SQLITE_NOTFOUND,
-        }
+        then(
+            flush_before(file),
+            base(file).xFileControl,
+            ffi::SQLITE_NOTFOUND,
+            |f| f(file, op, arg),
+        )
     }
 }
 
@@ -502,16 +502,25 @@ unsafe extern "C" fn close(file: *mut ffi::sqlite3_file) -> c_int {
         if !db.is_null() {
             (*extra_of(db)).peer = std::ptr::null_mut();
         }
-        let base_methods = (*extra).base_methods;
-        let closed = match (*base_methods).xClose {
-            Some(f) => f(file),
-            None => ffi::SQLITE_OK,
-        };
-        if flushed != ffi::SQLITE_OK {
-            flushed
-        } else {
-            closed
-        }
+        close_base(file, flushed)
+    }
+}
+
+/// Closes the platform's file whatever `flushed` says; returns the first error.
+///
+/// # Safety
+/// `file` must be a file this VFS wrapped, closed only here, once.
+unsafe fn close_base(file: *mut ffi::sqlite3_file, flushed: c_int) -> c_int {
+    // SAFETY: the platform closes its own object.
+    let closed = unsafe {
+        then(ffi::SQLITE_OK, base(file).xClose, ffi::SQLITE_OK, |f| {
+            f(file)
+        })
+    };
+    if flushed != ffi::SQLITE_OK {
+        flushed
+    } else {
+        closed
     }
 }
 
@@ -538,10 +547,12 @@ unsafe extern "C" fn db_shm_lock(
                 give_up((*extra_of(file)).peer, flushed);
             }
         }
-        match base(file).xShmLock {
-            Some(f) => f(file, offset, n, flags),
-            None => ffi::SQLITE_IOERR_SHMLOCK,
-        }
+        then(
+            ffi::SQLITE_OK,
+            base(file).xShmLock,
+            ffi::SQLITE_IOERR_SHMLOCK,
+            |f| f(file, offset, n, flags),
+        )
     }
 }
 
@@ -574,180 +585,9 @@ unsafe extern "C" fn db_close(file: *mut ffi::sqlite3_file) -> c_int {
             (*extra_of(log)).peer = std::ptr::null_mut();
             rc
         };
-        let closed = match (*(*extra).base_methods).xClose {
-            Some(f) => f(file),
-            None => ffi::SQLITE_OK,
-        };
-        if flushed != ffi::SQLITE_OK {
-            flushed
-        } else {
-            closed
-        }
+        close_base(file, flushed)
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use std::cell::Cell;
-
-    use rusqlite::{Connection, params};
-
-    use crate::store::sqlite::open;
-
-    thread_local! {
-        /// Writes this thread's logs handed to the platform VFS.
-        pub(super) static BASE_WRITES: Cell<u64> = const { Cell::new(0) };
-    }
-
-    fn row(i: i64) -> Vec<u8> {
-        let mut b = vec![(i % 251) as u8; 900];
-        b[..8].copy_from_slice(&i.to_le_bytes());
-        b
-    }
-
-    /// Reads the table back through the platform VFS, as another process
-    /// would, and checks every row and the file's structure.
-    fn check_from_outside(path: &std::path::Path, rows: i64) {
-        let other = Connection::open(path).unwrap();
-        let ok: String = other
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(ok, "ok");
-        let mut stmt = other.prepare("SELECT i, b FROM t ORDER BY i").unwrap();
-        let got: Vec<(i64, Vec<u8>)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        assert_eq!(got.len() as i64, rows);
-        for (i, b) in got {
-            assert_eq!(b, row(i), "row {i}");
-        }
-    }
-
-    #[test]
-    fn a_commit_of_many_pages_reaches_the_log_in_a_few_writes() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.sqlite");
-        let conn = open(&path).unwrap();
-        conn.execute_batch("CREATE TABLE t (i INTEGER PRIMARY KEY, b BLOB)")
-            .unwrap();
-        let before = BASE_WRITES.with(Cell::get);
-        conn.execute_batch("BEGIN").unwrap();
-        for i in 0..300 {
-            conn.execute("INSERT INTO t VALUES (?1, ?2)", params![i, row(i)])
-                .unwrap();
-        }
-        conn.execute_batch("COMMIT").unwrap();
-        // About 300 frames of 1,048 bytes (315 KiB): SQLite's own two writes
-        // per frame would be 600; gathered, they are 64 KiB writes.
-        let writes = BASE_WRITES.with(Cell::get) - before;
-        assert!((5..=8).contains(&writes), "{writes} writes");
-        // Committed means on the file, for a connection that never saw the run.
-        check_from_outside(&path, 300);
-    }
-
-    #[test]
-    fn pages_spilled_within_a_transaction_are_read_back_whole() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.sqlite");
-        let conn = open(&path).unwrap();
-        // A cache of 16 pages makes SQLite write frames to the log before
-        // the commit and read them back (and rewrite them) as it goes.
-        conn.pragma_update(None, "cache_size", 16).unwrap();
-        conn.execute_batch("CREATE TABLE t (i INTEGER PRIMARY KEY, b BLOB)")
-            .unwrap();
-        conn.execute_batch("BEGIN").unwrap();
-        for i in 0..2000 {
-            conn.execute("INSERT INTO t VALUES (?1, ?2)", params![i, vec![0u8; 900]])
-                .unwrap();
-        }
-        for i in 0..2000 {
-            conn.execute("UPDATE t SET b = ?2 WHERE i = ?1", params![i, row(i)])
-                .unwrap();
-        }
-        conn.execute_batch("COMMIT").unwrap();
-        check_from_outside(&path, 2000);
-        // And the copy into the database reads the log through the same layer.
-        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-            .unwrap();
-        assert_eq!(
-            std::fs::metadata(dir.path().join("c.sqlite-wal"))
-                .unwrap()
-                .len(),
-            0
-        );
-        drop(conn);
-        check_from_outside(&path, 2000);
-    }
-
-    #[test]
-    fn a_rolled_back_transaction_leaves_nothing_to_write_over_later_commits() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.sqlite");
-        let first = open(&path).unwrap();
-        first
-            .execute_batch("CREATE TABLE t (i INTEGER PRIMARY KEY, b BLOB)")
-            .unwrap();
-        // Spills frames to the log before the ROLLBACK.
-        first.pragma_update(None, "cache_size", 16).unwrap();
-        first.execute_batch("BEGIN").unwrap();
-        for i in 0..500 {
-            first
-                .execute("INSERT INTO t VALUES (?1, ?2)", params![i, vec![7u8; 900]])
-                .unwrap();
-        }
-        first.execute_batch("ROLLBACK").unwrap();
-        // Another connection commits over the same stretch of the log and
-        // past it.
-        let mut other = Connection::open(&path).unwrap();
-        // Not copied into the database (which would make them harmless to
-        // overwrite).
-        other.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
-        let tx = other.transaction().unwrap();
-        for i in 0..1500 {
-            tx.execute("INSERT INTO t VALUES (?1, ?2)", params![i, row(i)])
-                .unwrap();
-        }
-        tx.commit().unwrap();
-        drop(other);
-        // The first connection reads, writes and closes: nothing of its
-        // rolled-back transaction may reach the file now.
-        first
-            .execute("INSERT INTO t VALUES (1500, ?1)", params![row(1500)])
-            .unwrap();
-        drop(first);
-        check_from_outside(&path, 1501);
-    }
-
-    #[test]
-    fn commits_without_a_sync_are_in_the_file_before_others_can_read_them() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.sqlite");
-        let writer = open(&path).unwrap();
-        // Without a sync at commit, only the index's lock and barrier make
-        // the run reach the file.
-        writer.pragma_update(None, "synchronous", "NORMAL").unwrap();
-        // And spilling, so commits rewrite frame checksums as they end.
-        writer.pragma_update(None, "cache_size", 16).unwrap();
-        writer
-            .execute_batch("CREATE TABLE t (i INTEGER PRIMARY KEY, b BLOB)")
-            .unwrap();
-        let reader = Connection::open(&path).unwrap();
-        for round in 0..5 {
-            writer.execute_batch("BEGIN").unwrap();
-            for i in round * 100..(round + 1) * 100 {
-                writer
-                    .execute("INSERT INTO t VALUES (?1, ?2)", params![i, row(i)])
-                    .unwrap();
-            }
-            writer.execute_batch("COMMIT").unwrap();
-            let sum: i64 = reader
-                .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
-                .unwrap();
-            assert_eq!(sum, (round + 1) * 100);
-        }
-        drop(reader);
-        check_from_outside(&path, 500);
-    }
-}
+mod tests;
