@@ -131,12 +131,20 @@ fn the_write_ahead_log_is_emptied_once_uploads_pause() {
     let wal = c.database().with_extension("sqlite-wal");
     let shm = c.database().with_extension("sqlite-shm");
     // The log's index (the -shm file) must not list which pages the commits
-    // wrote, in their order, either: after a 136-byte header, one 32-bit page
-    // number per frame. Only page 1 (the scrubbing commit's) may remain.
+    // wrote, in their order, either: in 32 KiB blocks, the first after a
+    // 136-byte header, one 32-bit page number per frame (4,062 in the first
+    // block, 4,096 in each later one). Only page 1 (the scrubbing commit's)
+    // may remain. (Read from this process: a collector reading its own
+    // index this way would drop its locks on it.)
     let listed = || -> Vec<u32> {
         let index = std::fs::read(&shm).unwrap();
-        index[136..136 + 4 * 4062]
-            .chunks(4)
+        index
+            .chunks(32_768)
+            .enumerate()
+            .flat_map(|(block, bytes)| {
+                let (from, frames) = if block == 0 { (136, 4062) } else { (0, 4096) };
+                bytes[from..from + 4 * frames].chunks(4)
+            })
             .map(|b| u32::from_ne_bytes(b.try_into().unwrap()))
             .filter(|&page| page != 0)
             .collect()

@@ -139,6 +139,14 @@ pub fn open(path: &Path) -> Result<Connection, CollectorError> {
     Ok(conn)
 }
 
+/// The file SQLite keeps beside the database: `-wal` (the write-ahead log)
+/// or `-shm` (the log's index).
+pub(crate) fn sidecar(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
 /// Creates the file with mode 0600 if it does not exist; an existing file is
 /// not touched (nor opened for writing here, so a read-only copy still exports).
 fn create_private(path: &Path) -> Result<(), CollectorError> {
@@ -593,11 +601,9 @@ impl Store for SqliteStore {
 
     fn sizes(&mut self) -> DatabaseSizes {
         let size = |path: &Path| std::fs::metadata(path).map_or(0, |m| m.len());
-        let mut wal = self.path.clone().into_os_string();
-        wal.push("-wal");
         DatabaseSizes {
             database: size(&self.path),
-            wal: Some(size(Path::new(&wal))),
+            wal: Some(size(&sidecar(&self.path, "-wal"))),
         }
     }
 

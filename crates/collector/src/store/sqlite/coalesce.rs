@@ -1,5 +1,6 @@
 //! A thin SQLite VFS over the platform's own that gathers a transaction's
-//! write-ahead log frames into a few large writes: the only `unsafe` in
+//! write-ahead log frames into a few large writes, and the zeroing of the
+//! log's index through SQLite's own mapping of it: the only `unsafe` in
 //! hush-collector.
 //!
 //! SQLite writes each log frame as two `pwrite` calls (its 24-byte header,
@@ -587,6 +588,102 @@ unsafe extern "C" fn db_close(file: *mut ffi::sqlite3_file) -> c_int {
         };
         close_base(file, flushed)
     }
+}
+
+/// Bytes of one region of the log's index as SQLite maps it (its
+/// `WALINDEX_PGSZ`): the index's blocks, each a frame range's page numbers
+/// and their hash table, are one region each.
+pub(crate) const INDEX_REGION: usize = 32_768;
+
+/// Calls `visit` with the address of each region of the main database's log
+/// index that the file already has, from region `first` on; returns how
+/// many there were.
+///
+/// The regions are reached through SQLite's own mapping (the file's
+/// `xShmMap`, asked not to grow the file), never through a second handle
+/// to the `-shm` file: closing any handle to a file drops every POSIX lock
+/// the process holds on it, and SQLite's locks on the index, among them
+/// the one that tells another process the index is in use, are such locks.
+fn index_regions(
+    conn: &rusqlite::Connection,
+    first: c_int,
+    mut visit: impl FnMut(*mut u8),
+) -> Result<usize, CollectorError> {
+    let mut file: *mut ffi::sqlite3_file = std::ptr::null_mut();
+    // SAFETY: the connection is open and used only on this thread for the
+    // duration (`&Connection` is not `Sync`); FILE_POINTER writes the main
+    // database's file object, which lives as long as the connection.
+    let rc = unsafe {
+        ffi::sqlite3_file_control(
+            conn.handle(),
+            c"main".as_ptr(),
+            ffi::SQLITE_FCNTL_FILE_POINTER,
+            (&raw mut file).cast(),
+        )
+    };
+    if rc != ffi::SQLITE_OK || file.is_null() {
+        return Err(CollectorError::Internal(format!(
+            "no database file to reach the log's index through (SQLite code {rc})"
+        )));
+    }
+    // SAFETY: the file's method table is SQLite's or ours (a copy of the
+    // platform's with some methods wrapped), valid while the file is open.
+    let Some(map) = (unsafe { (*(*file).pMethods).xShmMap }) else {
+        return Err(CollectorError::Internal(
+            "the database's file has no shared-memory index".into(),
+        ));
+    };
+    let mut visited = 0;
+    for region in first.. {
+        let mut at: *mut c_void = std::ptr::null_mut();
+        // SAFETY: `region` and the region size are what SQLite itself asks
+        // for; with `bExtend` 0 a region the file does not have yet comes
+        // back null instead of being created.
+        let rc = unsafe { map(file, region, INDEX_REGION as c_int, 0, &raw mut at) };
+        if rc != ffi::SQLITE_OK {
+            return Err(CollectorError::Internal(format!(
+                "cannot map region {region} of the log's index (SQLite code {rc})"
+            )));
+        }
+        if at.is_null() {
+            break;
+        }
+        visit(at.cast());
+        visited += 1;
+    }
+    Ok(visited)
+}
+
+/// Zeroes every region of the main database's log index past the first;
+/// returns how many it zeroed.
+///
+/// The caller must hold the log's write lock with the log empty (no frame
+/// committed since its last truncation): then no connection, in this
+/// process or another, reads those regions, since a reader looks up frames
+/// only up to the last one its snapshot saw, and no writer fills them.
+/// SQLite zeroes a block itself before it writes the block's first frame,
+/// so zeros are what a fresh block holds.
+pub(crate) fn zero_index_past_first(conn: &rusqlite::Connection) -> Result<usize, CollectorError> {
+    index_regions(conn, 1, |at| {
+        // SAFETY: `at` is a mapped region of INDEX_REGION bytes, which by
+        // the caller's lock no one else reads or writes meanwhile.
+        unsafe { std::ptr::write_bytes(at, 0, INDEX_REGION) }
+    })
+}
+
+/// A copy of the main database's whole log index as mapped, read the way
+/// [`zero_index_past_first`] writes it (tests; reading the file instead
+/// would drop this process's locks on it).
+#[cfg(test)]
+pub(crate) fn index_copy(conn: &rusqlite::Connection) -> Vec<u8> {
+    let mut copy = Vec::new();
+    index_regions(conn, 0, |at| {
+        // SAFETY: `at` is a mapped region of INDEX_REGION bytes; a test
+        // reads it while no other connection writes.
+        copy.extend_from_slice(unsafe { std::slice::from_raw_parts(at, INDEX_REGION) })
+    })
+    .expect("the log's index maps");
+    copy
 }
 
 #[cfg(test)]
