@@ -2,7 +2,9 @@
 # Ingest cost of two collector builds, measured alternately in one session so
 # the machine's speed and load cancel out: three rounds of the README's
 # loadgen line against a fresh database, each printing reports/s and the
-# collector's CPU per report (read by loadgen from /proc).
+# collector's CPU per report (read by loadgen from /proc). Each build's
+# server is loaded by its own loadgen, which enrolls its devices in the
+# database (and so must know its schema).
 #
 #   OLD=path/to/old/hush benches/ingest/run.sh   # NEW defaults to target/release/hush
 set -euo pipefail
@@ -25,7 +27,7 @@ for round in $(seq "$ROUNDS"); do
       curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break
       sleep 0.1
     done
-    "$NEW" collector loadgen --config "$work/c.toml" --url "http://127.0.0.1:$PORT" \
+    "$server" collector loadgen --config "$work/c.toml" --url "http://127.0.0.1:$PORT" \
       --reports 100000 --concurrency 8 --json >"$work/out.json"
     kill "$pid"
     wait "$pid" 2>/dev/null || true

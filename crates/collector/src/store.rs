@@ -408,8 +408,17 @@ pub fn recount_cells(
     store: &mut dyn Store,
     catalogs: &Catalogs,
 ) -> Result<BTreeMap<CellKey, CellState>, CollectorError> {
+    fold_reports(store.stored_reports(0, u32::MAX)?, catalogs)
+}
+
+/// Fresh cells with `reports` folded in, each report validated against
+/// `catalogs` and counted in its device's cohort.
+pub(crate) fn fold_reports(
+    reports: Vec<StoredReport>,
+    catalogs: &Catalogs,
+) -> Result<BTreeMap<CellKey, CellState>, CollectorError> {
     let mut out: BTreeMap<CellKey, CellState> = BTreeMap::new();
-    for (_, cohort, _, report) in store.stored_reports(0, u32::MAX)? {
+    for (_, cohort, _, report) in reports {
         let valid = crate::validate::validate_structure(report, catalogs).map_err(|r| {
             CollectorError::Internal(format!("a stored report no longer validates: {}", r.reason))
         })?;

@@ -104,8 +104,14 @@ impl Catalogs {
     /// The built-in catalog and every revision published in the database,
     /// the newest in force.
     pub fn load(db: &mut dyn crate::store::Store) -> Result<Self, CollectorError> {
+        Ok(Catalogs::published(db.published_ranges()?))
+    }
+
+    /// The built-in catalog and every published range revision (oldest
+    /// first, each with the period it was published in), the last in force.
+    pub(crate) fn published(revisions: Vec<(PublishedRanges, u32)>) -> Self {
         let mut out = Catalogs::builtin();
-        for (published, period) in db.published_ranges()? {
+        for (published, period) in revisions {
             let catalog = Catalog::with_ranges(&published.steps);
             if out.get(catalog.hash()).is_none() {
                 out.known.push(Arc::new(catalog));
@@ -113,7 +119,7 @@ impl Catalogs {
             out.current = published;
             out.since = period;
         }
-        Ok(out)
+        out
     }
 
     /// The catalog with this hash.

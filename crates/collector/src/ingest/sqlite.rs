@@ -4,7 +4,7 @@
 //! (arrival) order, emptied when the writer is quiet.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -35,11 +35,79 @@ const CHECKPOINT_FRAMES: u64 = 40_000;
 /// under a steady trickle that never pauses that long, at least this often.
 const MAX_LOG_AGE: Duration = Duration::from_secs(60);
 
-/// The writer's memory: cells it has loaded, valid while no other connection
-/// has changed the database (an erasure or a prune from the command line).
+/// The writer saves the cells it changed at most this often (and when it
+/// is quiet, and when it stops). Every commit touches the cells of every
+/// metric its reports carry, about 24 pages under `hush collector loadgen`,
+/// and saving them at each commit took 15% of the collector's CPU.
+const SAVE_CELLS_EVERY: Duration = Duration::from_secs(1);
+
+/// The writer's memory: cells it has loaded, and those it changed since it
+/// last saved them, valid while no other connection has changed the
+/// database (an erasure or a prune from the command line, a second writer).
 struct Cache {
     cells: HashMap<CellKey, CellState>,
+    /// Cells changed since they were last saved (all in `cells`).
+    unsaved: HashSet<CellKey>,
+    /// Periods this writer marked pending since it last saved.
+    pending: HashSet<u32>,
+    /// When the cells were last saved.
+    saved_at: Instant,
+    /// The database's `data_version` when this memory was last valid:
+    /// `None` until the writer has made the stored cells exact (at its
+    /// start, and after a failed commit lost the memory of unsaved ones).
     data_version: Option<i64>,
+    /// The epoch this writer's last settlement left (see the schema): a
+    /// commit by another connection that did not move it (a device enrolled
+    /// or revoked, ranges published) left reports and cells alone. Each
+    /// settlement's epoch is new, so a second writer's commits always find
+    /// it moved: that writer settled since this one did, or is about to.
+    epoch: Option<i64>,
+}
+
+impl Cache {
+    /// Forgets everything: the next commit settles the pending periods
+    /// from their reports first.
+    fn forget(&mut self) {
+        self.cells.clear();
+        self.unsaved.clear();
+        self.pending.clear();
+        self.data_version = None;
+        self.epoch = None;
+    }
+
+    /// Makes the stored cells exact and this memory valid, under the write
+    /// lock: after another connection's commit (or at the start, or after a
+    /// failure), any pending period is counted afresh from its reports.
+    fn validate(&mut self, conn: &Connection) -> Result<(), CollectorError> {
+        let version: i64 = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        if self.data_version != Some(version) {
+            if self.epoch != Some(store::sqlite::epoch(conn)?) {
+                self.forget();
+                self.epoch = Some(store::sqlite::settle(conn)?);
+            }
+            self.data_version = Some(version);
+        } else if self.cells.len() > CACHE_CELLS {
+            self.save(conn)?;
+            self.cells.clear();
+        }
+        Ok(())
+    }
+
+    /// Saves every changed cell and clears the pending marks, inside the
+    /// caller's transaction; `saved_at` moves once it commits.
+    fn save(&mut self, conn: &Connection) -> Result<(), CollectorError> {
+        for key in self.unsaved.drain() {
+            let state = self.cells.get(&key).ok_or_else(|| {
+                CollectorError::Internal("an unsaved cell is not in memory".into())
+            })?;
+            store::sqlite::save_cell(conn, &key, state)?;
+        }
+        if !self.pending.is_empty() {
+            store::sqlite::clear_pending(conn)?;
+            self.pending.clear();
+        }
+        Ok(())
+    }
 }
 
 /// The SQLite writer's connection and what it remembers between groups.
@@ -50,8 +118,6 @@ pub(super) struct SqliteIngest {
     frames: Arc<AtomicU64>,
     /// When the log was last emptied.
     emptied_at: Instant,
-    /// The database file, beside which its log and the log's index live.
-    path: PathBuf,
 }
 
 impl SqliteIngest {
@@ -68,20 +134,58 @@ impl SqliteIngest {
                 Ok(())
             }
         }))?;
-        // A log left by a collector that stopped without emptying it
-        // (killed, or the machine lost power) holds the order of its last
-        // commits; it goes before the first upload does.
-        empty_log(&conn, path);
-        Ok(SqliteIngest {
+        let mut ingest = SqliteIngest {
             conn,
             cache: Cache {
                 cells: HashMap::new(),
+                unsaved: HashSet::new(),
+                pending: HashSet::new(),
+                saved_at: Instant::now(),
                 data_version: None,
+                epoch: None,
             },
             frames,
             emptied_at: Instant::now(),
-            path: path.to_path_buf(),
-        })
+        };
+        // Cells a collector that stopped without saving them (killed, or
+        // the machine lost power) left pending are counted now, so the
+        // stored cells are exact before the first upload (a database that
+        // refuses writes is only reported here; its commits will fail).
+        // And the log it left holds the order of its last commits.
+        if ingest.save_cells() {
+            empty_log(&ingest.conn);
+        }
+        Ok(ingest)
+    }
+}
+
+impl SqliteIngest {
+    /// Saves the cells changed since they were last saved (after making the
+    /// stored ones exact, if the writer's memory of them is not valid), in
+    /// a transaction of its own; returns whether it did.
+    fn save_cells(&mut self) -> bool {
+        let (conn, cache) = (&self.conn, &mut self.cache);
+        if cache.data_version.is_some() && cache.unsaved.is_empty() && cache.pending.is_empty() {
+            return true;
+        }
+        let saved = conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(CollectorError::from)
+            .and_then(|()| cache.validate(conn))
+            .and_then(|()| cache.save(conn))
+            .and_then(|()| Ok(conn.execute_batch("COMMIT")?));
+        match saved {
+            Ok(()) => {
+                cache.saved_at = Instant::now();
+                true
+            }
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                cache.forget();
+                tracing::warn!("cannot save the aggregate cells: {e}");
+                false
+            }
+        }
     }
 }
 
@@ -94,17 +198,13 @@ impl IngestBackend for SqliteIngest {
     ) -> Result<Vec<Result<Outcome, Rejection>>, CollectorError> {
         let (conn, cache) = (&self.conn, &mut self.cache);
         let mut results: Vec<Result<Outcome, Rejection>> = Vec::with_capacity(uploads.len());
-        let mut dirty: HashSet<CellKey> = HashSet::new();
+        let mut saving = false;
         let outcome = (|| -> Result<(), CollectorError> {
             conn.execute_batch("BEGIN IMMEDIATE")?;
             // `data_version` changes when another connection commits. Checked under
             // the write lock, so nothing can change between here and COMMIT: an
             // erased contribution is never written back from a stale cached cell.
-            let version: i64 = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
-            if cache.data_version != Some(version) || cache.cells.len() > CACHE_CELLS {
-                cache.cells.clear();
-                cache.data_version = Some(version);
-            }
+            cache.validate(conn)?;
             for upload in uploads {
                 conn.execute_batch("SAVEPOINT upload")?;
                 let mut updates: Vec<(CellKey, usize, usize)> = Vec::new();
@@ -125,7 +225,12 @@ impl IngestBackend for SqliteIngest {
                                 }
                             };
                             state.add(&valid.mechanisms[m], valid.report.metrics()[m].value())?;
-                            dirty.insert(key);
+                            // Marked in the transaction that stores the report, so a
+                            // reader counts the period afresh until the cell is saved.
+                            if cache.pending.insert(key.period) {
+                                store::sqlite::mark_pending(conn, key.period)?;
+                            }
+                            cache.unsaved.insert(key);
                         }
                         results.push(Ok(o));
                     }
@@ -136,20 +241,25 @@ impl IngestBackend for SqliteIngest {
                     Err(e) => return Err(e),
                 }
             }
-            for key in &dirty {
-                if let Some(state) = cache.cells.get(key) {
-                    store::sqlite::save_cell(conn, key, state)?;
-                }
+            if cache.saved_at.elapsed() >= SAVE_CELLS_EVERY {
+                cache.save(conn)?;
+                saving = true;
             }
             conn.execute_batch("COMMIT")?;
             Ok(())
         })();
         match outcome {
-            Ok(()) => Ok(results),
+            Ok(()) => {
+                if saving {
+                    cache.saved_at = Instant::now();
+                }
+                Ok(results)
+            }
             Err(e) => {
                 let _ = conn.execute_batch("ROLLBACK");
-                // The cache may hold updates that were never committed.
-                cache.cells.clear();
+                // The cache may hold updates that were never committed, and
+                // no longer knows which committed ones it had not saved.
+                cache.forget();
                 Err(e)
             }
         }
@@ -170,7 +280,10 @@ impl IngestBackend for SqliteIngest {
     }
 
     fn tidy(&mut self) -> bool {
-        let emptied = empty_log(&self.conn, &self.path);
+        if !self.save_cells() {
+            return false;
+        }
+        let emptied = empty_log(&self.conn);
         if emptied {
             self.emptied_at = Instant::now();
         }
@@ -209,7 +322,7 @@ impl IngestBackend for SqliteIngest {
 /// one page (page 1, the header) and a second truncation leave the first
 /// block naming page 1 only, and [`scrub_index`] zeroes the later blocks a
 /// long log grew.
-fn empty_log(conn: &Connection, path: &Path) -> bool {
+fn empty_log(conn: &Connection) -> bool {
     // Without waiting: a truncating checkpoint that waits for readers also
     // holds off the writer's own next commit, and a command-line erasure
     // holding the write lock is waited for at the next try.
@@ -227,7 +340,7 @@ fn empty_log(conn: &Connection, path: &Path) -> bool {
                 && conn
                     .pragma_update(None, "user_version", store::SCHEMA_VERSION)
                     .and_then(|()| truncate())?
-                && scrub_index(conn, path)?)
+                && scrub_index(conn)?)
         });
     let restored = conn.busy_timeout(store::BUSY_TIMEOUT);
     match (emptied, restored) {
@@ -247,21 +360,10 @@ fn empty_log(conn: &Connection, path: &Path) -> bool {
 /// empty; returns whether the log was still empty (a commit from another
 /// connection in between leaves the scrub to the next emptying).
 ///
-/// Under the write lock, so no commit fills a block meanwhile; the log's
-/// length is read from the file system, which a commit cannot leave at
-/// zero (a truncating checkpoint resets the index's header before it
-/// truncates the file).
-fn scrub_index(conn: &Connection, path: &Path) -> Result<bool, CollectorError> {
+/// Under the write lock, so no commit fills a block meanwhile.
+fn scrub_index(conn: &Connection) -> Result<bool, CollectorError> {
     conn.execute_batch("BEGIN IMMEDIATE")?;
-    let scrubbed = std::fs::metadata(store::sqlite::sidecar(path, "-wal"))
-        .map_err(CollectorError::from)
-        .and_then(|log| {
-            if log.len() != 0 {
-                return Ok(false);
-            }
-            coalesce::zero_index_past_first(conn)?;
-            Ok(true)
-        });
+    let scrubbed = coalesce::zero_index_past_first(conn);
     // Nothing was written: this only releases the lock, and must, even
     // after a failure.
     let released = conn.execute_batch("ROLLBACK");
@@ -362,7 +464,8 @@ mod tests {
             .collect()
     }
 
-    /// Asserts that the index lists page 1 only (the scrubbing commit's).
+    /// Asserts that the index lists page 1 only (the scrubbing commit's),
+    /// and that its blocks past the first, hash tables included, are zeros.
     fn assert_scrubbed(conn: &Connection) {
         let left = listed(conn);
         assert!(
@@ -371,6 +474,9 @@ mod tests {
             left.len(),
             &left[..left.len().min(8)]
         );
+        let index = coalesce::index_copy(conn);
+        assert!(index.len() > coalesce::INDEX_REGION);
+        assert!(index[coalesce::INDEX_REGION..].iter().all(|&b| b == 0));
     }
 
     /// Commits `commits` transactions of 1,000 reports of one page each, in
@@ -417,7 +523,7 @@ mod tests {
             before.len()
         );
 
-        assert!(empty_log(&writer, &path));
+        assert!(empty_log(&writer));
         let wal = store::sqlite::sidecar(&path, "-wal");
         assert_eq!(std::fs::metadata(&wal).unwrap().len(), 0);
         assert_scrubbed(&writer);
@@ -428,7 +534,7 @@ mod tests {
         fill(&other, 10_000, 6);
         assert!(listed(&writer).len() > 4062 + 4096);
         assert_eq!(count_afresh(&path), 16_000);
-        assert!(empty_log(&writer, &path));
+        assert!(empty_log(&writer));
         assert_scrubbed(&other);
         assert_eq!(count_afresh(&path), 16_000);
     }
@@ -443,7 +549,7 @@ mod tests {
         fill(&writer, 0, 6);
         let listed_before = listed(&writer);
         assert!(listed_before.len() > 4062 + 1000);
-        assert!(!scrub_index(&writer, &path).unwrap());
+        assert!(!scrub_index(&writer).unwrap());
         assert_eq!(listed(&writer), listed_before);
         assert_eq!(count_afresh(&path), 6_000);
         // The transaction it took is over: the connection writes again.
@@ -456,6 +562,18 @@ mod tests {
     /// use (byte 128), without which that process would reset the index
     /// under this one's mappings. Closing any handle to the file would drop
     /// them all, which a test in one process cannot otherwise see.
+    /// The major and minor numbers of a Linux device number (glibc's
+    /// `gnu_dev_major` and `gnu_dev_minor`).
+    #[cfg(target_os = "linux")]
+    fn dev_major(dev: u64) -> u64 {
+        ((dev >> 32) & 0xffff_f000) | ((dev >> 8) & 0xfff)
+    }
+
+    #[cfg(target_os = "linux")]
+    fn dev_minor(dev: u64) -> u64 {
+        ((dev >> 12) & 0xffff_ff00) | (dev & 0xff)
+    }
+
     #[cfg(target_os = "linux")]
     #[test]
     fn scrubbing_keeps_the_index_locks_this_process_holds() {
@@ -464,9 +582,15 @@ mod tests {
         let path = dir.path().join("c.sqlite");
         let writer = store::sqlite::open(&path).unwrap();
         fill(&writer, 0, 5);
-        let inode = std::fs::metadata(store::sqlite::sidecar(&path, "-shm"))
-            .unwrap()
-            .ino();
+        let index = std::fs::metadata(store::sqlite::sidecar(&path, "-shm")).unwrap();
+        assert!(
+            index.len() > coalesce::INDEX_REGION as u64,
+            "nothing to zero"
+        );
+        // /proc/locks names the file as major:minor:inode, in hexadecimal,
+        // hexadecimal and decimal.
+        let (major, minor) = (dev_major(index.dev()), dev_minor(index.dev()));
+        let file = format!("{major:02x}:{minor:02x}:{}", index.ino());
         let in_use_lock = || {
             let me = std::process::id().to_string();
             std::fs::read_to_string("/proc/locks")
@@ -475,15 +599,210 @@ mod tests {
                 .any(|line| {
                     // "1: POSIX  ADVISORY  READ 4242 fd:01:1234 128 128"
                     let f: Vec<&str> = line.split_whitespace().collect();
-                    f.len() >= 8
-                        && f[1] == "POSIX"
-                        && f[4] == me
-                        && f[5].rsplit(':').next() == Some(&inode.to_string())
-                        && f[6] == "128"
+                    f.len() >= 8 && f[1] == "POSIX" && f[4] == me && f[5] == file && f[6] == "128"
                 })
         };
         assert!(in_use_lock(), "no lock to lose: the test tests nothing");
-        assert!(empty_log(&writer, &path));
+        assert!(empty_log(&writer));
         assert!(in_use_lock(), "the scrub dropped the index's in-use lock");
+    }
+
+    /// The database of a writer, enrolled devices and their uploads.
+    struct Fleet {
+        _dir: tempfile::TempDir,
+        path: std::path::PathBuf,
+        config: crate::CollectorConfig,
+        db: Box<dyn store::Store>,
+        rng: hush_ldp::NoiseRng,
+    }
+
+    impl Fleet {
+        fn new() -> Fleet {
+            use rand::SeedableRng;
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("c.sqlite");
+            let config = crate::CollectorConfig {
+                database: store::Database::Sqlite(path.clone()),
+                ..crate::CollectorConfig::default()
+            };
+            let db = store::open(&config.database).unwrap();
+            Fleet {
+                _dir: dir,
+                path,
+                config,
+                db,
+                rng: hush_ldp::NoiseRng::seed_from_u64(29),
+            }
+        }
+
+        /// Enrolls `devices` devices, each with its reports for the 8 open periods.
+        fn uploads(&mut self, devices: u64) -> Vec<Upload> {
+            let catalogs = crate::Catalogs::builtin();
+            let current = self.config.clock().current;
+            (0..devices)
+                .map(|d| {
+                    let token = format!("device-token-{d}-{}", self.db.report_count().unwrap());
+                    let device = self
+                        .db
+                        .add_device(&token, "team", self.config.now(), false)
+                        .unwrap();
+                    let reports = crate::loadgen::device_reports(
+                        &self.config,
+                        &hush_report::Catalog::builtin(),
+                        current,
+                        d,
+                        8,
+                        &mut self.rng,
+                    )
+                    .unwrap()
+                    .into_iter()
+                    .map(|r| {
+                        crate::validate::validate(r, &catalogs, &self.config, current).unwrap()
+                    })
+                    .collect();
+                    Upload {
+                        device,
+                        token: crate::tokens::token_hash(&token),
+                        reports,
+                    }
+                })
+                .collect()
+        }
+
+        fn store(&mut self, writer: &mut SqliteIngest, uploads: &[Upload]) {
+            for result in writer.commit_group(uploads).unwrap() {
+                assert_eq!(result.unwrap().accepted, 8);
+            }
+        }
+
+        /// The cells as the table holds them, read without counting the
+        /// pending periods afresh.
+        fn table(&self) -> std::collections::BTreeMap<CellKey, CellState> {
+            let conn = store::sqlite::open(&self.path).unwrap();
+            let cells = store::sqlite::stored_cells(&conn, 0, u32::MAX).unwrap();
+            cells.into_iter().collect()
+        }
+
+        fn pending(&self) -> i64 {
+            let conn = store::sqlite::open(&self.path).unwrap();
+            conn.query_row("SELECT COUNT(*) FROM pending", [], |r| r.get(0))
+                .unwrap()
+        }
+
+        fn recount(&mut self) -> std::collections::BTreeMap<CellKey, CellState> {
+            store::recount_cells(self.db.as_mut(), &crate::Catalogs::builtin()).unwrap()
+        }
+
+        fn cells(&mut self) -> std::collections::BTreeMap<CellKey, CellState> {
+            self.db.all_cells(None, None).unwrap().into_iter().collect()
+        }
+    }
+
+    #[test]
+    fn cells_are_saved_at_most_once_a_second_and_read_exact_meanwhile() {
+        let mut fleet = Fleet::new();
+        let mut writer = SqliteIngest::open(&fleet.path).unwrap();
+        let uploads = fleet.uploads(6);
+        fleet.store(&mut writer, &uploads);
+        let recount = fleet.recount();
+        assert!(!recount.is_empty());
+        // Not saved yet: the reports' 8 periods are pending, and a reader
+        // counts them afresh.
+        assert!(fleet.table().is_empty());
+        assert_eq!(fleet.pending(), 8);
+        assert_eq!(fleet.cells(), recount);
+        // Saved once the writer is quiet.
+        assert!(writer.tidy());
+        assert_eq!(fleet.table(), recount);
+        assert_eq!(fleet.pending(), 0);
+        assert_eq!(fleet.cells(), recount);
+        // And by a commit a second after the last save.
+        let more = fleet.uploads(3);
+        writer.cache.saved_at -= SAVE_CELLS_EVERY;
+        fleet.store(&mut writer, &more);
+        assert_eq!(fleet.pending(), 0);
+        assert_eq!(fleet.table(), fleet.recount());
+    }
+
+    #[test]
+    fn a_writer_that_stopped_without_saving_is_counted_afresh_at_the_next_start() {
+        let mut fleet = Fleet::new();
+        let mut writer = SqliteIngest::open(&fleet.path).unwrap();
+        let uploads = fleet.uploads(5);
+        fleet.store(&mut writer, &uploads);
+        assert!(writer.tidy());
+        let more = fleet.uploads(4);
+        fleet.store(&mut writer, &more);
+        // Killed: nothing saved since the first uploads.
+        drop(writer);
+        let recount = fleet.recount();
+        assert_ne!(fleet.table(), recount);
+        assert_eq!(fleet.cells(), recount);
+        let _restarted = SqliteIngest::open(&fleet.path).unwrap();
+        assert_eq!(fleet.table(), recount);
+        assert_eq!(fleet.pending(), 0);
+    }
+
+    #[test]
+    fn an_erasure_between_saves_is_never_undone_by_the_writers_memory() {
+        let mut fleet = Fleet::new();
+        let mut writer = SqliteIngest::open(&fleet.path).unwrap();
+        let uploads = fleet.uploads(6);
+        fleet.store(&mut writer, &uploads);
+        // The writer holds the erased device's reports in cells it has not saved.
+        let erased = fleet
+            .db
+            .erase_device(
+                &crate::Catalogs::builtin(),
+                &store::DeviceRef::Id(uploads[0].device),
+            )
+            .unwrap()
+            .unwrap();
+        assert_eq!(erased.reports, 8);
+        let recount = fleet.recount();
+        assert_eq!(fleet.table(), recount);
+        // The next commit and save start from the erased cells.
+        let more = fleet.uploads(2);
+        fleet.store(&mut writer, &more);
+        assert!(writer.tidy());
+        assert_eq!(fleet.table(), fleet.recount());
+        let reports: u64 = fleet.table().values().map(CellState::reports).sum();
+        assert_eq!(
+            reports,
+            7 * 8 * u64::from(hush_report::Catalog::builtin().metrics_per_report())
+        );
+    }
+
+    #[test]
+    fn an_enrollment_between_saves_keeps_the_writers_memory() {
+        let mut fleet = Fleet::new();
+        let mut writer = SqliteIngest::open(&fleet.path).unwrap();
+        let uploads = fleet.uploads(4);
+        fleet.store(&mut writer, &uploads);
+        // Enrolling devices commits from another connection, but leaves
+        // reports and cells alone: nothing is counted afresh.
+        let more = fleet.uploads(4);
+        fleet.store(&mut writer, &more);
+        assert!(fleet.table().is_empty());
+        assert_eq!(fleet.cells(), fleet.recount());
+        assert!(writer.tidy());
+        assert_eq!(fleet.table(), fleet.recount());
+    }
+
+    #[test]
+    fn two_writers_on_one_database_count_every_report() {
+        let mut fleet = Fleet::new();
+        let mut first = SqliteIngest::open(&fleet.path).unwrap();
+        let mut second = SqliteIngest::open(&fleet.path).unwrap();
+        for _ in 0..3 {
+            let uploads = fleet.uploads(2);
+            fleet.store(&mut first, &uploads);
+            let uploads = fleet.uploads(2);
+            fleet.store(&mut second, &uploads);
+        }
+        assert_eq!(fleet.cells(), fleet.recount());
+        assert!(first.tidy());
+        assert!(second.tidy());
+        assert_eq!(fleet.table(), fleet.recount());
     }
 }

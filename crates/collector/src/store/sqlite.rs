@@ -47,8 +47,9 @@ impl SqliteStore {
 /// The schema version this build reads and writes (`PRAGMA user_version`).
 /// Version 1 was the unversioned schema with arrival times and per-metric
 /// contributions; 2 keeps one report per device and period and no arrival time;
-/// 3 adds the published range revisions (a version 2 file is upgraded in place).
-pub const SCHEMA_VERSION: i64 = 3;
+/// 3 adds the published range revisions; 4 the pending periods, whose cells
+/// may lag their reports (a version 2 or 3 file is upgraded in place).
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// How long a connection waits for another's lock before it fails.
 pub const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -65,6 +66,21 @@ CREATE TABLE ranges (
     steps TEXT NOT NULL,
     published_period INTEGER NOT NULL
 );
+";
+
+/// What version 4 adds to version 3.
+const PENDING_TABLE: &str = "
+-- The periods whose stored cells may not yet count every stored report:
+-- the ingestion writer keeps the cells it changes in memory and saves them
+-- at most once a second, marking their periods here in the transactions
+-- that store the reports. Readers count a pending period from its reports.
+CREATE TABLE pending (period INTEGER PRIMARY KEY);
+-- Moved on by every settlement (the pending periods counted afresh), with
+-- which every transaction that changes reports or cells begins, except a
+-- writer's own while what it holds is valid: a writer that finds it moved
+-- since it last settled forgets what it holds.
+CREATE TABLE epoch (n INTEGER NOT NULL);
+INSERT INTO epoch (n) VALUES (0);
 ";
 
 const SCHEMA: &str = "
@@ -181,11 +197,15 @@ fn ensure_schema(conn: &Connection, path: &Path) -> Result<(), CollectorError> {
         if found == 0 && tables == 0 {
             conn.execute_batch(SCHEMA)?;
             conn.execute_batch(RANGES_TABLE)?;
+            conn.execute_batch(PENDING_TABLE)?;
             conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             return Ok(SCHEMA_VERSION);
         }
-        if found == 2 {
-            conn.execute_batch(RANGES_TABLE)?;
+        if found == 2 || found == 3 {
+            if found == 2 {
+                conn.execute_batch(RANGES_TABLE)?;
+            }
+            conn.execute_batch(PENDING_TABLE)?;
             conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             return Ok(SCHEMA_VERSION);
         }
@@ -295,33 +315,69 @@ fn delete_cell(conn: &Connection, key: &CellKey) -> Result<(), CollectorError> {
     Ok(())
 }
 
+/// Every cell of periods `from..=to` as the stored reports make them, in
+/// the order [`Store::all_cells`] promises, from one snapshot: the stored
+/// cells, except that a pending period's are counted from its reports.
 pub(crate) fn all_cells(
     conn: &Connection,
     from_period: Option<u32>,
     to_period: Option<u32>,
+) -> Result<Vec<(CellKey, CellState)>, CollectorError> {
+    let (from, to) = (from_period.unwrap_or(0), to_period.unwrap_or(u32::MAX));
+    let snapshot = conn.is_autocommit();
+    if snapshot {
+        conn.execute_batch("BEGIN")?;
+    }
+    let cells = (|| {
+        let pending = pending_periods(conn, from, to)?;
+        let mut cells = stored_cells(conn, from, to)?;
+        if !pending.is_empty() {
+            cells.retain(|(key, _)| !pending.contains(&key.period));
+            cells.extend(recount_periods(conn, &pending)?);
+            cells.sort_by(|(a, _), (b, _)| {
+                let order = |k: &CellKey| {
+                    (
+                        k.period,
+                        k.metric,
+                        k.cohort.clone(),
+                        k.epsilon_bits,
+                        k.epsilon_perm_bits,
+                        k.catalog.0,
+                    )
+                };
+                order(a).cmp(&order(b))
+            });
+        }
+        Ok(cells)
+    })();
+    if snapshot { finish(conn, cells) } else { cells }
+}
+
+/// The stored cells of periods `from..=to`, pending or not.
+pub(crate) fn stored_cells(
+    conn: &Connection,
+    from: u32,
+    to: u32,
 ) -> Result<Vec<(CellKey, CellState)>, CollectorError> {
     let mut stmt = conn.prepare(
         "SELECT catalog, metric, period, cohort, epsilon_bits, epsilon_perm_bits, state FROM cells
          WHERE period >= ?1 AND period <= ?2
          ORDER BY period, metric, cohort, epsilon_bits, epsilon_perm_bits, catalog",
     )?;
-    let rows = stmt.query_map(
-        params![from_period.unwrap_or(0), to_period.unwrap_or(u32::MAX)],
-        |r| {
-            let catalog: Vec<u8> = r.get(0)?;
-            let bits: i64 = r.get(4)?;
-            let perm_bits: i64 = r.get(5)?;
-            let state: Vec<u8> = r.get(6)?;
-            Ok((
-                catalog,
-                r.get::<_, u16>(1)?,
-                r.get::<_, u32>(2)?,
-                r.get::<_, String>(3)?,
-                (bits as u64, perm_bits as u64),
-                state,
-            ))
-        },
-    )?;
+    let rows = stmt.query_map(params![from, to], |r| {
+        let catalog: Vec<u8> = r.get(0)?;
+        let bits: i64 = r.get(4)?;
+        let perm_bits: i64 = r.get(5)?;
+        let state: Vec<u8> = r.get(6)?;
+        Ok((
+            catalog,
+            r.get::<_, u16>(1)?,
+            r.get::<_, u32>(2)?,
+            r.get::<_, String>(3)?,
+            (bits as u64, perm_bits as u64),
+            state,
+        ))
+    })?;
     let mut out = Vec::new();
     for row in rows {
         let (catalog, metric, period, cohort, (epsilon_bits, epsilon_perm_bits), state) = row?;
@@ -341,6 +397,78 @@ pub(crate) fn all_cells(
         ));
     }
     Ok(out)
+}
+
+/// Marks `period` pending: its stored cells may lag its reports until the
+/// writer saves them (or [`settle`] counts them).
+pub(crate) fn mark_pending(conn: &Connection, period: u32) -> Result<(), CollectorError> {
+    conn.prepare_cached("INSERT OR IGNORE INTO pending (period) VALUES (?1)")?
+        .execute(params![period])?;
+    Ok(())
+}
+
+/// Clears every pending mark: the caller saved every cell it changed.
+pub(crate) fn clear_pending(conn: &Connection) -> Result<(), CollectorError> {
+    conn.prepare_cached("DELETE FROM pending")?.execute([])?;
+    Ok(())
+}
+
+/// The pending periods in `from..=to`.
+fn pending_periods(conn: &Connection, from: u32, to: u32) -> Result<Vec<u32>, CollectorError> {
+    Ok(conn
+        .prepare_cached("SELECT period FROM pending WHERE period >= ?1 AND period <= ?2")?
+        .query_map(params![from, to], |r| r.get(0))?
+        .collect::<Result<_, _>>()?)
+}
+
+/// The cells of `periods` as their stored reports make them.
+fn recount_periods(
+    conn: &Connection,
+    periods: &[u32],
+) -> Result<BTreeMap<CellKey, CellState>, CollectorError> {
+    let catalogs = Catalogs::published(published_ranges(conn)?);
+    let mut reports = Vec::new();
+    for &period in periods {
+        reports.extend(stored_reports(conn, period, period)?);
+    }
+    super::fold_reports(reports, &catalogs)
+}
+
+/// Moves the epoch on (see the schema); returns its new value.
+fn next_epoch(conn: &Connection) -> Result<i64, CollectorError> {
+    Ok(conn
+        .prepare_cached("UPDATE epoch SET n = n + 1 RETURNING n")?
+        .query_row([], |r| r.get(0))?)
+}
+
+/// The epoch as the last transaction that changed reports or cells left it.
+pub(crate) fn epoch(conn: &Connection) -> Result<i64, CollectorError> {
+    Ok(conn
+        .prepare_cached("SELECT n FROM epoch")?
+        .query_row([], |r| r.get(0))?)
+}
+
+/// Makes the stored cells of every pending period count exactly its
+/// reports, clears the marks and moves the epoch on; inside the caller's
+/// write transaction, which may then change reports or cells. Everyone but
+/// the writer that marked the periods (an erasure, a prune, a writer whose
+/// memory of them is gone) settles before changing either; returns the
+/// new epoch.
+pub(crate) fn settle(conn: &Connection) -> Result<i64, CollectorError> {
+    let periods = pending_periods(conn, 0, u32::MAX)?;
+    if periods.is_empty() {
+        return next_epoch(conn);
+    }
+    let cells = recount_periods(conn, &periods)?;
+    let mut delete = conn.prepare_cached("DELETE FROM cells WHERE period = ?1")?;
+    for period in &periods {
+        delete.execute(params![period])?;
+    }
+    for (key, state) in &cells {
+        save_cell(conn, key, state)?;
+    }
+    clear_pending(conn)?;
+    next_epoch(conn)
 }
 
 fn stored_reports(
@@ -380,9 +508,9 @@ fn prune(conn: &Connection, clock: &PeriodClock, before: u32) -> Result<u64, Col
         return Ok(0);
     }
     conn.execute_batch("BEGIN IMMEDIATE")?;
-    let deleted = conn
-        .execute("DELETE FROM reports WHERE period < ?1", params![before])
-        .map_err(CollectorError::from);
+    // A pending period's cells are counted before its reports go.
+    let deleted = settle(conn)
+        .and_then(|_| Ok(conn.execute("DELETE FROM reports WHERE period < ?1", params![before])?));
     let n = finish(conn, deleted)?;
     checkpoint(conn);
     Ok(n as u64)
@@ -426,6 +554,8 @@ fn erase_in_transaction(
     let Some((id, cohort)) = found else {
         return Ok(None);
     };
+    // The device's reports come out of exact cells.
+    settle(conn)?;
     let bodies: Vec<Vec<u8>> = conn
         .prepare("SELECT body FROM reports WHERE device = ?1")?
         .query_map(params![id], |r| r.get(0))?
@@ -568,7 +698,9 @@ impl Store for SqliteStore {
     }
 
     fn save_cell(&mut self, key: &CellKey, state: &CellState) -> Result<(), CollectorError> {
-        save_cell(&self.conn, key, state)
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let saved = settle(&self.conn).and_then(|_| save_cell(&self.conn, key, state));
+        finish(&self.conn, saved)
     }
 
     fn all_cells(

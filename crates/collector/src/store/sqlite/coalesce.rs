@@ -654,21 +654,52 @@ fn index_regions(
     Ok(visited)
 }
 
-/// Zeroes every region of the main database's log index past the first;
-/// returns how many it zeroed.
+/// Where the index's header keeps the number of the log's last committed
+/// frame (`mxFrame`), in each of its two copies (SQLite's `WalIndexHdr`,
+/// 48 bytes, written twice at the start of the first region).
+const MX_FRAME_AT: [usize; 2] = [16, 48 + 16];
+
+/// Zeroes every region of the main database's log index past the first,
+/// if the connection holds the log's write lock and the log is empty (no
+/// frame committed since its last truncation); returns whether it did.
 ///
-/// The caller must hold the log's write lock with the log empty (no frame
-/// committed since its last truncation): then no connection, in this
-/// process or another, reads those regions, since a reader looks up frames
-/// only up to the last one its snapshot saw, and no writer fills them.
-/// SQLite zeroes a block itself before it writes the block's first frame,
-/// so zeros are what a fresh block holds.
-pub(crate) fn zero_index_past_first(conn: &rusqlite::Connection) -> Result<usize, CollectorError> {
+/// Then no connection, in this process or another, reads those regions (a
+/// reader looks up frames only up to the last one its snapshot saw, and no
+/// snapshot since the truncation saw any), and no writer fills them. SQLite
+/// zeroes a block itself before it writes the block's first frame, so zeros
+/// are what a fresh block holds.
+pub(crate) fn zero_index_past_first(conn: &rusqlite::Connection) -> Result<bool, CollectorError> {
+    // In exclusive locking mode the index lives in this process's heap and
+    // the file's shared-memory methods are never used: nothing to scrub,
+    // and mapping it here would create it.
+    let mode: String = conn.query_row("PRAGMA main.locking_mode", [], |r| r.get(0))?;
+    // SAFETY: the connection is open, and "main" is a valid schema name.
+    let state = unsafe { ffi::sqlite3_txn_state(conn.handle(), c"main".as_ptr()) };
+    if mode.eq_ignore_ascii_case("exclusive") || state != ffi::SQLITE_TXN_WRITE {
+        return Err(CollectorError::Internal(
+            "the log's index is zeroed only under the write lock, in shared locking mode".into(),
+        ));
+    }
+    let mut frames = Vec::new();
+    index_regions(conn, 0, |at| {
+        if frames.is_empty() {
+            for offset in MX_FRAME_AT {
+                // SAFETY: the header lies within the first mapped region;
+                // under the write lock no one changes it.
+                frames.push(unsafe { at.add(offset).cast::<u32>().read_unaligned() });
+            }
+        }
+    })?;
+    if frames.iter().any(|&f| f != 0) {
+        return Ok(false);
+    }
     index_regions(conn, 1, |at| {
         // SAFETY: `at` is a mapped region of INDEX_REGION bytes, which by
-        // the caller's lock no one else reads or writes meanwhile.
+        // the write lock and the empty log no one else reads or writes
+        // meanwhile.
         unsafe { std::ptr::write_bytes(at, 0, INDEX_REGION) }
-    })
+    })?;
+    Ok(true)
 }
 
 /// A copy of the main database's whole log index as mapped, read the way
