@@ -86,7 +86,8 @@ impl Cache {
                 self.epoch = Some(store::sqlite::settle(conn)?);
             }
             self.data_version = Some(version);
-        } else if self.cells.len() > CACHE_CELLS {
+        }
+        if self.cells.len() > CACHE_CELLS {
             self.save(conn)?;
             self.cells.clear();
         }
@@ -152,9 +153,8 @@ impl SqliteIngest {
         // stored cells are exact before the first upload (a database that
         // refuses writes is only reported here; its commits will fail).
         // And the log it left holds the order of its last commits.
-        if ingest.save_cells() {
-            empty_log(&ingest.conn);
-        }
+        ingest.save_cells();
+        empty_log(&ingest.conn);
         Ok(ingest)
     }
 }
@@ -168,10 +168,12 @@ impl SqliteIngest {
         if cache.data_version.is_some() && cache.unsaved.is_empty() && cache.pending.is_empty() {
             return true;
         }
-        let saved = conn
-            .execute_batch("BEGIN IMMEDIATE")
-            .map_err(CollectorError::from)
-            .and_then(|()| cache.validate(conn))
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            tracing::warn!("cannot save the aggregate cells: {e}");
+            return false;
+        }
+        let saved = cache
+            .validate(conn)
             .and_then(|()| cache.save(conn))
             .and_then(|()| Ok(conn.execute_batch("COMMIT")?));
         match saved {
@@ -199,8 +201,11 @@ impl IngestBackend for SqliteIngest {
         let (conn, cache) = (&self.conn, &mut self.cache);
         let mut results: Vec<Result<Outcome, Rejection>> = Vec::with_capacity(uploads.len());
         let mut saving = false;
+        // A group that cannot even take the write lock (behind a long
+        // erasure from the command line) changed nothing: the writer's
+        // memory stays valid.
+        conn.execute_batch("BEGIN IMMEDIATE")?;
         let outcome = (|| -> Result<(), CollectorError> {
-            conn.execute_batch("BEGIN IMMEDIATE")?;
             // `data_version` changes when another connection commits. Checked under
             // the write lock, so nothing can change between here and COMMIT: an
             // erased contribution is never written back from a stale cached cell.
@@ -280,14 +285,14 @@ impl IngestBackend for SqliteIngest {
     }
 
     fn tidy(&mut self) -> bool {
-        if !self.save_cells() {
-            return false;
-        }
+        // The log is emptied even if the cells could not be saved: its
+        // order of arrival must not stay for want of them.
+        let saved = self.save_cells();
         let emptied = empty_log(&self.conn);
         if emptied {
             self.emptied_at = Instant::now();
         }
-        emptied
+        saved && emptied
     }
 
     fn after_group(&mut self) -> bool {
@@ -637,7 +642,12 @@ mod tests {
 
         /// Enrolls `devices` devices, each with its reports for the 8 open periods.
         fn uploads(&mut self, devices: u64) -> Vec<Upload> {
-            let catalogs = crate::Catalogs::builtin();
+            self.uploads_of(devices, &hush_report::Catalog::builtin())
+        }
+
+        /// The same, under `catalog`, which must be known to the database.
+        fn uploads_of(&mut self, devices: u64, catalog: &hush_report::Catalog) -> Vec<Upload> {
+            let catalogs = crate::Catalogs::load(self.db.as_mut()).unwrap();
             let current = self.config.clock().current;
             (0..devices)
                 .map(|d| {
@@ -648,7 +658,7 @@ mod tests {
                         .unwrap();
                     let reports = crate::loadgen::device_reports(
                         &self.config,
-                        &hush_report::Catalog::builtin(),
+                        catalog,
                         current,
                         d,
                         8,
@@ -690,7 +700,8 @@ mod tests {
         }
 
         fn recount(&mut self) -> std::collections::BTreeMap<CellKey, CellState> {
-            store::recount_cells(self.db.as_mut(), &crate::Catalogs::builtin()).unwrap()
+            let catalogs = crate::Catalogs::load(self.db.as_mut()).unwrap();
+            store::recount_cells(self.db.as_mut(), &catalogs).unwrap()
         }
 
         fn cells(&mut self) -> std::collections::BTreeMap<CellKey, CellState> {
@@ -804,5 +815,70 @@ mod tests {
         assert!(first.tidy());
         assert!(second.tidy());
         assert_eq!(fleet.table(), fleet.recount());
+    }
+
+    #[test]
+    fn cells_of_a_catalog_this_build_does_not_know_are_kept_not_recounted() {
+        let mut fleet = Fleet::new();
+        // Reports under a published revision, counted and saved...
+        let steps = hush_report::RangeSteps::new([(hush_report::Measure::Keystrokes, 8)]).unwrap();
+        let period = fleet.config.clock().current;
+        fleet.db.publish_ranges(&steps, period).unwrap();
+        let mut writer = SqliteIngest::open(&fleet.path).unwrap();
+        let revised = hush_report::Catalog::with_ranges(&steps);
+        let uploads = fleet.uploads_of(3, &revised);
+        fleet.store(&mut writer, &uploads);
+        assert!(writer.tidy());
+        drop(writer);
+        let revised_cells: Vec<_> = fleet
+            .table()
+            .into_iter()
+            .filter(|(key, _)| key.catalog == revised.hash())
+            .collect();
+        assert!(!revised_cells.is_empty());
+        // ...and then a database that no longer knows the revision (as an
+        // older build's catalog is unknown to a newer one).
+        store::sqlite::open(&fleet.path)
+            .unwrap()
+            .execute_batch("DELETE FROM ranges")
+            .unwrap();
+        let mut writer = SqliteIngest::open(&fleet.path).unwrap();
+        let uploads = fleet.uploads(2);
+        fleet.store(&mut writer, &uploads);
+        assert_eq!(fleet.pending(), 8);
+        // Readers, an erasure and the writer's save all work, and keep the
+        // unknown revision's cells as they were.
+        let kept = |cells: &std::collections::BTreeMap<CellKey, CellState>| -> Vec<_> {
+            cells
+                .iter()
+                .filter(|(key, _)| key.catalog == revised.hash())
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        };
+        assert_eq!(kept(&fleet.cells()), revised_cells);
+        fleet
+            .db
+            .erase_device(
+                &crate::Catalogs::builtin(),
+                &store::DeviceRef::Id(uploads[0].device),
+            )
+            .unwrap()
+            .unwrap();
+        assert_eq!(kept(&fleet.table()), revised_cells);
+        let more = fleet.uploads(1);
+        fleet.store(&mut writer, &more);
+        assert!(writer.tidy());
+        assert_eq!(kept(&fleet.table()), revised_cells);
+        let builtin = |cells: std::collections::BTreeMap<CellKey, CellState>| -> u64 {
+            cells
+                .iter()
+                .filter(|(key, _)| key.catalog != revised.hash())
+                .map(|(_, c)| c.reports())
+                .sum()
+        };
+        assert_eq!(
+            builtin(fleet.table()),
+            2 * 8 * u64::from(hush_report::Catalog::builtin().metrics_per_report())
+        );
     }
 }

@@ -332,21 +332,24 @@ pub(crate) fn all_cells(
         let pending = pending_periods(conn, from, to)?;
         let mut cells = stored_cells(conn, from, to)?;
         if !pending.is_empty() {
-            cells.retain(|(key, _)| !pending.contains(&key.period));
-            cells.extend(recount_periods(conn, &pending)?);
-            cells.sort_by(|(a, _), (b, _)| {
-                let order = |k: &CellKey| {
-                    (
-                        k.period,
-                        k.metric,
-                        k.cohort.clone(),
-                        k.epsilon_bits,
-                        k.epsilon_perm_bits,
-                        k.catalog.0,
-                    )
-                };
-                order(a).cmp(&order(b))
+            let (catalogs, recounted) = recount_periods(conn, &pending)?;
+            cells.retain(|(key, _)| {
+                !pending.contains(&key.period) || catalogs.get(key.catalog).is_none()
             });
+            cells.extend(recounted);
+            // SQLite's order: cohorts compare as bytes, like `str`.
+            fn order(k: &CellKey) -> (u32, u16, &str, u64, u64, [u8; 16]) {
+                let c = &k.catalog.0;
+                (
+                    k.period,
+                    k.metric,
+                    &k.cohort,
+                    k.epsilon_bits,
+                    k.epsilon_perm_bits,
+                    *c,
+                )
+            }
+            cells.sort_by(|(a, _), (b, _)| order(a).cmp(&order(b)));
         }
         Ok(cells)
     })();
@@ -399,6 +402,18 @@ pub(crate) fn stored_cells(
     Ok(out)
 }
 
+/// The stored cells of `periods`.
+fn stored_cells_of(
+    conn: &Connection,
+    periods: &[u32],
+) -> Result<Vec<(CellKey, CellState)>, CollectorError> {
+    let mut out = Vec::new();
+    for &period in periods {
+        out.extend(stored_cells(conn, period, period)?);
+    }
+    Ok(out)
+}
+
 /// Marks `period` pending: its stored cells may lag its reports until the
 /// writer saves them (or [`settle`] counts them).
 pub(crate) fn mark_pending(conn: &Connection, period: u32) -> Result<(), CollectorError> {
@@ -421,17 +436,26 @@ fn pending_periods(conn: &Connection, from: u32, to: u32) -> Result<Vec<u32>, Co
         .collect::<Result<_, _>>()?)
 }
 
-/// The cells of `periods` as their stored reports make them.
+/// The cells of `periods` as their stored reports make them, with the
+/// catalogs they were counted against. Only reports of a catalog this
+/// database knows (the built-in one and its published revisions) are
+/// counted: the writer counted no other, so the stored cells of any other
+/// (an older build's catalog) are the ones to keep.
 fn recount_periods(
     conn: &Connection,
     periods: &[u32],
-) -> Result<BTreeMap<CellKey, CellState>, CollectorError> {
+) -> Result<(Catalogs, BTreeMap<CellKey, CellState>), CollectorError> {
     let catalogs = Catalogs::published(published_ranges(conn)?);
     let mut reports = Vec::new();
     for &period in periods {
-        reports.extend(stored_reports(conn, period, period)?);
+        reports.extend(
+            stored_reports(conn, period, period)?
+                .into_iter()
+                .filter(|(_, _, _, report)| catalogs.get(report.catalog_hash()).is_some()),
+        );
     }
-    super::fold_reports(reports, &catalogs)
+    let cells = super::fold_reports(reports, &catalogs)?;
+    Ok((catalogs, cells))
 }
 
 /// Moves the epoch on (see the schema); returns its new value.
@@ -459,10 +483,11 @@ pub(crate) fn settle(conn: &Connection) -> Result<i64, CollectorError> {
     if periods.is_empty() {
         return next_epoch(conn);
     }
-    let cells = recount_periods(conn, &periods)?;
-    let mut delete = conn.prepare_cached("DELETE FROM cells WHERE period = ?1")?;
-    for period in &periods {
-        delete.execute(params![period])?;
+    let (catalogs, cells) = recount_periods(conn, &periods)?;
+    for (key, _) in stored_cells_of(conn, &periods)? {
+        if catalogs.get(key.catalog).is_some() {
+            delete_cell(conn, &key)?;
+        }
     }
     for (key, state) in &cells {
         save_cell(conn, key, state)?;
@@ -476,11 +501,16 @@ fn stored_reports(
     from: u32,
     to: u32,
 ) -> Result<Vec<StoredReport>, CollectorError> {
-    let mut stmt = conn.prepare(
+    // A report id starts with its period (big-endian, checked at decoding),
+    // so the periods are a range of the primary key: no scan of every
+    // stored report.
+    let mut stmt = conn.prepare_cached(
         "SELECT r.device, d.cohort, r.period, r.body FROM reports r JOIN devices d ON d.id = r.device
-         WHERE r.period >= ?1 AND r.period <= ?2 ORDER BY r.id",
+         WHERE r.id >= ?1 AND (?2 IS NULL OR r.id < ?2) AND r.period >= ?3 AND r.period <= ?4
+         ORDER BY r.id",
     )?;
-    let rows = stmt.query_map(params![from, to], |r| {
+    let after = to.checked_add(1).map(|p| p.to_be_bytes().to_vec());
+    let rows = stmt.query_map(params![&from.to_be_bytes()[..], after, from, to], |r| {
         Ok((
             r.get::<_, i64>(0)?,
             r.get::<_, String>(1)?,
@@ -771,6 +801,26 @@ mod tests {
         drop(conn);
         // Opening again finds the same version.
         open(&path).unwrap();
+    }
+
+    #[test]
+    fn versions_2_and_3_are_upgraded_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        for (version, tables) in [
+            (2, SCHEMA.to_owned()),
+            (3, format!("{SCHEMA}{RANGES_TABLE}")),
+        ] {
+            let path = dir.path().join(format!("v{version}.sqlite"));
+            let old = Connection::open(&path).unwrap();
+            old.execute_batch(&tables).unwrap();
+            old.pragma_update(None, "user_version", version).unwrap();
+            drop(old);
+            let conn = open(&path).unwrap();
+            assert_eq!(user_version(&conn).unwrap(), SCHEMA_VERSION);
+            assert_eq!(epoch(&conn).unwrap(), 0);
+            assert!(pending_periods(&conn, 0, u32::MAX).unwrap().is_empty());
+            assert!(published_ranges(&conn).unwrap().is_empty());
+        }
     }
 
     #[test]

@@ -690,7 +690,7 @@ pub(crate) fn zero_index_past_first(conn: &rusqlite::Connection) -> Result<bool,
             }
         }
     })?;
-    if frames.iter().any(|&f| f != 0) {
+    if frames.len() != MX_FRAME_AT.len() || frames.iter().any(|&f| f != 0) {
         return Ok(false);
     }
     index_regions(conn, 1, |at| {
