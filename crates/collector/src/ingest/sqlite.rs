@@ -211,10 +211,11 @@ impl IngestBackend for SqliteIngest {
             // the write lock, so nothing can change between here and COMMIT: an
             // erased contribution is never written back from a stale cached cell.
             cache.validate(conn)?;
+            let pruned_before = store::sqlite::pruned_before(conn)?;
             for upload in uploads {
                 conn.execute_batch("SAVEPOINT upload")?;
                 let mut updates: Vec<(CellKey, usize, usize)> = Vec::new();
-                match apply(conn, upload, &mut updates) {
+                match apply(conn, upload, pruned_before, &mut updates) {
                     Ok(Ok(o)) => {
                         conn.execute_batch("RELEASE upload")?;
                         // Fold the upload into the cached cells only once it is part of the transaction.
@@ -348,14 +349,12 @@ fn empty_log(conn: &Connection) -> bool {
                     .and_then(|()| truncate())?
                 && scrub_index(conn)?)
         });
-    let restored = conn.busy_timeout(store::BUSY_TIMEOUT);
+    let restored = conn
+        .busy_timeout(store::BUSY_TIMEOUT)
+        .map_err(CollectorError::from);
     match (emptied, restored) {
         (Ok(done), Ok(())) => done,
-        (Err(e), _) => {
-            tracing::warn!("cannot empty the write-ahead log: {e}");
-            false
-        }
-        (_, Err(e)) => {
+        (Err(e), _) | (_, Err(e)) => {
             tracing::warn!("cannot empty the write-ahead log: {e}");
             false
         }
@@ -383,8 +382,24 @@ fn scrub_index(conn: &Connection) -> Result<bool, CollectorError> {
 fn apply(
     conn: &Connection,
     job: &Upload,
+    pruned_before: u32,
     updates: &mut Vec<(CellKey, usize, usize)>,
 ) -> Result<Result<Outcome, Rejection>, CollectorError> {
+    // Its period was open when the upload arrived, but may have closed and
+    // been pruned since: its released cells must not change.
+    if let Some(late) = job
+        .reports
+        .iter()
+        .find(|v| v.report.period() < pruned_before)
+    {
+        return Ok(Err(Rejection::unprocessable(
+            category::LATE,
+            format!(
+                "period {} closed and was pruned while the upload waited",
+                late.report.period()
+            ),
+        )));
+    }
     // The token was checked when the request arrived, from the device
     // directory; a device revoked or erased since then must not store
     // anything. The cohort is read here too, not taken from the directory.
@@ -620,6 +635,7 @@ mod tests {
         config: crate::CollectorConfig,
         db: Box<dyn store::Store>,
         rng: hush_ldp::NoiseRng,
+        enrolled: u64,
     }
 
     impl Fleet {
@@ -638,6 +654,7 @@ mod tests {
                 config,
                 db,
                 rng: hush_ldp::NoiseRng::seed_from_u64(29),
+                enrolled: 0,
             }
         }
 
@@ -652,7 +669,8 @@ mod tests {
             let current = self.config.clock().current;
             (0..devices)
                 .map(|d| {
-                    let token = format!("device-token-{d}-{}", self.db.report_count().unwrap());
+                    self.enrolled += 1;
+                    let token = format!("device-token-{}", self.enrolled);
                     let device = self
                         .db
                         .add_device(&token, "team", self.config.now(), false)
@@ -880,6 +898,63 @@ mod tests {
         assert_eq!(
             builtin(fleet.table()),
             2 * 8 * u64::from(hush_report::Catalog::builtin().metrics_per_report())
+        );
+    }
+
+    #[test]
+    fn a_report_that_waited_while_its_period_was_pruned_is_refused() {
+        let mut fleet = Fleet::new();
+        let mut writer = SqliteIngest::open(&fleet.path).unwrap();
+        let uploads = fleet.uploads(3);
+        fleet.store(&mut writer, &uploads);
+        assert!(writer.tidy());
+        // Checked while its periods were open...
+        let waiting = fleet.uploads(1);
+        let released = fleet.table();
+        // ...then they closed and were pruned, cells kept.
+        let mut later = fleet.config.clock();
+        later.current += 100;
+        assert_eq!(fleet.db.prune(&later, later.current - 50).unwrap(), 3 * 8);
+        assert_eq!(fleet.table(), released);
+        let refused = writer.commit_group(&waiting).unwrap();
+        let rejection = refused[0].as_ref().unwrap_err();
+        assert_eq!(rejection.category, category::LATE);
+        assert_eq!(fleet.pending(), 0);
+        assert!(writer.tidy());
+        assert_eq!(fleet.table(), released);
+    }
+
+    #[test]
+    fn a_group_that_fails_while_saving_loses_no_committed_count() {
+        let mut fleet = Fleet::new();
+        let mut writer = SqliteIngest::open(&fleet.path).unwrap();
+        let uploads = fleet.uploads(3);
+        fleet.store(&mut writer, &uploads);
+        // The next group is due to save the cells, and saving fails: the
+        // group is refused whole, and the writer forgets which committed
+        // cells it had not saved.
+        writer
+            .conn
+            .execute_batch(
+                "CREATE TEMP TRIGGER refuse BEFORE INSERT ON main.cells
+                 BEGIN SELECT RAISE(ABORT, 'the disk is full'); END",
+            )
+            .unwrap();
+        writer.cache.saved_at -= SAVE_CELLS_EVERY;
+        let refused = fleet.uploads(2);
+        assert!(writer.commit_group(&refused).is_err());
+        writer.conn.execute_batch("DROP TRIGGER refuse").unwrap();
+        // The next group counts the pending periods afresh, so the first
+        // uploads stay counted and the refused ones are not.
+        let more = fleet.uploads(1);
+        fleet.store(&mut writer, &more);
+        assert!(writer.tidy());
+        let recount = fleet.recount();
+        assert_eq!(fleet.table(), recount);
+        let reports: u64 = recount.values().map(CellState::reports).sum();
+        assert_eq!(
+            reports,
+            4 * 8 * u64::from(hush_report::Catalog::builtin().metrics_per_report())
         );
     }
 }

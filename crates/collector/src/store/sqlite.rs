@@ -81,6 +81,11 @@ CREATE TABLE pending (period INTEGER PRIMARY KEY);
 -- since it last settled forgets what it holds.
 CREATE TABLE epoch (n INTEGER NOT NULL);
 INSERT INTO epoch (n) VALUES (0);
+-- Reports of periods before this one were pruned: their cells stay as
+-- released, and no report may join them (nor make them pending, which
+-- would recount them from the reports left).
+CREATE TABLE pruned (before_period INTEGER NOT NULL);
+INSERT INTO pruned (before_period) VALUES (0);
 ";
 
 const SCHEMA: &str = "
@@ -458,6 +463,13 @@ fn recount_periods(
     Ok((catalogs, cells))
 }
 
+/// The first period whose reports have not been pruned (see the schema).
+pub(crate) fn pruned_before(conn: &Connection) -> Result<u32, CollectorError> {
+    Ok(conn
+        .prepare_cached("SELECT before_period FROM pruned")?
+        .query_row([], |r| r.get(0))?)
+}
+
 /// Moves the epoch on (see the schema); returns its new value.
 fn next_epoch(conn: &Connection) -> Result<i64, CollectorError> {
     Ok(conn
@@ -539,8 +551,13 @@ fn prune(conn: &Connection, clock: &PeriodClock, before: u32) -> Result<u64, Col
     }
     conn.execute_batch("BEGIN IMMEDIATE")?;
     // A pending period's cells are counted before its reports go.
-    let deleted = settle(conn)
-        .and_then(|_| Ok(conn.execute("DELETE FROM reports WHERE period < ?1", params![before])?));
+    let deleted = settle(conn).and_then(|_| {
+        conn.execute(
+            "UPDATE pruned SET before_period = MAX(before_period, ?1)",
+            params![before],
+        )?;
+        Ok(conn.execute("DELETE FROM reports WHERE period < ?1", params![before])?)
+    });
     let n = finish(conn, deleted)?;
     checkpoint(conn);
     Ok(n as u64)
@@ -818,6 +835,7 @@ mod tests {
             let conn = open(&path).unwrap();
             assert_eq!(user_version(&conn).unwrap(), SCHEMA_VERSION);
             assert_eq!(epoch(&conn).unwrap(), 0);
+            assert_eq!(pruned_before(&conn).unwrap(), 0);
             assert!(pending_periods(&conn, 0, u32::MAX).unwrap().is_empty());
             assert!(published_ranges(&conn).unwrap().is_empty());
         }
