@@ -32,6 +32,14 @@ const CACHE_CELLS: usize = 1 << 16;
 /// zeroes (see [`scrub_index`]).
 const CHECKPOINT_FRAMES: u64 = 40_000;
 
+/// The writer's page cache, in KiB (SQLite's default is 2 MiB). Report ids
+/// start with their period, so inserts land among the open periods' pages
+/// (about 13 MiB for 100,000 reports), and a cache that holds them saves a
+/// read per page touched: 58,000 `pread` calls for 100,000 reports instead
+/// of 267,000, and 4 to 10% of the collector's CPU per report. It is only
+/// a bound: SQLite allocates pages as the cache fills.
+const WRITER_CACHE_KIB: i64 = 64 << 10;
+
 /// The log is emptied after [`QUIET`](super::QUIET) without an upload and,
 /// under a steady trickle that never pauses that long, at least this often.
 const MAX_LOG_AGE: Duration = Duration::from_secs(60);
@@ -126,6 +134,7 @@ impl SqliteIngest {
     /// Opens the database for the writer.
     pub(super) fn open(path: &Path) -> Result<SqliteIngest, CollectorError> {
         let mut conn = store::sqlite::open(path)?;
+        conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
         let frames = Arc::new(AtomicU64::new(0));
         // Replaces SQLite's automatic checkpoint, which would run inside the
         // COMMIT an acknowledgement waits for; `after_group` checkpoints instead.

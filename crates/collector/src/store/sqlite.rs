@@ -19,6 +19,9 @@ use crate::tokens::token_hash;
 use crate::validate::{Catalogs, validate_structure};
 
 pub(crate) mod coalesce;
+mod pcache;
+
+pub use pcache::{Truncations, truncations};
 mod devices;
 pub(crate) use devices::device_cohort;
 
@@ -138,6 +141,10 @@ CREATE TABLE cells (
 /// `synchronous=FULL` set here.
 pub fn open(path: &Path) -> Result<Connection, CollectorError> {
     create_private(path)?;
+    // Before anything in the process initializes SQLite, or not at all.
+    if !pcache::install() {
+        tracing::debug!("SQLite was initialized first: its page cache is used unwrapped");
+    }
     let conn = Connection::open_with_flags_and_vfs(
         path,
         rusqlite::OpenFlags::default(),

@@ -1,7 +1,7 @@
 //! A thin SQLite VFS over the platform's own that gathers a transaction's
 //! write-ahead log frames into a few large writes, and the zeroing of the
-//! log's index through SQLite's own mapping of it: the only `unsafe` in
-//! hush-collector.
+//! log's index through SQLite's own mapping of it: one of hush-collector's
+//! two audited `unsafe` files (the other is [`super::pcache`]).
 //!
 //! SQLite writes each log frame as two `pwrite` calls (its 24-byte header,
 //! then the page), so a group commit of a hundred pages made two hundred
