@@ -57,6 +57,7 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let database = config.database.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(hush_collector::server::request_threads())
         .enable_all()
         .build()
         .context("starting the async runtime")?;
