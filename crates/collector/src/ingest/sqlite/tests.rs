@@ -487,3 +487,57 @@ fn a_group_that_fails_while_saving_loses_no_committed_count() {
     let reports: u64 = recount.values().map(CellState::reports).sum();
     assert_eq!(reports, counted(4));
 }
+
+#[test]
+fn an_upload_refused_midway_leaves_none_of_its_reports_and_its_group_stands() {
+    let mut fleet = Fleet::new();
+    let mut writer = SqliteIngest::open(&fleet.path).unwrap();
+    let uploads = fleet.uploads(3);
+    fleet.store(&mut writer, &uploads[..1]);
+    // The second device's fifth report is one the first device stored:
+    // four of its reports are in the table when the fifth is refused.
+    let mut refused = clone_upload(&uploads[1]);
+    refused.reports[4] = uploads[0].reports[4].clone();
+    let results = writer
+        .commit_group(&[refused, clone_upload(&uploads[2])])
+        .unwrap();
+    let rejection = results[0].as_ref().unwrap_err();
+    assert_eq!(
+        (rejection.status, rejection.category),
+        (409, category::OTHER_DEVICE)
+    );
+    assert_eq!(results[1].as_ref().unwrap().accepted, 8);
+    let path = fleet.path.clone();
+    let stored = |device: i64| -> i64 {
+        let conn = store::sqlite::open(&path).unwrap();
+        conn.query_row(
+            "SELECT COUNT(*) FROM reports WHERE device = ?1",
+            [device],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        [uploads[0].device, uploads[1].device, uploads[2].device].map(stored),
+        [8, 0, 8]
+    );
+    // The cells count the two devices' reports only, before and after a save.
+    let recount = fleet.recount();
+    let reports: u64 = recount.values().map(CellState::reports).sum();
+    assert_eq!(reports, counted(2));
+    assert_eq!(fleet.cells(), recount);
+    assert!(writer.tidy());
+    assert_eq!(fleet.table(), recount);
+    // The refused device may send its own reports again.
+    fleet.store(&mut writer, &[clone_upload(&uploads[1])]);
+    assert_eq!(stored(uploads[1].device), 8);
+    assert_eq!(fleet.cells(), fleet.recount());
+}
+
+fn clone_upload(upload: &Upload) -> Upload {
+    Upload {
+        device: upload.device,
+        token: upload.token,
+        reports: upload.reports.clone(),
+    }
+}
