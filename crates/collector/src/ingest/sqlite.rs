@@ -222,9 +222,15 @@ impl IngestBackend for SqliteIngest {
             cache.validate(conn)?;
             let pruned_before = store::sqlite::pruned_before(conn)?;
             for upload in uploads {
+                // Prepared once, not parsed afresh for every upload. A savepoint
+                // (not deleting a refused upload's rows afterwards) because a
+                // row moved before its deletion can leave a copy in the page's
+                // free gap, which `secure_delete` does not clear.
+                conn.prepare_cached("SAVEPOINT upload")?.execute([])?;
                 let mut updates: Vec<(CellKey, usize, usize)> = Vec::new();
                 match apply(conn, upload, pruned_before, &mut updates) {
                     Ok(Ok(o)) => {
+                        conn.prepare_cached("RELEASE upload")?.execute([])?;
                         // Fold the upload into the cached cells only once it is part of the transaction.
                         for (key, r, m) in updates {
                             let valid = &upload.reports[r];
@@ -248,7 +254,10 @@ impl IngestBackend for SqliteIngest {
                         }
                         results.push(Ok(o));
                     }
-                    Ok(Err(rejection)) => results.push(Err(rejection)),
+                    Ok(Err(rejection)) => {
+                        conn.execute_batch("ROLLBACK TO upload; RELEASE upload")?;
+                        results.push(Err(rejection));
+                    }
                     Err(e) => return Err(e),
                 }
             }
@@ -423,19 +432,6 @@ fn apply(
         "INSERT OR IGNORE INTO reports (id, device, period, body) VALUES (?1, ?2, ?3, ?4)",
     )?;
     let mut find = conn.prepare_cached("SELECT device FROM reports WHERE id = ?1")?;
-    // An upload is taken whole or not at all. Its own inserts are undone by
-    // hand when a later report of it is refused (rare: a replay or a second
-    // report for a period), which costs less than a savepoint around every
-    // upload: SQLite copied each page an upload touched into a statement
-    // journal for a rollback that almost never came (3% of the writer).
-    let mut stored = Vec::with_capacity(job.reports.len());
-    let refuse = |stored: &[[u8; 16]], rejection: Rejection| {
-        let mut delete = conn.prepare_cached("DELETE FROM reports WHERE id = ?1")?;
-        for id in stored {
-            delete.execute([&id[..]])?;
-        }
-        Ok(Err(rejection))
-    };
     for (r, valid) in job.reports.iter().enumerate() {
         let report = &valid.report;
         let id = report.id().0;
@@ -455,31 +451,24 @@ fn apply(
                     continue;
                 }
                 Some(_) => {
-                    return refuse(
-                        &stored,
-                        Rejection::new(
-                            409,
-                            category::OTHER_DEVICE,
-                            "a report id stored for another device",
-                        ),
-                    );
+                    return Ok(Err(Rejection::new(
+                        409,
+                        category::OTHER_DEVICE,
+                        "a report id stored for another device",
+                    )));
                 }
                 None => {
-                    return refuse(
-                        &stored,
-                        Rejection::new(
-                            409,
-                            category::PERIOD_TAKEN,
-                            format!(
-                                "a second report for period {} from one device",
-                                report.period()
-                            ),
+                    return Ok(Err(Rejection::new(
+                        409,
+                        category::PERIOD_TAKEN,
+                        format!(
+                            "a second report for period {} from one device",
+                            report.period()
                         ),
-                    );
+                    )));
                 }
             }
         }
-        stored.push(id);
         for (m, metric) in report.metrics().iter().enumerate() {
             updates.push((CellKey::of(report, metric, &cohort), r, m));
         }
