@@ -13,6 +13,9 @@ use clap::Parser;
 use crate::args::{Cli, CollectorCommand, Command, SimulateCommand};
 
 fn main() -> ExitCode {
+    // Before any thread can open a database: SQLite takes a page cache
+    // only before it starts, and its configuration calls are not thread-safe.
+    hush_collector::store::sqlite::install_page_cache();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Simulate(SimulateCommand::Frequency(a)) => commands::simulate::frequency(&a),

@@ -91,7 +91,7 @@ fn a_typed_secret_leaves_no_trace() {
     for file in files_under(collector.dir.path()) {
         assert_clean(&file.display().to_string(), &std::fs::read(&file).unwrap());
     }
-    let conn = rusqlite::Connection::open(collector.database()).unwrap();
+    let conn = support::open_db(collector.database());
     let bodies: Vec<Vec<u8>> = conn
         .prepare("SELECT body FROM reports")
         .unwrap()

@@ -93,7 +93,7 @@ fn every_produced_report_arrives_exactly_once_across_kill_9() {
     let periods: HashSet<u32> = produced.iter().map(|(_, p)| *p).collect();
     assert_eq!(periods.len(), produced.len(), "a period reported twice");
 
-    let conn = rusqlite::Connection::open(collector.database()).unwrap();
+    let conn = support::open_db(collector.database());
     let stored: Vec<(String, u32)> = conn
         .prepare("SELECT lower(hex(id)), period FROM reports")
         .unwrap()

@@ -200,7 +200,7 @@ fn one_agent_per_home_and_forget_goes_through_the_running_agent() {
 
 /// The periods the collector stored reports for.
 fn stored_periods(collector: &Collector) -> Vec<u32> {
-    let conn = rusqlite::Connection::open(collector.database()).unwrap();
+    let conn = support::open_db(collector.database());
     let mut stmt = conn
         .prepare("SELECT period FROM reports ORDER BY period")
         .unwrap();

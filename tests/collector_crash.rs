@@ -73,7 +73,7 @@ fn acknowledged_reports_survive_kill_9() {
     // Restart on the same database: it must open, recover the WAL and serve.
     let restarted = Collector::start_in(dir);
     let db = restarted.database();
-    let conn = rusqlite::Connection::open(&db).unwrap();
+    let conn = support::open_db(&db);
     let integrity: String = conn
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .unwrap();

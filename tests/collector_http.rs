@@ -161,7 +161,7 @@ fn accepts_dedups_and_refuses_with_specific_statuses() {
 
     // Only the first report was ever stored.
     assert_eq!(query_u64(&c.database(), "SELECT COUNT(*) FROM reports"), 1);
-    let conn = rusqlite::Connection::open(c.database()).unwrap();
+    let conn = support::open_db(c.database());
     let integrity: String = conn
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .unwrap();

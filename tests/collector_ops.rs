@@ -317,7 +317,7 @@ fn readiness_follows_the_databases_writability() {
     // Another process takes the database's write lock: nothing can be written.
     // Within the reuse of the last answer (1 s) and the probe's patience (2 s)
     // readiness turns, and no answer waits longer than the patience.
-    let lock = rusqlite::Connection::open(c.database()).unwrap();
+    let lock = support::open_db(c.database());
     lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
     let locked = Instant::now();
     loop {

@@ -63,7 +63,7 @@ fn some_traffic(c: &Collector) {
 fn the_database_keeps_no_arrival_times_or_addresses_and_is_private() {
     let c = Collector::start("");
     some_traffic(&c);
-    let conn = rusqlite::Connection::open(c.database()).unwrap();
+    let conn = support::open_db(c.database());
 
     // The report tables hold exactly what the estimates and erasure need.
     assert_eq!(
@@ -211,8 +211,7 @@ fn the_log_names_no_client_address_and_no_time_even_at_debug() {
 fn a_database_of_an_older_schema_is_refused_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     // The unversioned schema, with its arrival times.
-    rusqlite::Connection::open(dir.path().join("collector.sqlite"))
-        .unwrap()
+    support::open_db(dir.path().join("collector.sqlite"))
         .execute_batch(
             "CREATE TABLE reports (id BLOB PRIMARY KEY, device INTEGER NOT NULL, period INTEGER NOT NULL, received_at INTEGER NOT NULL, body BLOB NOT NULL) WITHOUT ROWID;",
         )

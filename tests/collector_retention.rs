@@ -28,7 +28,7 @@ fn cells(db: &Path) -> BTreeMap<CellKey, CellState> {
 /// The cells recounted from scratch: every stored report decoded, validated
 /// and folded into fresh cells of its device's cohort.
 fn recount(db: &Path) -> BTreeMap<CellKey, CellState> {
-    let conn = rusqlite::Connection::open(db).unwrap();
+    let conn = support::open_db(db);
     let catalogs = Catalogs::builtin();
     let mut out: BTreeMap<CellKey, CellState> = BTreeMap::new();
     let rows: Vec<(Vec<u8>, String)> = conn
@@ -83,8 +83,7 @@ fn stdout_ok(out: &std::process::Output) -> String {
 
 fn device_id(db: &Path, token: &str) -> i64 {
     let hash = hush_collector::token_hash(token);
-    rusqlite::Connection::open(db)
-        .unwrap()
+    support::open_db(db)
         .query_row(
             "SELECT id FROM devices WHERE token_hash = ?1",
             [&hash[..]],

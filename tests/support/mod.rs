@@ -291,9 +291,18 @@ pub fn report(catalog: &Catalog, period: u32, epsilon: f64, seed: u64) -> Report
     privatize(raw, &request, &mut memory, &mut budget, &mut rng).unwrap()
 }
 
+/// Opens a collector's database directly. The collector's layer over
+/// SQLite's page cache goes in first: SQLite's configuration calls race
+/// with another thread's first connection (the collector's own, in tests
+/// that also open the database through `hush_collector::store`).
+pub fn open_db(db: impl AsRef<Path>) -> rusqlite::Connection {
+    hush_collector::store::sqlite::install_page_cache();
+    rusqlite::Connection::open(db).unwrap()
+}
+
 /// Reads a single number from the database.
 pub fn query_u64(db: &Path, sql: &str) -> u64 {
-    let conn = rusqlite::Connection::open(db).unwrap();
+    let conn = open_db(db);
     conn.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap() as u64
 }
 

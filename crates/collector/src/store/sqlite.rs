@@ -21,7 +21,7 @@ use crate::validate::{Catalogs, validate_structure};
 pub(crate) mod coalesce;
 mod pcache;
 
-pub use pcache::{Truncations, truncations};
+pub use pcache::{Truncations, install as install_page_cache, truncations};
 mod devices;
 pub(crate) use devices::device_cohort;
 
@@ -142,7 +142,7 @@ CREATE TABLE cells (
 pub fn open(path: &Path) -> Result<Connection, CollectorError> {
     create_private(path)?;
     // Before anything in the process initializes SQLite, or not at all.
-    if !pcache::install() {
+    if !install_page_cache() {
         tracing::debug!("SQLite was initialized first: its page cache is used unwrapped");
     }
     let conn = Connection::open_with_flags_and_vfs(
@@ -835,6 +835,7 @@ mod tests {
             (3, format!("{SCHEMA}{RANGES_TABLE}")),
         ] {
             let path = dir.path().join(format!("v{version}.sqlite"));
+            install_page_cache();
             let old = Connection::open(&path).unwrap();
             old.execute_batch(&tables).unwrap();
             old.pragma_update(None, "user_version", version).unwrap();
@@ -852,6 +853,7 @@ mod tests {
     fn an_unversioned_or_other_database_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let old = dir.path().join("old.sqlite");
+        install_page_cache();
         Connection::open(&old)
             .unwrap()
             .execute_batch("CREATE TABLE reports (id BLOB PRIMARY KEY, received_at INTEGER)")

@@ -77,8 +77,11 @@ unsafe impl Sync for Base {}
 /// Installs the layer, once per process; returns whether it is in place.
 /// It must run before SQLite initializes (the first connection, VFS lookup
 /// or registration in the process): afterwards SQLite refuses a new page
-/// cache and keeps its own, which is correct, only slower.
-pub(crate) fn install() -> bool {
+/// cache and keeps its own, which is correct, only slower. [`open`](super::open)
+/// calls it; so must anything that opens a connection otherwise while
+/// another thread may be in `open` (SQLite's configuration calls are not
+/// thread-safe), and `main` does first of all.
+pub fn install() -> bool {
     *INSTALLED.get_or_init(|| {
         let mut base = std::mem::MaybeUninit::<ffi::sqlite3_pcache_methods2>::zeroed();
         // SAFETY: SQLITE_CONFIG_GETPCACHE2 takes a pointer to a methods

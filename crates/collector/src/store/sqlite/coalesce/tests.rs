@@ -41,6 +41,7 @@ fn row(i: i64) -> Vec<u8> {
 /// Reads the table back through the platform VFS, as another process
 /// would, and checks every row and the file's structure.
 fn check_from_outside(path: &std::path::Path, rows: i64) {
+    super::super::install_page_cache();
     let other = Connection::open(path).unwrap();
     let ok: String = other
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
@@ -110,6 +111,7 @@ fn a_rolled_back_transaction_leaves_nothing_to_write_over_later_commits() {
     first.execute_batch("ROLLBACK").unwrap();
     // Another connection commits over the same stretch of the log and
     // past it.
+    super::super::install_page_cache();
     let mut other = Connection::open(&path).unwrap();
     // Not copied into the database (which would make them harmless to
     // overwrite).
@@ -133,6 +135,7 @@ fn commits_without_a_sync_are_in_the_file_before_others_can_read_them() {
     writer.pragma_update(None, "synchronous", "NORMAL").unwrap();
     // And spilling, so commits rewrite frame checksums as they end.
     writer.pragma_update(None, "cache_size", 16).unwrap();
+    super::super::install_page_cache();
     let reader = Connection::open(&path).unwrap();
     for round in 0..5 {
         writer.execute_batch("BEGIN").unwrap();
