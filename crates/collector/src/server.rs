@@ -195,10 +195,11 @@ impl AppState {
 }
 
 /// How many threads the async runtime should serve requests on: all the
-/// processor's cores but one, which the SQLite writer's thread keeps busy,
-/// and at least one. On two cores, a second request thread only added
-/// wake-ups between threads: 4 to 10% more CPU per report under
-/// `hush collector loadgen`, for no more reports per second.
+/// processor's cores but one, which the ingestion writer's thread keeps
+/// busy, and at least one. On two cores, a second request thread only
+/// added wake-ups between threads: 2 to 9% more collector CPU per report
+/// in three alternating rounds of `hush collector loadgen`, for no more
+/// reports per second.
 pub fn request_threads() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get().saturating_sub(1))
