@@ -218,7 +218,15 @@ fn periods_are_accepted_from_the_grace_window_to_tomorrow() {
 
 #[test]
 fn failed_requests_are_limited_per_client_address() {
-    let c = Collector::start("failed_requests_per_minute = 5\n");
+    // The operators' address, which the limit does not cover, reads the counters.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let c = Collector::start(&format!(
+        "failed_requests_per_minute = 5\nmetrics_listen = \"127.0.0.1:{port}\"\n"
+    ));
     let agent = client();
     let catalog = Catalog::builtin();
     let tokens: Vec<String> = (0..3).map(|_| c.token(&[])).collect();
@@ -259,6 +267,21 @@ fn failed_requests_are_limited_per_client_address() {
         .as_u16();
     assert_eq!(status, 429);
     assert_eq!(query_u64(&c.database(), "SELECT COUNT(*) FROM reports"), 2);
+    // The limiter's refusals are counted like any other answer.
+    let metrics = agent
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    for line in [
+        "hush_requests_refused_total{reason=\"rate_limited\"} 2",
+        "hush_requests_refused_total{reason=\"unknown_token\"} 3",
+        "hush_requests_refused_total{reason=\"malformed\"} 2",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "no {line} in {metrics}");
+    }
 }
 
 #[test]

@@ -56,9 +56,19 @@ pub(super) async fn observe(
     request: Request,
     next: Next,
 ) -> Response {
+    count(&state, request, |request| next.run(request)).await
+}
+
+/// What [`observe`] does, around any handling of the request: the public
+/// router's outermost layer runs its rate limiter inside it.
+pub(super) async fn count<F: Future<Output = Response>>(
+    state: &AppState,
+    request: Request,
+    handle: impl FnOnce(Request) -> F,
+) -> Response {
     let started = Instant::now();
     let route = Metrics::route_of(request.uri().path());
-    let response = next.run(request).await;
+    let response = handle(request).await;
     state.metrics.request(
         route,
         started.elapsed().as_secs_f64(),
