@@ -59,6 +59,14 @@ fn fill(conn: &Connection, from: u64, commits: u64) {
     }
 }
 
+/// A new database in a directory of its own, and a connection to it.
+fn new_database() -> (tempfile::TempDir, std::path::PathBuf, Connection) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.sqlite");
+    let conn = store::sqlite::open(&path).unwrap();
+    (dir, path, conn)
+}
+
 /// The reports a new connection counts, once it found the file whole.
 fn count_afresh(path: &Path) -> i64 {
     let conn = store::sqlite::open(path).unwrap();
@@ -72,9 +80,7 @@ fn count_afresh(path: &Path) -> i64 {
 
 #[test]
 fn emptying_a_long_log_zeroes_every_block_of_its_index() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("c.sqlite");
-    let writer = store::sqlite::open(&path).unwrap();
+    let (_dir, path, writer) = new_database();
     // Another connection writes too, as a command-line erasure would.
     let other = store::sqlite::open(&path).unwrap();
     fill(&writer, 0, 10);
@@ -103,9 +109,7 @@ fn emptying_a_long_log_zeroes_every_block_of_its_index() {
 
 #[test]
 fn a_log_written_to_meanwhile_is_left_for_the_next_emptying() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("c.sqlite");
-    let writer = store::sqlite::open(&path).unwrap();
+    let (_dir, path, writer) = new_database();
     // A commit between the truncation and the scrub (here, before it):
     // the blocks past the first hold frames that readers look up.
     fill(&writer, 0, 6);
@@ -119,11 +123,6 @@ fn a_log_written_to_meanwhile_is_left_for_the_next_emptying() {
     fill(&writer, 6_000, 1);
 }
 
-/// SQLite's POSIX locks on the index survive the scrub: among them the
-/// one that tells a process opening the database that the index is in
-/// use (byte 128), without which that process would reset the index
-/// under this one's mappings. Closing any handle to the file would drop
-/// them all, which a test in one process cannot otherwise see.
 /// The major and minor numbers of a Linux device number (glibc's
 /// `gnu_dev_major` and `gnu_dev_minor`).
 #[cfg(target_os = "linux")]
@@ -136,13 +135,16 @@ fn dev_minor(dev: u64) -> u64 {
     ((dev >> 12) & 0xffff_ff00) | (dev & 0xff)
 }
 
+/// SQLite's POSIX locks on the index survive the scrub: among them the
+/// one that tells a process opening the database that the index is in
+/// use (byte 128), without which that process would reset the index
+/// under this one's mappings. Closing any handle to the file would drop
+/// them all, which a test in one process cannot otherwise see.
 #[cfg(target_os = "linux")]
 #[test]
 fn scrubbing_keeps_the_index_locks_this_process_holds() {
     use std::os::unix::fs::MetadataExt;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("c.sqlite");
-    let writer = store::sqlite::open(&path).unwrap();
+    let (_dir, path, writer) = new_database();
     fill(&writer, 0, 5);
     let index = std::fs::metadata(store::sqlite::sidecar(&path, "-shm")).unwrap();
     assert!(
