@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
@@ -29,13 +29,13 @@ use serde::Deserialize;
 
 use crate::auth::DeviceDirectory;
 use crate::ingest::{IngestError, Writer};
-use crate::limits::{Buckets, TOKEN_TTL, TokenCache, client_key};
+use crate::limits::{Buckets, TOKEN_TTL, TokenCache};
 use crate::metrics::{ClosedPeriod, Metrics};
 use crate::store::{self, Principal, Store};
-use crate::tokens::token_hash;
 use crate::validate::{Catalogs, category, validate};
 use crate::{CollectorConfig, CollectorError, PeriodClock};
 
+mod layers;
 mod ops;
 
 /// The least time between two reads of the catalogs from the database.
@@ -214,7 +214,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/reports", post(upload))
         .route("/v1/estimates", get(estimates))
         .route("/metrics", get(ops::admin_metrics))
-        .layer(middleware::from_fn_with_state(state.clone(), authenticate));
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            layers::authenticate,
+        ));
     Router::new()
         .merge(authed)
         .merge(crate::dashboard::routes())
@@ -231,7 +234,7 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(limit))
-        .layer(middleware::from_fn_with_state(state.clone(), front))
+        .layer(middleware::from_fn_with_state(state.clone(), layers::front))
         .with_state(state)
 }
 
@@ -246,96 +249,6 @@ fn refuse(status: StatusCode, category: &'static str, detail: impl std::fmt::Dis
     let mut response = (status, Json(serde_json::json!({"error": category}))).into_response();
     response.extensions_mut().insert(ops::Refused(category));
     response
-}
-
-/// The outermost layer: counts every answer in the operators' metrics, the
-/// rate limiter's refusals included, around [`limit_failures`]. One layer
-/// for the two, since each `from_fn` layer costs every request a boxed
-/// future and a copy of the service behind it: as two layers they took 3
-/// to 16% more collector CPU per report in three alternating rounds of
-/// `hush collector loadgen` than the one.
-async fn front(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    ops::count(&state, request, |request| {
-        limit_failures(&state, request, next)
-    })
-    .await
-}
-
-/// Limits each client address to `failed_requests_per_minute` failed requests
-/// (any 4xx): once over, every request from it gets 429 until the allowance
-/// refills. Successful requests cost nothing, so devices uploading normally
-/// behind one address (a NAT) are not limited by each other's successes.
-async fn limit_failures(state: &AppState, request: Request, next: Next) -> Response {
-    let client = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| client_key(c.0.ip()));
-    if let Some(ip) = client
-        && !state.clients.has_token(ip, Instant::now())
-    {
-        return refuse(
-            StatusCode::TOO_MANY_REQUESTS,
-            category::TOO_MANY,
-            "a client address is over its failed-request allowance",
-        );
-    }
-    let response = next.run(request).await;
-    if let Some(ip) = client
-        && response.status().is_client_error()
-    {
-        state.clients.charge(ip, Instant::now());
-    }
-    response
-}
-
-async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let hash = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty() && t.len() <= 200)
-        .map(token_hash);
-    let Some(hash) = hash else {
-        return refuse(
-            StatusCode::UNAUTHORIZED,
-            category::MISSING_TOKEN,
-            "no bearer token",
-        );
-    };
-    let cached = match state.directory.get(&hash) {
-        Some(device) => Some(device.principal()),
-        None => state.tokens.get(&hash, Instant::now()),
-    };
-    let principal = match cached {
-        Some(p) => p,
-        None => match state
-            .read({
-                let directory = Arc::clone(&state.directory);
-                move |c| directory.find(c, &hash)
-            })
-            .await
-        {
-            Ok(Some(p)) => {
-                if p == Principal::Admin {
-                    state.tokens.insert(hash, p.clone(), Instant::now());
-                }
-                p
-            }
-            Ok(None) => {
-                return refuse(
-                    StatusCode::UNAUTHORIZED,
-                    category::UNKNOWN_TOKEN,
-                    "a token not in the database, or revoked",
-                );
-            }
-            Err(e) => return refuse(StatusCode::SERVICE_UNAVAILABLE, category::STORAGE, e),
-        },
-    };
-    request.extensions_mut().insert(principal);
-    request.extensions_mut().insert(TokenHash(hash));
-    next.run(request).await
 }
 
 async fn upload(
