@@ -23,7 +23,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use hush_report::{PublishedRanges, Report};
 use serde::Deserialize;
 
@@ -37,6 +37,8 @@ use crate::{CollectorConfig, CollectorError, PeriodClock};
 
 mod layers;
 mod ops;
+
+use layers::Authenticated;
 
 /// The least time between two reads of the catalogs from the database.
 const RELOAD_INTERVAL: Duration = Duration::from_secs(5);
@@ -213,11 +215,7 @@ pub fn router(state: AppState) -> Router {
     let authed = Router::new()
         .route("/v1/reports", post(upload))
         .route("/v1/estimates", get(estimates))
-        .route("/metrics", get(ops::admin_metrics))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            layers::authenticate,
-        ));
+        .route("/metrics", get(ops::admin_metrics));
     Router::new()
         .merge(authed)
         .merge(crate::dashboard::routes())
@@ -253,8 +251,10 @@ fn refuse(status: StatusCode, category: &'static str, detail: impl std::fmt::Dis
 
 async fn upload(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    Extension(TokenHash(token)): Extension<TokenHash>,
+    Authenticated {
+        principal,
+        token: TokenHash(token),
+    }: Authenticated,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -349,7 +349,7 @@ pub struct EstimateQuery {
 
 async fn estimates(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
+    Authenticated { principal, .. }: Authenticated,
     query: Result<Query<EstimateQuery>, QueryRejection>,
 ) -> Response {
     if principal != Principal::Admin {

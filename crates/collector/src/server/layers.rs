@@ -1,12 +1,13 @@
 //! The layers requests pass before a handler: the outermost one, which
 //! counts every answer around the failed-request limit, and bearer
-//! authentication on the routes that need a token.
+//! authentication, an extractor for the handlers that need a token.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -57,59 +58,77 @@ async fn limit_failures(state: &AppState, request: Request, next: Next) -> Respo
     response
 }
 
-/// Finds who a bearer token belongs to (the device directory, the admin
-/// token cache, then a reader connection) and hands the principal and the
-/// token's hash to the handler; 401 for a missing or unknown token.
-pub(super) async fn authenticate(
-    State(state): State<AppState>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let hash = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty() && t.len() <= 200)
-        .map(token_hash);
-    let Some(hash) = hash else {
-        return refuse(
-            StatusCode::UNAUTHORIZED,
-            category::MISSING_TOKEN,
-            "no bearer token",
-        );
-    };
-    let cached = match state.directory.get(&hash) {
-        Some(device) => Some(device.principal()),
-        None => state.tokens.get(&hash, Instant::now()),
-    };
-    let principal = match cached {
-        Some(p) => p,
-        None => match state
-            .read({
-                let directory = Arc::clone(&state.directory);
-                move |c| directory.find(c, &hash)
-            })
-            .await
-        {
-            Ok(Some(p)) => {
-                if p == Principal::Admin {
-                    state.tokens.insert(hash, p.clone(), Instant::now());
+/// Who a request's bearer token belongs to (found in the device directory,
+/// the admin token cache, then a reader connection), and the token's hash:
+/// the first argument after the state of every handler that needs a token,
+/// which so answers 401 for a missing or unknown one before reading the
+/// body. An extractor rather than a layer: a `from_fn` layer costs every
+/// request a boxed future and a copy of the service behind it.
+pub(super) struct Authenticated {
+    pub(super) principal: Principal,
+    pub(super) token: TokenHash,
+}
+
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Authenticated, Response> {
+        let hash = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && t.len() <= 200)
+            .map(token_hash);
+        let Some(hash) = hash else {
+            return Err(refuse(
+                StatusCode::UNAUTHORIZED,
+                category::MISSING_TOKEN,
+                "no bearer token",
+            ));
+        };
+        let cached = match state.directory.get(&hash) {
+            Some(device) => Some(device.principal()),
+            None => state.tokens.get(&hash, Instant::now()),
+        };
+        let principal = match cached {
+            Some(p) => p,
+            None => match state
+                .read({
+                    let directory = Arc::clone(&state.directory);
+                    move |c| directory.find(c, &hash)
+                })
+                .await
+            {
+                Ok(Some(p)) => {
+                    if p == Principal::Admin {
+                        state.tokens.insert(hash, p.clone(), Instant::now());
+                    }
+                    p
                 }
-                p
-            }
-            Ok(None) => {
-                return refuse(
-                    StatusCode::UNAUTHORIZED,
-                    category::UNKNOWN_TOKEN,
-                    "a token not in the database, or revoked",
-                );
-            }
-            Err(e) => return refuse(StatusCode::SERVICE_UNAVAILABLE, category::STORAGE, e),
-        },
-    };
-    request.extensions_mut().insert(principal);
-    request.extensions_mut().insert(TokenHash(hash));
-    next.run(request).await
+                Ok(None) => {
+                    return Err(refuse(
+                        StatusCode::UNAUTHORIZED,
+                        category::UNKNOWN_TOKEN,
+                        "a token not in the database, or revoked",
+                    ));
+                }
+                Err(e) => {
+                    return Err(refuse(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        category::STORAGE,
+                        e,
+                    ));
+                }
+            },
+        };
+        Ok(Authenticated {
+            principal,
+            token: TokenHash(hash),
+        })
+    }
 }

@@ -10,8 +10,9 @@ use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 
+use super::layers::Authenticated;
 use super::{AppState, refuse};
 use crate::ingest::NotReady;
 use crate::metrics::{ClosedPeriod, Metrics, Snapshot};
@@ -121,7 +122,7 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Response {
 /// `/metrics` on `listen`: admin tokens only.
 pub(super) async fn admin_metrics(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
+    Authenticated { principal, .. }: Authenticated,
 ) -> Response {
     if principal != Principal::Admin {
         return refuse(
