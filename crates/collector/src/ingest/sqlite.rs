@@ -57,9 +57,9 @@ const SAVE_CELLS_EVERY: Duration = Duration::from_secs(1);
 /// last saved them, valid while no other connection has changed the
 /// database (an erasure or a prune from the command line, a second writer).
 struct Cache {
-    cells: HashMap<CellKey, CellState>,
-    /// Cells changed since they were last saved (all in `cells`).
-    unsaved: HashSet<CellKey>,
+    cells: HashMap<CellKey, Cell>,
+    /// How many of `cells` changed since they were last saved.
+    unsaved: usize,
     /// Periods this writer marked pending since it last saved.
     pending: HashSet<u32>,
     /// When the cells were last saved.
@@ -76,12 +76,20 @@ struct Cache {
     epoch: Option<i64>,
 }
 
+/// A cell the writer holds: its state, and whether it changed since it
+/// was last saved (a mark here rather than a set of keys beside the map,
+/// which cost every report a second hash of its cell's key and a copy of it).
+struct Cell {
+    state: CellState,
+    unsaved: bool,
+}
+
 impl Cache {
     /// Forgets everything: the next commit settles the pending periods
     /// from their reports first.
     fn forget(&mut self) {
         self.cells.clear();
-        self.unsaved.clear();
+        self.unsaved = 0;
         self.pending.clear();
         self.data_version = None;
         self.epoch = None;
@@ -109,11 +117,12 @@ impl Cache {
     /// Saves every changed cell and clears the pending marks, inside the
     /// caller's transaction; `saved_at` moves once it commits.
     fn save(&mut self, conn: &Connection) -> Result<(), CollectorError> {
-        for key in self.unsaved.drain() {
-            let state = self.cells.get(&key).ok_or_else(|| {
-                CollectorError::Internal("an unsaved cell is not in memory".into())
-            })?;
-            store::sqlite::save_cell(conn, &key, state)?;
+        if self.unsaved > 0 {
+            for (key, cell) in self.cells.iter_mut().filter(|(_, c)| c.unsaved) {
+                store::sqlite::save_cell(conn, key, &cell.state)?;
+                cell.unsaved = false;
+            }
+            self.unsaved = 0;
         }
         if !self.pending.is_empty() {
             store::sqlite::clear_pending(conn)?;
@@ -152,7 +161,7 @@ impl SqliteIngest {
             conn,
             cache: Cache {
                 cells: HashMap::new(),
-                unsaved: HashSet::new(),
+                unsaved: 0,
                 pending: HashSet::new(),
                 saved_at: Instant::now(),
                 data_version: None,
@@ -178,7 +187,7 @@ impl SqliteIngest {
     /// a transaction of its own; returns whether it did.
     fn save_cells(&mut self) -> bool {
         let (conn, cache) = (&self.conn, &mut self.cache);
-        if cache.data_version.is_some() && cache.unsaved.is_empty() && cache.pending.is_empty() {
+        if cache.data_version.is_some() && cache.unsaved == 0 && cache.pending.is_empty() {
             return true;
         }
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
@@ -239,21 +248,26 @@ impl IngestBackend for SqliteIngest {
                             let valid = &upload.reports[r];
                             let metric = &valid.catalog.metrics()
                                 [usize::from(valid.report.metrics()[m].metric())];
-                            let state = match cache.cells.get_mut(&key) {
-                                Some(s) => s,
-                                None => {
-                                    let loaded = store::sqlite::load_cell(conn, &key)?
-                                        .unwrap_or_else(|| CellState::empty(metric));
-                                    cache.cells.entry(key.clone()).or_insert(loaded)
-                                }
-                            };
-                            state.add(&valid.mechanisms[m], valid.report.metrics()[m].value())?;
                             // Marked in the transaction that stores the report, so a
                             // reader counts the period afresh until the cell is saved.
                             if cache.pending.insert(key.period) {
                                 store::sqlite::mark_pending(conn, key.period)?;
                             }
-                            cache.unsaved.insert(key);
+                            let cell = match cache.cells.get_mut(&key) {
+                                Some(c) => c,
+                                None => {
+                                    let state = store::sqlite::load_cell(conn, &key)?
+                                        .unwrap_or_else(|| CellState::empty(metric));
+                                    let unsaved = false;
+                                    cache.cells.entry(key).or_insert(Cell { state, unsaved })
+                                }
+                            };
+                            cell.state
+                                .add(&valid.mechanisms[m], valid.report.metrics()[m].value())?;
+                            if !cell.unsaved {
+                                cell.unsaved = true;
+                                cache.unsaved += 1;
+                            }
                         }
                         results.push(Ok(o));
                     }
