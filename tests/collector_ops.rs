@@ -127,6 +127,12 @@ fn metrics_count_what_was_sent_by_reason_and_name_no_device() {
         403,
     );
     expect("wrong_token_kind", get(&c.url, "/metrics", Some(&b)), 403);
+    // Every route that takes a token refuses a request without one: each
+    // handler asks for it as an argument, so a route that forgot to would
+    // answer here.
+    for path in ["/v1/estimates", "/metrics"] {
+        expect("unauthenticated", get(&c.url, path, None), 401);
+    }
     expect("not_found", get(&c.url, "/nope", None), 404);
     expect("wrong_method", get(&c.url, "/v1/reports", None), 405);
     let huge = vec![0u8; hush_report::MAX_BATCH_BYTES + 10];
