@@ -65,7 +65,10 @@ async fn limit_failures(state: &AppState, request: Request, next: Next) -> Respo
 /// body. An extractor rather than a layer: a `from_fn` layer costs every
 /// request a boxed future and a copy of the service behind it.
 pub(super) struct Authenticated {
+    /// Whom the token belongs to: a device (with its id) or an admin.
     pub(super) principal: Principal,
+    /// The token's hash, which keys the upload allowance and which the
+    /// writer checks again against the device's row before storing.
     pub(super) token: TokenHash,
 }
 
