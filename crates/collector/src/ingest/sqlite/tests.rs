@@ -461,33 +461,49 @@ fn a_report_that_waited_while_its_period_was_pruned_is_refused() {
 
 #[test]
 fn a_group_that_fails_while_saving_loses_no_committed_count() {
-    let mut fleet = Fleet::new();
-    let mut writer = SqliteIngest::open(&fleet.path).unwrap();
-    let uploads = fleet.uploads(3);
-    fleet.store(&mut writer, &uploads);
-    // The next group is due to save the cells, and saving fails: the
-    // group is refused whole, and the writer forgets which committed
-    // cells it had not saved.
-    writer
-        .conn
-        .execute_batch(
-            "CREATE TEMP TRIGGER refuse BEFORE INSERT ON main.cells
-             BEGIN SELECT RAISE(ABORT, 'the disk is full'); END",
-        )
-        .unwrap();
-    writer.cache.saved_at -= SAVE_CELLS_EVERY;
-    let refused = fleet.uploads(2);
-    assert!(writer.commit_group(&refused).is_err());
-    writer.conn.execute_batch("DROP TRIGGER refuse").unwrap();
-    // The next group counts the pending periods afresh, so the first
-    // uploads stay counted and the refused ones are not.
-    let more = fleet.uploads(1);
-    fleet.store(&mut writer, &more);
-    assert!(writer.tidy());
-    let recount = fleet.recount();
-    assert_eq!(fleet.table(), recount);
-    let reports: u64 = recount.values().map(CellState::reports).sum();
-    assert_eq!(reports, counted(4));
+    // The save fails at its first cell, or at its third, after two
+    // cells were written and unmarked: either way the whole group is
+    // refused and nothing the writer held is trusted afterwards.
+    for saved_first in [0, 2] {
+        let mut fleet = Fleet::new();
+        let mut writer = SqliteIngest::open(&fleet.path).unwrap();
+        let uploads = fleet.uploads(3);
+        fleet.store(&mut writer, &uploads);
+        assert!(writer.cache.unsaved > saved_first);
+        // The next group is due to save the cells, and saving fails: the
+        // group is refused whole, and the writer forgets which committed
+        // cells it had not saved.
+        writer
+            .conn
+            .execute_batch(&format!(
+                "CREATE TEMP TABLE written (n INTEGER);
+                 INSERT INTO written VALUES (0);
+                 CREATE TEMP TRIGGER refuse BEFORE INSERT ON main.cells
+                 BEGIN
+                     UPDATE written SET n = n + 1;
+                     SELECT RAISE(ABORT, 'the disk is full')
+                     WHERE (SELECT n FROM written) > {saved_first};
+                 END"
+            ))
+            .unwrap();
+        writer.cache.saved_at -= SAVE_CELLS_EVERY;
+        let refused = fleet.uploads(2);
+        assert!(writer.commit_group(&refused).is_err());
+        assert_eq!((writer.cache.unsaved, writer.cache.cells.len()), (0, 0));
+        writer
+            .conn
+            .execute_batch("DROP TRIGGER refuse; DROP TABLE written")
+            .unwrap();
+        // The next group counts the pending periods afresh, so the first
+        // uploads stay counted and the refused ones are not.
+        let more = fleet.uploads(1);
+        fleet.store(&mut writer, &more);
+        assert!(writer.tidy());
+        let recount = fleet.recount();
+        assert_eq!(fleet.table(), recount);
+        let reports: u64 = recount.values().map(CellState::reports).sum();
+        assert_eq!(reports, counted(4));
+    }
 }
 
 #[test]
