@@ -13,6 +13,7 @@
 #
 #   benches/ingest/instructions.sh path/to/old/hush target/release/hush
 set -euo pipefail
+. "$(dirname "$0")/common.sh"
 [ $# -ge 1 ] || { echo "usage: $0 HUSH [HUSH...]" >&2; exit 2; }
 command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)" >&2; exit 2; }
 REPORTS=${REPORTS:-8000}
@@ -21,15 +22,11 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 for hush in "$@"; do
   rm -rf "${work:?}"/*
-  "$hush" collector config |
-    sed -e "s|^database = .*|database = \"$work/c.sqlite\"|" -e "s|^listen = .*|listen = \"127.0.0.1:$PORT\"|" >"$work/c.toml"
+  write_config "$hush" "$work" "$PORT"
   valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" \
     "$hush" collector serve --config "$work/c.toml" >"$work/serve.log" 2>&1 &
   pid=$!
-  for _ in $(seq 600); do
-    curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break
-    sleep 0.2
-  done
+  wait_healthy "$PORT" 600
   # Counted from here: start-up and the schema's creation are left out.
   callgrind_control -z "$pid" >/dev/null 2>&1
   "$hush" collector loadgen --config "$work/c.toml" --url "http://127.0.0.1:$PORT" \

@@ -8,14 +8,14 @@
 #
 #   OLD=path/to/old/hush benches/ingest/run.sh   # NEW defaults to target/release/hush
 set -euo pipefail
+. "$(dirname "$0")/common.sh"
 NEW=${NEW:-$(pwd)/target/release/hush}
 OLD=${OLD:?set OLD to the hush binary to compare against}
 ROUNDS=${ROUNDS:-3}
 PORT=${PORT:-8600}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-"$NEW" collector config |
-  sed -e "s|^database = .*|database = \"$work/c.sqlite\"|" -e "s|^listen = .*|listen = \"127.0.0.1:$PORT\"|" >"$work/c.toml"
+write_config "$NEW" "$work" "$PORT"
 for round in $(seq "$ROUNDS"); do
   for which in old new; do
     server=$NEW
@@ -23,10 +23,7 @@ for round in $(seq "$ROUNDS"); do
     rm -f "$work"/c.sqlite*
     "$server" collector serve --config "$work/c.toml" >"$work/serve.log" 2>&1 &
     pid=$!
-    for _ in $(seq 100); do
-      curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break
-      sleep 0.1
-    done
+    wait_healthy "$PORT" 50
     "$server" collector loadgen --config "$work/c.toml" --url "http://127.0.0.1:$PORT" \
       --reports 100000 --concurrency 8 --json >"$work/out.json"
     kill "$pid"
