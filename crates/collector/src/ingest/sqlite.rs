@@ -3,6 +3,7 @@
 //! between groups; and the write-ahead log, which holds page images in commit
 //! (arrival) order, emptied when the writer is quiet.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
@@ -262,13 +263,15 @@ impl IngestBackend for SqliteIngest {
                             if cache.pending.insert(key.period) {
                                 store::sqlite::mark_pending(conn, key.period)?;
                             }
-                            let cell = match cache.cells.get_mut(&key) {
-                                Some(c) => c,
-                                None => {
-                                    let state = store::sqlite::load_cell(conn, &key)?
+                            let cell = match cache.cells.entry(key) {
+                                Entry::Occupied(held) => held.into_mut(),
+                                Entry::Vacant(new) => {
+                                    let state = store::sqlite::load_cell(conn, new.key())?
                                         .unwrap_or_else(|| CellState::empty(metric));
-                                    let unsaved = false;
-                                    cache.cells.entry(key).or_insert(Cell { state, unsaved })
+                                    new.insert(Cell {
+                                        state,
+                                        unsaved: false,
+                                    })
                                 }
                             };
                             cell.state
