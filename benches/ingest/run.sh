@@ -3,10 +3,14 @@
 # the machine's speed and load cancel out: three rounds of the README's
 # loadgen line against a fresh database, each printing reports/s and the
 # collector's CPU per report (read by loadgen from /proc). Each build's
-# server is loaded by its own loadgen, which enrolls its devices in the
-# database (and so must know its schema).
+# server is loaded by its own loadgen, or by LOADGEN's for both: loadgen
+# enrolls its devices in the database itself, so it must know the server's
+# schema or a later one (it upgrades an older file in place, under the
+# running server, which stores on regardless); and only a loadgen since
+# f002711 prints the CPU figure and sends the devices in random order.
 #
 #   OLD=path/to/old/hush benches/ingest/run.sh   # NEW defaults to target/release/hush
+#   LOADGEN=target/release/hush OLD=... benches/ingest/run.sh   # one loadgen for both
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 NEW=${NEW:-$(pwd)/target/release/hush}
@@ -24,7 +28,7 @@ for round in $(seq "$ROUNDS"); do
     "$server" collector serve --config "$work/c.toml" >"$work/serve.log" 2>&1 &
     pid=$!
     wait_healthy "$PORT" 50
-    "$server" collector loadgen --config "$work/c.toml" --url "http://127.0.0.1:$PORT" \
+    "${LOADGEN:-$server}" collector loadgen --config "$work/c.toml" --url "http://127.0.0.1:$PORT" \
       --reports 100000 --concurrency 8 --json >"$work/out.json"
     kill "$pid"
     wait "$pid" 2>/dev/null || true
