@@ -188,6 +188,18 @@ pub enum DeviceCommand {
         /// The device's token, or its id as `hush collector token create` printed it.
         device: String,
     },
+    /// Rewrite the SQLite database file so it keeps no copy of deleted rows
+    /// (finishes an erasure whose rewrite failed or was interrupted).
+    ///
+    /// `erase` does this itself once an erasure has committed: the file is
+    /// rewritten with the rows it keeps (the transient copy in memory) and
+    /// its log emptied. Uploads wait meanwhile and past 10 s get 503 and
+    /// retry; a running export holds the log and makes it fail.
+    Rewrite {
+        /// The configuration.
+        #[command(flatten)]
+        config: ConfigArg,
+    },
 }
 
 /// `hush collector export`.

@@ -110,6 +110,10 @@ fn erasing_a_device_takes_it_out_of_every_cell_exactly() {
         text.contains(&format!("erased device {id}: 3 stored reports deleted")),
         "{text}"
     );
+    assert!(
+        text.contains("the database file was rewritten: it keeps no copy of them"),
+        "{text}"
+    );
     assert_eq!(
         query_u64(
             &db,
@@ -170,11 +174,18 @@ fn erasing_a_device_takes_it_out_of_every_cell_exactly() {
     assert_eq!(cells(&db), recount(&db), "after erasing by id");
     assert!(released(&c) < before, "the released counts went down");
 
-    // Erasing what does not exist is a usage error.
+    // Erasing what does not exist is a usage error, which points at the
+    // rewrite that finishes an interrupted erasure; the rewrite runs while
+    // the server does.
     let out = run(&c, &["device", "erase", &second.to_string()]);
     assert_eq!(out.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("hush collector device rewrite"), "{said}");
     let out = run(&c, &["device", "erase", "hush_dev_unknown"]);
     assert_eq!(out.status.code(), Some(2));
+    let text = stdout_ok(&run(&c, &["device", "rewrite"]));
+    assert!(text.contains("was rewritten and its log emptied"), "{text}");
+    assert_eq!(cells(&db), recount(&db), "after the rewrite");
 }
 
 #[test]

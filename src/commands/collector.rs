@@ -353,9 +353,45 @@ pub fn device(cmd: &DeviceCommand) -> anyhow::Result<ExitCode> {
                         "erased device {}: {} stored reports deleted, {} cells changed, token deleted",
                         erased.device, erased.reports, erased.cells
                     );
+                    match erased.residue {
+                        store::Residue::Cleared => {
+                            println!("the database file was rewritten: it keeps no copy of them");
+                            Ok(ExitCode::SUCCESS)
+                        }
+                        store::Residue::ServerKeeps => {
+                            println!(
+                                "PostgreSQL keeps old copies of deleted rows in its free space, log and backups until they are reused or expire (docs/PRIVACY.md)"
+                            );
+                            Ok(ExitCode::SUCCESS)
+                        }
+                        store::Residue::RewriteFailed(e) => Err(anyhow::anyhow!(
+                            "the erasure is done, but rewriting the database file failed ({e}): copies of the erased reports may stay in the files until `hush collector device rewrite` succeeds (it needs memory and free disk space about the size of the database, and no export running)"
+                        )),
+                    }
+                }
+                None => Err(super::Usage(format!(
+                    "no such device in {} (if its erasure was interrupted, `hush collector device rewrite` finishes it)",
+                    config.database
+                ))
+                .into()),
+            }
+        }
+        DeviceCommand::Rewrite { config } => {
+            let config = load(config)?;
+            let mut db = store::open_existing(&config.database)?;
+            match db.clear_residue()? {
+                store::Residue::Cleared => {
+                    println!(
+                        "{} was rewritten and its log emptied: it keeps no copy of deleted rows",
+                        config.database
+                    );
                     Ok(ExitCode::SUCCESS)
                 }
-                None => Err(super::Usage(format!("no such device in {}", config.database)).into()),
+                store::Residue::RewriteFailed(e) => Err(anyhow::anyhow!("{e}")),
+                store::Residue::ServerKeeps => Err(super::Usage(
+                    "only a SQLite database is rewritten: PostgreSQL keeps old copies of deleted rows until it reuses their space (docs/PRIVACY.md)".into(),
+                )
+                .into()),
             }
         }
     }

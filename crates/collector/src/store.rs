@@ -166,7 +166,7 @@ pub enum DeviceRef {
 }
 
 /// What an erasure did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Erased {
     /// The erased device's id.
     pub device: i64,
@@ -174,6 +174,23 @@ pub struct Erased {
     pub reports: u64,
     /// Cells whose statistics changed (some may have been released already).
     pub cells: u64,
+    /// Whether the database's files may still hold bytes of what was erased.
+    pub residue: Residue,
+}
+
+/// What may be left of erased rows in a database's files, outside its tables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Residue {
+    /// None: the database file was rewritten with the rows it keeps and its
+    /// log emptied (SQLite).
+    Cleared,
+    /// The rewrite failed, with this error, after the erasure committed:
+    /// copies may stay in the files until a rewrite succeeds
+    /// (`hush collector rewrite`, or the next erasure).
+    RewriteFailed(String),
+    /// The database server keeps old row versions in its free space, log and
+    /// backups until they are reused or expire (PostgreSQL).
+    ServerKeeps,
 }
 
 /// How much room the database takes, for `/metrics`.
@@ -333,6 +350,15 @@ pub trait Store: Send {
         catalogs: &Catalogs,
         device: &DeviceRef,
     ) -> Result<Option<Erased>, CollectorError>;
+
+    /// Clears what deleted rows may have left in the database's files, as
+    /// an erasure does once it has committed: on SQLite, rewrites the file
+    /// and empties its log ([`sqlite::rewrite`]). PostgreSQL keeps old row
+    /// versions until it reuses their space, which the collector cannot
+    /// hasten, and answers [`Residue::ServerKeeps`].
+    fn clear_residue(&mut self) -> Result<Residue, CollectorError> {
+        Ok(Residue::ServerKeeps)
+    }
 
     /// Periodic care that keeps the database from remembering what it must
     /// not: on PostgreSQL, rewriting each newly closed period's reports in id

@@ -17,7 +17,7 @@ use hush_stats::{BranchMoments, FrequencyAggregate, MeanAggregate};
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
-use super::{DatabaseSizes, DeviceRef, DeviceRow, Erased, Principal, Store, StoredReport};
+use super::{DatabaseSizes, DeviceRef, DeviceRow, Erased, Principal, Residue, Store, StoredReport};
 use crate::CollectorError;
 use crate::cells::{CellKey, CellState};
 use crate::periods::PeriodClock;
@@ -806,6 +806,7 @@ impl Store for PgStore {
                 device: id,
                 reports,
                 cells: changed,
+                residue: Residue::ServerKeeps,
             }))
         })?;
         if erased.is_some() {

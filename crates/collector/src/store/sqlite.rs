@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use hush_report::{PublishedRanges, RangeSteps, Report};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{DatabaseSizes, DeviceRef, DeviceRow, Erased, Principal, Store, StoredReport};
+use super::{DatabaseSizes, DeviceRef, DeviceRow, Erased, Principal, Residue, Store, StoredReport};
 use crate::CollectorError;
 use crate::cells::{CellKey, CellState};
 use crate::periods::PeriodClock;
@@ -577,18 +577,51 @@ fn erase_device(
 ) -> Result<Option<Erased>, CollectorError> {
     conn.execute_batch("BEGIN IMMEDIATE")?;
     let result = erase_in_transaction(conn, catalogs, device);
-    let erased = finish(conn, result)?;
-    if erased.is_some() {
-        checkpoint(conn);
-    }
-    Ok(erased)
+    let Some((device, reports, cells)) = finish(conn, result)? else {
+        return Ok(None);
+    };
+    let residue = match rewrite(conn) {
+        Ok(()) => Residue::Cleared,
+        Err(e) => Residue::RewriteFailed(e.to_string()),
+    };
+    Ok(Some(Erased {
+        device,
+        reports,
+        cells,
+        residue,
+    }))
 }
 
+/// Rewrites the whole database file with the rows it keeps and empties the
+/// log, so that no copy of a deleted row stays in the files; fails if a
+/// reader holds the log past [`BUSY_TIMEOUT`] (the old pages then stay in
+/// the database file until the log is emptied).
+///
+/// `secure_delete` zeroes a deleted row where it lies and every page freed,
+/// but SQLite's page rebuilds (as rows are added) can leave copies of rows
+/// in a page's unused space, which nothing else clears. The rewrite's
+/// transient copy is kept in memory (about the database's size), not in a
+/// temporary file on some other disk. It holds the write lock throughout:
+/// uploads wait, and after [`BUSY_TIMEOUT`] are refused with 503 and retried.
+pub fn rewrite(conn: &Connection) -> Result<(), CollectorError> {
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.execute_batch("VACUUM")?;
+    let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+    if busy != 0 {
+        return Err(CollectorError::Internal(
+            "the file was rewritten, but a reader (an export, a backup) holds the write-ahead log, so the database file keeps its old pages until the log is emptied".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Erases the device in the caller's transaction; returns its id, the
+/// reports deleted and the cells changed.
 fn erase_in_transaction(
     conn: &Connection,
     catalogs: &Catalogs,
     device: &DeviceRef,
-) -> Result<Option<Erased>, CollectorError> {
+) -> Result<Option<(i64, u64, u64)>, CollectorError> {
     let found: Option<(i64, String)> = match device {
         DeviceRef::Token(token) => conn
             .query_row(
@@ -643,11 +676,7 @@ fn erase_in_transaction(
     }
     let reports = conn.execute("DELETE FROM reports WHERE device = ?1", params![id])?;
     conn.execute("DELETE FROM devices WHERE id = ?1", params![id])?;
-    Ok(Some(Erased {
-        device: id,
-        reports: reports as u64,
-        cells: cells.len() as u64,
-    }))
+    Ok(Some((id, reports as u64, cells.len() as u64)))
 }
 
 /// Commits after `result` succeeded, rolls back otherwise.
@@ -803,6 +832,11 @@ impl Store for SqliteStore {
         device: &DeviceRef,
     ) -> Result<Option<Erased>, CollectorError> {
         erase_device(&self.conn, catalogs, device)
+    }
+
+    fn clear_residue(&mut self) -> Result<Residue, CollectorError> {
+        rewrite(&self.conn)?;
+        Ok(Residue::Cleared)
     }
 }
 
