@@ -365,7 +365,7 @@ pub fn device(cmd: &DeviceCommand) -> anyhow::Result<ExitCode> {
                             Ok(ExitCode::SUCCESS)
                         }
                         store::Residue::RewriteFailed(e) => Err(anyhow::anyhow!(
-                            "the erasure is done, but rewriting the database file failed ({e}): copies of the erased reports may stay in the files until `hush collector device rewrite` succeeds (it needs memory and free disk space about the size of the database, and no export running)"
+                            "the erasure is done, but the database file is not rewritten clean ({e}): copies of the erased reports may stay in the files until `hush collector device rewrite` succeeds (it needs memory and free disk space about the size of the database, and no export running)"
                         )),
                     }
                 }
@@ -387,7 +387,9 @@ pub fn device(cmd: &DeviceCommand) -> anyhow::Result<ExitCode> {
                     );
                     Ok(ExitCode::SUCCESS)
                 }
-                store::Residue::RewriteFailed(e) => Err(anyhow::anyhow!("{e}")),
+                store::Residue::RewriteFailed(e) => Err(anyhow::anyhow!(
+                    "the database file is not rewritten clean: {e}"
+                )),
                 store::Residue::ServerKeeps => Err(super::Usage(
                     "only a SQLite database is rewritten: PostgreSQL keeps old copies of deleted rows until it reuses their space (docs/PRIVACY.md)".into(),
                 )

@@ -186,7 +186,7 @@ pub enum Residue {
     Cleared,
     /// The rewrite failed, with this error, after the erasure committed:
     /// copies may stay in the files until a rewrite succeeds
-    /// (`hush collector rewrite`, or the next erasure).
+    /// (`hush collector device rewrite`, or the next erasure).
     RewriteFailed(String),
     /// The database server keeps old row versions in its free space, log and
     /// backups until they are reused or expire (PostgreSQL).

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use hush_report::{PublishedRanges, RangeSteps, Report};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -359,39 +360,64 @@ fn erase_device(
     let Some((device, reports, cells)) = finish(conn, result)? else {
         return Ok(None);
     };
-    let residue = match rewrite(conn) {
-        Ok(()) => Residue::Cleared,
-        Err(e) => Residue::RewriteFailed(e.to_string()),
-    };
     Ok(Some(Erased {
         device,
         reports,
         cells,
-        residue,
+        residue: residue(conn),
     }))
 }
 
 /// Rewrites the whole database file with the rows it keeps and empties the
-/// log, so that no copy of a deleted row stays in the files; fails if a
-/// reader holds the log past [`BUSY_TIMEOUT`] (the old pages then stay in
-/// the database file until the log is emptied).
+/// log, so that no copy of a deleted row stays in the files. Refused if
+/// readers (an export, a backup) hold the log for [`EMPTY_LOG_TRIES`]
+/// tries: the database file then keeps its old pages until it is emptied.
 ///
 /// `secure_delete` zeroes a deleted row where it lies and every page freed,
 /// but SQLite's page rebuilds (as rows are added) can leave copies of rows
 /// in a page's unused space, which nothing else clears. The rewrite's
-/// transient copy is kept in memory (about the database's size), not in a
-/// temporary file on some other disk. It holds the write lock throughout:
-/// uploads wait, and after [`BUSY_TIMEOUT`] are refused with 503 and retried.
+/// transient copy is kept in memory (about the database's size; the
+/// connection keeps `temp_store=MEMORY` afterwards), not in a temporary
+/// file on whatever disk the temporary directory is. It holds the write
+/// lock throughout: uploads wait, and after [`BUSY_TIMEOUT`] are refused
+/// with 503 and retried.
 pub fn rewrite(conn: &Connection) -> Result<(), CollectorError> {
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.execute_batch("VACUUM")?;
-    let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
-    if busy != 0 {
-        return Err(CollectorError::Internal(
-            "the file was rewritten, but a reader (an export, a backup) holds the write-ahead log, so the database file keeps its old pages until the log is emptied".into(),
+    // Tried without waiting inside the checkpoint, which takes the write
+    // lock before it waits for readers: uploads would stall behind a long
+    // read for BUSY_TIMEOUT, and the checkpoint still fail.
+    conn.busy_timeout(Duration::ZERO)?;
+    let mut emptied = Ok(false);
+    for _ in 0..EMPTY_LOG_TRIES {
+        emptied = conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|busy| busy == 0);
+        if !matches!(emptied, Ok(false)) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    if !emptied? {
+        return Err(CollectorError::Refused(
+            "the file was rewritten, but a reader (an export, a backup) holds its write-ahead log, so the database file keeps its old pages until the log is emptied".into(),
         ));
     }
     Ok(())
+}
+
+/// Tries a [`rewrite`] makes to empty the log, 50 ms apart.
+const EMPTY_LOG_TRIES: u32 = 40;
+
+/// What deleted rows left in the files after a [`rewrite`].
+fn residue(conn: &Connection) -> Residue {
+    match rewrite(conn) {
+        Ok(()) => Residue::Cleared,
+        Err(e) => Residue::RewriteFailed(e.to_string()),
+    }
 }
 
 /// Erases the device in the caller's transaction; returns its id, the
@@ -614,8 +640,7 @@ impl Store for SqliteStore {
     }
 
     fn clear_residue(&mut self) -> Result<Residue, CollectorError> {
-        rewrite(&self.conn)?;
-        Ok(Residue::Cleared)
+        Ok(residue(&self.conn))
     }
 }
 
