@@ -1,6 +1,6 @@
 //! The SQLite store, the embedded default: schema and its version, tokens,
-//! reports (the aggregate cells are in `sqlite/cells.rs`), and the two ways stored
-//! reports go away: pruning closed periods and erasing a device.
+//! reports (the aggregate cells are in `sqlite/cells.rs`), and the two ways
+//! stored reports go away: pruning closed periods and erasing a device.
 //!
 //! Reports are keyed by their random id (`WITHOUT ROWID`), so not even the
 //! row order remembers the order of arrival.
@@ -384,9 +384,9 @@ fn erase_device(
 pub fn rewrite(conn: &Connection) -> Result<(), CollectorError> {
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.execute_batch("VACUUM")?;
-    // Tried without waiting inside the checkpoint, which takes the write
-    // lock before it waits for readers: uploads would stall behind a long
-    // read for BUSY_TIMEOUT, and the checkpoint still fail.
+    // The checkpoint takes the write lock before it waits for readers, so
+    // waiting inside it would stall uploads behind a long read for
+    // BUSY_TIMEOUT and still fail: it is tried without waiting, instead.
     conn.busy_timeout(Duration::ZERO)?;
     let mut emptied = Ok(false);
     for _ in 0..EMPTY_LOG_TRIES {
