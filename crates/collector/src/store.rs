@@ -186,7 +186,8 @@ pub enum Residue {
     Cleared,
     /// The rewrite failed, with this error, after the erasure committed:
     /// copies may stay in the files until a rewrite succeeds
-    /// (`hush collector device rewrite`, or the next erasure).
+    /// (`hush collector device rewrite`, or the next erasure's); the
+    /// database counts it owed until then ([`sqlite::owed_rewrites`]).
     RewriteFailed(String),
     /// The database server keeps old row versions in its free space, log and
     /// backups until they are reused or expire (PostgreSQL).

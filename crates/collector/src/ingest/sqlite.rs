@@ -180,6 +180,16 @@ impl SqliteIngest {
             frames,
             emptied_at: Instant::now(),
         };
+        // Not rewritten here: the rewrite needs memory about the file's size
+        // and holds the write lock, and one that failed for want of either
+        // would fail again at every start.
+        match store::sqlite::owed_rewrites(&ingest.conn) {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                "{n} erasure(s) have not had the database file rewritten, so copies of what they erased may still be in it: run `hush collector device rewrite`"
+            ),
+            Err(e) => tracing::warn!("cannot read the erasures owed a rewrite: {e}"),
+        }
         // Cells a collector that stopped without saving them (killed, or
         // the machine lost power) left pending are counted now, so the
         // stored cells are exact before the first upload (a database that

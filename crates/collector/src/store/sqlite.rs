@@ -59,8 +59,9 @@ impl SqliteStore {
 /// Version 1 was the unversioned schema with arrival times and per-metric
 /// contributions; 2 keeps one report per device and period and no arrival time;
 /// 3 adds the published range revisions; 4 the pending periods, whose cells
-/// may lag their reports (a version 2 or 3 file is upgraded in place).
-pub const SCHEMA_VERSION: i64 = 4;
+/// may lag their reports; 5 the erasures that owe the file a rewrite (a
+/// version 2, 3 or 4 file is upgraded in place).
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// How long a connection waits for another's lock before it fails.
 pub const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -97,6 +98,15 @@ INSERT INTO epoch (n) VALUES (0);
 -- would recount them from the reports left).
 CREATE TABLE pruned (before_period INTEGER NOT NULL);
 INSERT INTO pruned (before_period) VALUES (0);
+";
+
+/// What version 5 adds to version 4.
+const ERASURES_TABLE: &str = "
+-- Erasures committed, each counted in its own transaction, and how many of
+-- them a rewrite of the file has cleared: a rewrite that succeeded moves
+-- `cleared` up to the count it read before it began (see `rewrite`).
+CREATE TABLE erasures (committed INTEGER NOT NULL, cleared INTEGER NOT NULL);
+INSERT INTO erasures (committed, cleared) VALUES (0, 0);
 ";
 
 const SCHEMA: &str = "
@@ -218,14 +228,18 @@ fn ensure_schema(conn: &Connection, path: &Path) -> Result<(), CollectorError> {
             conn.execute_batch(SCHEMA)?;
             conn.execute_batch(RANGES_TABLE)?;
             conn.execute_batch(PENDING_TABLE)?;
+            conn.execute_batch(ERASURES_TABLE)?;
             conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             return Ok(SCHEMA_VERSION);
         }
-        if found == 2 || found == 3 {
+        if (2..=4).contains(&found) {
             if found == 2 {
                 conn.execute_batch(RANGES_TABLE)?;
             }
-            conn.execute_batch(PENDING_TABLE)?;
+            if found <= 3 {
+                conn.execute_batch(PENDING_TABLE)?;
+            }
+            conn.execute_batch(ERASURES_TABLE)?;
             conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             return Ok(SCHEMA_VERSION);
         }
@@ -369,7 +383,8 @@ fn erase_device(
 }
 
 /// Rewrites the whole database file with the rows it keeps and empties the
-/// log, so that no copy of a deleted row stays in the files. Refused if
+/// log, so that no copy of a deleted row stays in the files, and takes the
+/// erasures it cleared off those [`owed_rewrites`] counts. Refused if
 /// readers (an export, a backup) hold the log for [`EMPTY_LOG_TRIES`]
 /// tries: the database file then keeps its old pages until it is emptied.
 ///
@@ -382,8 +397,37 @@ fn erase_device(
 /// lock throughout: uploads wait, and after [`BUSY_TIMEOUT`] are refused
 /// with 503 and retried.
 pub fn rewrite(conn: &Connection) -> Result<(), CollectorError> {
+    // Every erasure counted here committed before the VACUUM, which clears
+    // them all; one that commits later stays owed. A concurrent rewrite
+    // only moves `cleared` up to what it read.
+    let (committed, cleared): (i64, i64) =
+        conn.query_row("SELECT committed, cleared FROM erasures", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.execute_batch("VACUUM")?;
+    empty_log(conn)?;
+    if committed > cleared {
+        conn.execute(
+            "UPDATE erasures SET cleared = MAX(cleared, ?1)",
+            params![committed],
+        )?;
+        // That commit wrote one page of this table and nothing else; the
+        // log is emptied again only for tidiness.
+        let _ = empty_log(conn);
+    }
+    Ok(())
+}
+
+/// Erasures committed whose [`rewrite`] has not yet succeeded: each may
+/// have left copies of what it erased in the file's unused space.
+pub fn owed_rewrites(conn: &Connection) -> Result<i64, CollectorError> {
+    Ok(conn.query_row("SELECT committed - cleared FROM erasures", [], |r| r.get(0))?)
+}
+
+/// Empties the log (a truncating checkpoint), refused if readers hold it
+/// for [`EMPTY_LOG_TRIES`] tries.
+fn empty_log(conn: &Connection) -> Result<(), CollectorError> {
     // The checkpoint takes the write lock before it waits for readers, so
     // waiting inside it would stall uploads behind a long read for
     // BUSY_TIMEOUT and still fail: it is tried without waiting, instead.
@@ -481,6 +525,9 @@ fn erase_in_transaction(
     }
     let reports = conn.execute("DELETE FROM reports WHERE device = ?1", params![id])?;
     conn.execute("DELETE FROM devices WHERE id = ?1", params![id])?;
+    // Owed in the transaction that erases, so no failure or crash after
+    // it commits can leave its copies without the rewrite owed.
+    conn.execute("UPDATE erasures SET committed = committed + 1", [])?;
     Ok(Some((id, reports as u64, cells.len() as u64)))
 }
 
@@ -666,11 +713,12 @@ mod tests {
     }
 
     #[test]
-    fn versions_2_and_3_are_upgraded_in_place() {
+    fn versions_2_to_4_are_upgraded_in_place() {
         let dir = tempfile::tempdir().unwrap();
         for (version, tables) in [
             (2, SCHEMA.to_owned()),
             (3, format!("{SCHEMA}{RANGES_TABLE}")),
+            (4, format!("{SCHEMA}{RANGES_TABLE}{PENDING_TABLE}")),
         ] {
             let path = dir.path().join(format!("v{version}.sqlite"));
             install_page_cache();
@@ -688,6 +736,7 @@ mod tests {
                     .is_empty()
             );
             assert!(published_ranges(&conn).unwrap().is_empty());
+            assert_eq!(owed_rewrites(&conn).unwrap(), 0);
         }
     }
 

@@ -672,9 +672,11 @@ fn an_erased_devices_reports_leave_no_byte_in_the_files() {
         assert_eq!(gone.reports, 8);
         gone.residue
     };
+    let owed = |path: &Path| store::sqlite::owed_rewrites(&store::sqlite::open(path).unwrap());
     for upload in rest {
         assert_eq!(erase(&mut store, upload), store::Residue::Cleared);
     }
+    assert_eq!(owed(&fleet.path).unwrap(), 0);
     let reader = store::sqlite::open(&fleet.path).unwrap();
     reader.execute_batch("BEGIN").unwrap();
     let _: i64 = reader
@@ -684,11 +686,15 @@ fn an_erased_devices_reports_leave_no_byte_in_the_files() {
         store::Residue::RewriteFailed(why) => assert!(why.contains("holds its write-ahead log")),
         other => panic!("an erasure with the log held reported {other:?}"),
     }
+    // Owed, in the file, until a rewrite succeeds.
+    assert_eq!(owed(&fleet.path).unwrap(), 1);
     reader.execute_batch("COMMIT").unwrap();
+    assert_eq!(owed(&fleet.path).unwrap(), 1);
     assert_eq!(
         store::Store::clear_residue(&mut store).unwrap(),
         store::Residue::Cleared
     );
+    assert_eq!(owed(&fleet.path).unwrap(), 0);
 
     // The cells' states before the erasures, now gone, are needles too.
     needles.extend(cells_before.difference(&cell_states(&fleet.path)).cloned());
