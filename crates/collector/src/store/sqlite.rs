@@ -100,14 +100,20 @@ CREATE TABLE pruned (before_period INTEGER NOT NULL);
 INSERT INTO pruned (before_period) VALUES (0);
 ";
 
-/// What version 5 adds to version 4.
+/// What version 5 adds to version 4; idempotent, since a collector of
+/// version 4 still running writes its version back into the file.
 const ERASURES_TABLE: &str = "
 -- Erasures committed, each counted in its own transaction, and how many of
 -- them a rewrite of the file has cleared: a rewrite that succeeded moves
 -- `cleared` up to the count it read before it began (see `rewrite`).
-CREATE TABLE erasures (committed INTEGER NOT NULL, cleared INTEGER NOT NULL);
-INSERT INTO erasures (committed, cleared) VALUES (0, 0);
+CREATE TABLE IF NOT EXISTS erasures (committed INTEGER NOT NULL, cleared INTEGER NOT NULL);
+INSERT INTO erasures (committed, cleared) SELECT 0, 0 WHERE NOT EXISTS (SELECT 1 FROM erasures);
 ";
+
+/// Applied with [`ERASURES_TABLE`] to a file of an older version, whose
+/// erasures (by a build that did not rewrite, or not counted) may have
+/// left copies: one rewrite is owed.
+const ERASURES_OWED_BY_OLDER: &str = "UPDATE erasures SET committed = committed + 1;";
 
 const SCHEMA: &str = "
 CREATE TABLE devices (
@@ -240,6 +246,7 @@ fn ensure_schema(conn: &Connection, path: &Path) -> Result<(), CollectorError> {
                 conn.execute_batch(PENDING_TABLE)?;
             }
             conn.execute_batch(ERASURES_TABLE)?;
+            conn.execute_batch(ERASURES_OWED_BY_OLDER)?;
             conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             return Ok(SCHEMA_VERSION);
         }
@@ -701,6 +708,7 @@ mod tests {
         let path = dir.path().join("c.sqlite");
         let conn = open(&path).unwrap();
         assert_eq!(user_version(&conn).unwrap(), SCHEMA_VERSION);
+        assert_eq!(owed_rewrites(&conn).unwrap(), 0);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -736,7 +744,17 @@ mod tests {
                     .is_empty()
             );
             assert!(published_ranges(&conn).unwrap().is_empty());
+            // An older build's erasures may have left copies: one rewrite.
+            assert_eq!(owed_rewrites(&conn).unwrap(), 1);
+            rewrite(&conn).unwrap();
             assert_eq!(owed_rewrites(&conn).unwrap(), 0);
+            // A collector of version 4 still running writes 4 back; the
+            // next open upgrades again, without failing.
+            conn.pragma_update(None, "user_version", 4).unwrap();
+            drop(conn);
+            let conn = open(&path).unwrap();
+            assert_eq!(user_version(&conn).unwrap(), SCHEMA_VERSION);
+            assert_eq!(owed_rewrites(&conn).unwrap(), 1);
         }
     }
 
