@@ -16,7 +16,6 @@ use super::{IngestBackend, Outcome, Upload};
 use crate::CollectorError;
 use crate::cells::{CellKey, CellState};
 use crate::store;
-use crate::store::sqlite::coalesce;
 use crate::validate::{Rejection, category};
 
 /// Cells the writer keeps in memory beyond this many are dropped (and reloaded
@@ -32,7 +31,7 @@ const CACHE_CELLS: usize = if cfg!(test) { 32 } else { 1 << 16 };
 /// 29% of the writer's CPU samples, at 40,000 it is 8%, and the collector
 /// took 5 to 23% less CPU per report in alternating rounds. Past the 4,062
 /// frames of its first block the log's index grows blocks that emptying
-/// zeroes (see [`scrub_index`]).
+/// zeroes (see [`store::sqlite::empty_log`]).
 const CHECKPOINT_FRAMES: u64 = 40_000;
 
 /// The writer's page cache, in KiB (SQLite's default is 2 MiB). Report ids
@@ -371,62 +370,13 @@ impl IngestBackend for SqliteIngest {
     }
 }
 
-/// Copies the whole log into the database and truncates it to zero bytes,
-/// then scrubs the log's index; returns whether it did (readers still using
-/// the log keep it until the next try, and the copy made so far stands).
-///
-/// The index (the `-shm` file) lists the page each frame wrote, in commit
-/// order, and truncating the log does not clear it; SQLite clears a block of
-/// it when the first frame of that block is written. So one more commit of
-/// one page (page 1, the header) and a second truncation leave the first
-/// block naming page 1 only, and [`scrub_index`] zeroes the later blocks a
-/// long log grew.
+/// Empties the log ([`store::sqlite::empty_log`]); returns whether it did,
+/// and says in the log why not when it failed.
 fn empty_log(conn: &Connection) -> bool {
-    // Without waiting: a truncating checkpoint that waits for readers also
-    // holds off the writer's own next commit, and a command-line erasure
-    // holding the write lock is waited for at the next try.
-    let truncate = || {
-        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
-            r.get::<_, i64>(0)
-        })
-        .map(|busy| busy == 0)
-    };
-    let emptied = conn
-        .busy_timeout(Duration::ZERO)
-        .map_err(CollectorError::from)
-        .and_then(|()| {
-            Ok(truncate()?
-                && conn
-                    .pragma_update(None, "user_version", store::SCHEMA_VERSION)
-                    .and_then(|()| truncate())?
-                && scrub_index(conn)?)
-        });
-    let restored = conn
-        .busy_timeout(store::BUSY_TIMEOUT)
-        .map_err(CollectorError::from);
-    match (emptied, restored) {
-        (Ok(done), Ok(())) => done,
-        (Err(e), _) | (_, Err(e)) => {
-            tracing::warn!("cannot empty the write-ahead log: {e}");
-            false
-        }
-    }
-}
-
-/// Zeroes the blocks of the log's index past the first, once the log is
-/// empty; returns whether the log was still empty (a commit from another
-/// connection in between leaves the scrub to the next emptying).
-///
-/// Under the write lock, so no commit fills a block meanwhile.
-fn scrub_index(conn: &Connection) -> Result<bool, CollectorError> {
-    conn.execute_batch("BEGIN IMMEDIATE")?;
-    let scrubbed = coalesce::zero_index_past_first(conn);
-    // Nothing was written: this only releases the lock, and must, even
-    // after a failure.
-    let released = conn.execute_batch("ROLLBACK");
-    let scrubbed = scrubbed?;
-    released?;
-    Ok(scrubbed)
+    store::sqlite::empty_log(conn).unwrap_or_else(|e| {
+        tracing::warn!("cannot empty the write-ahead log: {e}");
+        false
+    })
 }
 
 /// Inserts one upload's reports; returns the cells to update as (cell, report

@@ -393,7 +393,8 @@ fn erase_device(
 /// log, so that no copy of a deleted row stays in the files, and takes the
 /// erasures it cleared off those [`owed_rewrites`] counts. Refused if
 /// readers (an export, a backup) hold the log for [`EMPTY_LOG_TRIES`]
-/// tries: the database file then keeps its old pages until it is emptied.
+/// tries of [`empty_log`]: the database file then keeps its old pages
+/// until it is emptied.
 ///
 /// `secure_delete` zeroes a deleted row where it lies and every page freed,
 /// but SQLite's page rebuilds (as rows are added) can leave copies of rows
@@ -413,7 +414,16 @@ pub fn rewrite(conn: &Connection) -> Result<(), CollectorError> {
         })?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.execute_batch("VACUUM")?;
-    empty_log(conn)?;
+    let mut tries = 0;
+    while !empty_log(conn)? {
+        tries += 1;
+        if tries == EMPTY_LOG_TRIES {
+            return Err(CollectorError::Refused(
+                "the file was rewritten, but a reader (an export, a backup) holds its write-ahead log, so the database file keeps its old pages until the log is emptied".into(),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     if committed > cleared {
         conn.execute(
             "UPDATE erasures SET cleared = MAX(cleared, ?1)",
@@ -432,32 +442,56 @@ pub fn owed_rewrites(conn: &Connection) -> Result<i64, CollectorError> {
     Ok(conn.query_row("SELECT committed - cleared FROM erasures", [], |r| r.get(0))?)
 }
 
-/// Empties the log (a truncating checkpoint), refused if readers hold it
-/// for [`EMPTY_LOG_TRIES`] tries.
-fn empty_log(conn: &Connection) -> Result<(), CollectorError> {
-    // The checkpoint takes the write lock before it waits for readers, so
-    // waiting inside it would stall uploads behind a long read for
-    // BUSY_TIMEOUT and still fail: it is tried without waiting, instead.
-    conn.busy_timeout(Duration::ZERO)?;
-    let mut emptied = Ok(false);
-    for _ in 0..EMPTY_LOG_TRIES {
-        emptied = conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
-                r.get::<_, i64>(0)
-            })
-            .map(|busy| busy == 0);
-        if !matches!(emptied, Ok(false)) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    if !emptied? {
-        return Err(CollectorError::Refused(
-            "the file was rewritten, but a reader (an export, a backup) holds its write-ahead log, so the database file keeps its old pages until the log is emptied".into(),
-        ));
-    }
-    Ok(())
+/// Copies the whole log into the database and truncates it to zero bytes,
+/// then scrubs the log's index; returns whether it did (readers still using
+/// the log keep it until the next try, and the copy made so far stands).
+///
+/// The index (the `-shm` file) lists the page each frame wrote, in commit
+/// order, and truncating the log does not clear it; SQLite clears a block of
+/// it when the first frame of that block is written. So one more commit of
+/// one page (page 1, the header) and a second truncation leave the first
+/// block naming page 1 only, and [`scrub_index`] zeroes the later blocks a
+/// long log grew.
+pub(crate) fn empty_log(conn: &Connection) -> Result<bool, CollectorError> {
+    // Without waiting: a truncating checkpoint takes the write lock before
+    // it waits for readers, so waiting would hold off every commit behind
+    // a long read; the caller tries again later.
+    let truncate = || {
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map(|busy| busy == 0)
+    };
+    let emptied = conn
+        .busy_timeout(Duration::ZERO)
+        .map_err(CollectorError::from)
+        .and_then(|()| {
+            Ok(truncate()?
+                && conn
+                    .pragma_update(None, "user_version", SCHEMA_VERSION)
+                    .and_then(|()| truncate())?
+                && scrub_index(conn)?)
+        });
+    let restored = conn.busy_timeout(BUSY_TIMEOUT);
+    let emptied = emptied?;
+    restored?;
+    Ok(emptied)
+}
+
+/// Zeroes the blocks of the log's index past the first, once the log is
+/// empty; returns whether the log was still empty (a commit from another
+/// connection in between leaves the scrub to the next emptying).
+///
+/// Under the write lock, so no commit fills a block meanwhile.
+pub(crate) fn scrub_index(conn: &Connection) -> Result<bool, CollectorError> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let scrubbed = coalesce::zero_index_past_first(conn);
+    // Nothing was written: this only releases the lock, and must, even
+    // after a failure.
+    let released = conn.execute_batch("ROLLBACK");
+    let scrubbed = scrubbed?;
+    released?;
+    Ok(scrubbed)
 }
 
 /// Tries a [`rewrite`] makes to empty the log, 50 ms apart.
